@@ -1,0 +1,52 @@
+# The single entry point: `make run` starts the whole system, `make test` runs the suite.
+# Everything a fresh machine needs (venv, packages, Kafka jars) is installed on demand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: help install kafka-jars run test test-unit lint schemas bench clean
+
+help:
+	@echo "make run     start Kafka, Ray, the working blocks and the analyzer (Ctrl-C stops)"
+	@echo "make test    run the whole test suite against a real broker and real Ray"
+	@echo "make lint    ruff and mypy"
+	@echo "make bench   run the benchmarks in bench/"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Jars are cached in ~/.cache/computeinfra (COMPUTEINFRA_CACHE), not in the repo.
+kafka-jars: install
+	$(BIN)/computeinfra kafka fetch
+
+run: kafka-jars
+	$(BIN)/computeinfra up $(if $(BLOCKS),--blocks $(BLOCKS),)
+
+test: kafka-jars
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+schemas: install
+	$(BIN)/computeinfra schema --out docs/schemas
+
+bench: kafka-jars
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results

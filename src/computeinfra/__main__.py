@@ -1,0 +1,3 @@
+from computeinfra.cli import main
+
+main()

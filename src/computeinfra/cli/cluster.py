@@ -1,0 +1,133 @@
+"""Cluster commands: ``up``, ``blocks``, ``stats``, ``tasks``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import ray
+import typer
+from rich.table import Table
+
+from computeinfra.cluster.launcher import Cluster, block_statuses, default_blocks, get_analyzer
+from computeinfra.cluster.run import serve
+from computeinfra.config import Settings
+from computeinfra.schemas import write_schemas
+from computeinfra.tasks.registry import load_registry
+
+from .output import console, err_console, print_json
+
+__all__ = ["register"]
+
+STATS_TIMEOUT_SECONDS = 30.0
+
+
+def _blocks_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        "block", "state", "job", "supervisor pid", "worker pid", "processed", "partitions"
+    )
+    for row in rows:
+        table.add_row(
+            str(row.get("block")),
+            str(row.get("state")),
+            str(row.get("job") or "—"),
+            str(row.get("supervisor_pid")),
+            str(row.get("worker_pid")),
+            str(row.get("processed", "")),
+            ",".join(map(str, row.get("partitions", []))),
+        )
+    return table
+
+
+def up(
+    blocks: Annotated[int | None, typer.Option(help="Working blocks; default: CPU count.")] = None,
+) -> None:
+    """Start Kafka (unless COMPUTEINFRA_BOOTSTRAP is set), Ray, the blocks and the analyzer."""
+    settings = Settings.from_env()
+    count = blocks or default_blocks()
+
+    def ready(cluster: Cluster) -> None:
+        console.print(_blocks_table(cluster.status()))
+        console.print(
+            f"[bold green]ready[/]: {count} block(s), Kafka at {settings.bootstrap_servers}, "
+            f"results in {settings.results_root}. Submit from another shell, e.g.\n"
+            "  computeinfra submit sleep --payload '{\"seconds\": 1}' --result-dir demo --wait\n"
+            "Ctrl-C stops everything."
+        )
+
+    serve(settings, count, say=lambda text: err_console.print(text), on_ready=ready)
+
+
+def blocks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show every working block: its pids, state and the job it is running."""
+    rows = block_statuses(Settings.from_env())
+    if as_json:
+        print_json(rows)
+    else:
+        console.print(_blocks_table(rows))
+
+
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The analyzer's metrics: counts, queue wait and run time percentiles, throughput."""
+    analyzer = get_analyzer(Settings.from_env())
+    snapshot: dict[str, Any] = ray.get(analyzer.snapshot.remote(), timeout=STATS_TIMEOUT_SECONDS)
+    if as_json:
+        print_json(snapshot)
+        return
+    table = Table(
+        "task",
+        "submitted",
+        "succeeded",
+        "failed",
+        "rejected",
+        "in flight",
+        "wait p50/p95/p99 (s)",
+        "run p50/p95/p99 (s)",
+    )
+    for name, row in snapshot["tasks"].items():
+        table.add_row(
+            name,
+            *(str(row[k]) for k in ("submitted", "succeeded", "failed", "rejected", "in_flight")),
+            _percentiles(row["queue_wait"]),
+            _percentiles(row["run_time"]),
+        )
+    console.print(table)
+    console.print(
+        f"throughput: {snapshot['throughput']['last_minute']} jobs in the last minute · "
+        f"worker restarts: {snapshot['worker_restarts']['total']} · "
+        f"backlog: {snapshot['backlog']}"
+    )
+
+
+def _percentiles(summary: dict[str, float | None]) -> str:
+    values = [summary.get(k) for k in ("p50", "p95", "p99")]
+    return "/".join("—" if v is None else f"{v:.3f}" for v in values)
+
+
+def tasks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The registered tasks with their payload schemas."""
+    registry = load_registry(Settings.from_env().task_modules)
+    if as_json:
+        print_json(
+            {t.name: {"description": t.description, "payload": t.schema()} for t in registry}
+        )
+        return
+    for item in registry:
+        console.print(f"[bold]{item.name}[/] — {item.description}")
+        console.print_json(json.dumps(item.schema()))
+
+
+def schema(
+    out: Annotated[Path, typer.Option(help="Folder to write the JSON Schemas into.")] = Path(
+        "docs/schemas"
+    ),
+) -> None:
+    """Write the wire-format JSON Schemas (one per topic, one per task payload)."""
+    for path in write_schemas(out, load_registry(Settings.from_env().task_modules)):
+        console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (up, blocks, stats, tasks, schema):
+        app.command()(command)

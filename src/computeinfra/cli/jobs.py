@@ -1,0 +1,137 @@
+"""Job commands: ``submit``, ``watch``, ``status``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import OFFSET_BEGINNING
+
+from computeinfra.client.lookup import find_last
+from computeinfra.client.sdk import Client
+from computeinfra.config import Settings
+from computeinfra.errors import JobTimeout, RequestError
+from computeinfra.kafka.admin import check_reachable
+from computeinfra.kafka.clients import end_offsets, partition_count, reader
+from computeinfra.protocol import COMPLETED_TOPIC, PENDING_TOPIC, decode_completion
+
+from .output import console, err_console, notification_line, print_json
+
+__all__ = ["register"]
+
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 3
+
+
+def _read_payload(raw: str) -> dict[str, Any]:
+    """``--payload`` takes JSON text, or ``@file`` holding JSON."""
+    text = raw
+    if raw.startswith("@"):
+        try:
+            text = Path(raw[1:]).read_text()
+        except OSError as exc:
+            raise RequestError(f"cannot read payload file {raw[1:]!r}: {exc.strerror}") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RequestError("--payload must be a JSON object, e.g. '{\"seconds\": 1}'")
+    return payload
+
+
+def submit(
+    task: Annotated[str, typer.Argument(help="Task name; see `computeinfra tasks`.")],
+    payload: Annotated[str, typer.Option(help="Payload as JSON, or @FILE holding JSON.")] = "{}",
+    result_dir: Annotated[str, typer.Option(help="Folder under the results root.")] = "default",
+    key: Annotated[str | None, typer.Option(help="Job key; generated if absent.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait and print the completion as JSON.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+) -> None:
+    """Submit a job. Prints its key; with --wait, prints the completion and exits 0 only on success."""
+    settings = Settings.from_env()
+    body = _read_payload(payload)
+    check_reachable(settings.bootstrap_servers)
+    with Client(settings=settings) as client:
+        handle = client.submit(task, body, result_dir, key=key)
+        client.flush()
+        if not wait:
+            print(handle.key)
+            return
+        err_console.print(f"submitted {handle.key}, waiting…")
+        try:
+            completion = handle.completion(timeout)
+        except JobTimeout as exc:
+            err_console.print(
+                f"[yellow]{exc}[/]; it may still complete: `computeinfra status {handle.key}`"
+            )
+            raise typer.Exit(EXIT_TIMEOUT) from None
+    print_json(completion.model_dump(mode="json"))
+    if not completion.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def watch(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    from_beginning: Annotated[bool, typer.Option(help="Replay earlier completions too.")] = False,
+    count: Annotated[int | None, typer.Option(help="Exit after this many completions.")] = None,
+) -> None:
+    """Print a line per completion as it arrives (Ctrl-C to stop)."""
+    settings = Settings.from_env()
+    check_reachable(settings.bootstrap_servers)
+    consumer = reader(settings.bootstrap_servers, client_id="computeinfra-watch")
+    partitions = partition_count(consumer, COMPLETED_TOPIC)
+    start = end_offsets(consumer, COMPLETED_TOPIC, partitions)
+    if from_beginning:
+        for tp in start:
+            tp.offset = OFFSET_BEGINNING
+    consumer.assign(start)
+    # On stderr in both modes: it tells a person (and a script) that watching has begun.
+    err_console.print("watching completedJobs (Ctrl-C to stop)…")
+    seen = 0
+    try:
+        while count is None or seen < count:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            completion = decode_completion(message.value())
+            seen += 1
+            if as_json:
+                print_json(completion.model_dump(mode="json"))
+            else:
+                console.print(notification_line(completion))
+            sys.stdout.flush()
+    finally:
+        consumer.close()
+
+
+def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
+    """Show a job's state: its completion, or pending if it is queued but not answered yet."""
+    settings = Settings.from_env()
+    check_reachable(settings.bootstrap_servers)
+    found = find_last(settings.bootstrap_servers, COMPLETED_TOPIC, key)
+    if found is not None:
+        completion = decode_completion(found[0])
+        print_json(
+            {
+                "key": key,
+                "state": completion.status.value,
+                "completion": completion.model_dump(mode="json"),
+            }
+        )
+        return
+    queued = find_last(settings.bootstrap_servers, PENDING_TOPIC, key)
+    if queued is not None:
+        print_json({"key": key, "state": "pending", "submitted_at": queued[1]})
+        return
+    print_json({"key": key, "state": "unknown"})
+    raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(submit)
+    app.command()(watch)
+    app.command()(status)

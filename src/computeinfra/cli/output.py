@@ -1,0 +1,47 @@
+"""Shared terminal output for the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+
+from computeinfra.protocol import Completion, Status
+
+__all__ = ["console", "err_console", "notification_line", "print_json"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_MARK = {
+    Status.SUCCEEDED: "[green]✔[/]",
+    Status.FAILED: "[red]✘[/]",
+    Status.REJECTED: "[yellow]⊘[/]",
+}
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output goes to stdout as plain JSON, never through rich markup."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def notification_line(completion: Completion) -> str:
+    """One readable line per completion, for ``watch`` and ``submit --wait``."""
+    took = ""
+    if completion.started_at is not None:
+        took = f" in {completion.finished_at - completion.started_at:.2f}s"
+    at = time.strftime("%H:%M:%S", time.localtime(completion.finished_at))
+    line = f"{at} {_MARK[completion.status]} {completion.key} [bold]{completion.task}[/]"
+    line += f" {completion.status.value}{took}"
+    if completion.status is Status.SUCCEEDED:
+        files = len(completion.outputs)
+        line += f" → {completion.result_dir} ({files} file{'s' if files != 1 else ''})"
+    elif completion.error is not None:
+        line += f": {completion.error.message.splitlines()[0]}"
+    if completion.attempts > 1:
+        line += f" (attempts: {completion.attempts})"
+    return line

@@ -1,0 +1,117 @@
+"""The one place that turns the plain classes into Ray actors.
+
+Restart policy is Ray's: every actor restarts forever (``max_restarts=-1``). Worker calls
+are never retried by Ray (``max_task_retries=0``) because the supervisor decides whether a
+job is sent again, and counts the attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from computeinfra.config import Settings
+from computeinfra.kafka.admin import consumer_lag
+
+from .analyzer import Analyzer
+from .events import JobEvent
+from .jobs import Assignment, Outcome, WorkerLost
+from .middleware.redelivery import RedeliverOnWorkerLoss
+from .middleware.reporting import AnalyzerReporter
+from .supervisor import Supervisor
+from .worker import Worker
+
+__all__ = ["AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
+
+LAG_CACHE_SECONDS = 1.0
+
+
+def actor_name(role: str, block: int | None = None) -> str:
+    return role if block is None else f"{role}-{block}"
+
+
+class _RayWorkerCall:
+    def __init__(self, ref: ray.ObjectRef) -> None:
+        self._ref = ref
+
+    def outcome(self, timeout: float | None = None) -> Outcome:
+        try:
+            result: Outcome = ray.get(self._ref, timeout=timeout)
+        except RayActorError as exc:
+            raise WorkerLost(getattr(exc, "error_msg", None) or type(exc).__name__) from exc
+        return result
+
+
+class _RayWorkerPort:
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def submit(self, assignment: Assignment) -> _RayWorkerCall:
+        return _RayWorkerCall(self._handle.run.remote(assignment))
+
+    def describe(self, timeout: float) -> dict[str, Any]:
+        described: dict[str, Any] = ray.get(self._handle.describe.remote(), timeout=timeout)
+        return described
+
+
+class _SupervisorHost:
+    """Builds a ``Supervisor`` wired to Ray, and starts it as soon as the actor exists.
+
+    Starting in ``__init__`` means a restarted supervisor process resumes consuming by itself.
+    Its peers are passed by name, not by handle, so a restart never depends on constructor
+    arguments kept in the object store.
+    """
+
+    def __init__(self, settings: Settings, block: int) -> None:
+        worker = ray.get_actor(actor_name("worker", block))
+        analyzer = ray.get_actor(actor_name("analyzer"))
+
+        def send(events: list[JobEvent]) -> None:
+            analyzer.record.remote(events)
+
+        self.supervisor = Supervisor(
+            settings,
+            block,
+            _RayWorkerPort(worker),
+            [AnalyzerReporter(send, block), RedeliverOnWorkerLoss(settings.max_attempts)],
+            node=ray.get_runtime_context().get_node_id(),
+        )
+        self.supervisor.start()
+
+    def status(self) -> dict[str, Any]:
+        return {**self.supervisor.status(), "supervisor_pid": os.getpid()}
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.supervisor.stop(timeout)
+
+
+class _AnalyzerHost(Analyzer):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cached: tuple[float, int | None] = (0.0, None)
+        super().__init__(lag=self._backlog)
+
+    def _backlog(self) -> int | None:
+        at, value = self._cached
+        if time.monotonic() - at > LAG_CACHE_SECONDS:
+            value = consumer_lag(self._settings.bootstrap_servers, self._settings.group)
+            self._cached = (time.monotonic(), value)
+        return value
+
+
+class _WorkerHost(Worker):
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "node": ray.get_runtime_context().get_node_id()}
+
+
+WorkerActor = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(_WorkerHost)
+# Threaded so that status() answers while the consume loop runs on its own thread.
+SupervisorActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)(
+    _SupervisorHost
+)
+# Single-threaded: events and snapshots are applied one at a time, so no locking is needed.
+AnalyzerActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_AnalyzerHost)

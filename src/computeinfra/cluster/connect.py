@@ -1,0 +1,78 @@
+"""Finding and joining the Ray cluster, and the state file ``computeinfra up`` leaves behind."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from computeinfra.config import Settings
+from computeinfra.errors import ClusterError
+
+__all__ = ["connect", "read_state", "remove_state", "write_state"]
+
+STATE_FILE = "cluster.json"
+LOOPBACK = "127.0.0.1"
+
+
+def write_state(settings: Settings, **state: Any) -> Path:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.run_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    path = settings.run_dir / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    pid = state.get("pid")
+    if isinstance(pid, int) and not Path(f"/proc/{pid}").exists():
+        return None  # left behind by a run that did not exit cleanly
+    return state
+
+
+def remove_state(settings: Settings) -> None:
+    (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def connect(settings: Settings, *, start_local: bool = False, num_cpus: int | None = None) -> str:
+    """Join the running cluster (``RAY_ADDRESS``, else the one ``up`` recorded).
+
+    With ``start_local`` and no cluster to join, start a single-node Ray on 127.0.0.1.
+    Returns the cluster's GCS address.
+    """
+    if not ray.is_initialized():
+        common: dict[str, Any] = {"namespace": settings.namespace, "logging_level": logging.WARNING}
+        env_address = os.environ.get("RAY_ADDRESS")
+        if env_address:
+            _join(env_address, common)
+        elif start_local:
+            ray.init(
+                _node_ip_address=LOOPBACK, num_cpus=num_cpus, include_dashboard=False, **common
+            )
+        else:
+            recorded = (read_state(settings) or {}).get("ray_address")
+            if not recorded:
+                raise ClusterError(
+                    "no running cluster found: start one with `make run` or `computeinfra up`, "
+                    "or set RAY_ADDRESS to join an existing Ray cluster"
+                )
+            _join(recorded, common)
+    gcs: str = ray.get_runtime_context().gcs_address
+    return gcs
+
+
+def _join(address: str, common: dict[str, Any]) -> None:
+    try:
+        ray.init(address=address, log_to_driver=False, **common)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {exc}") from exc

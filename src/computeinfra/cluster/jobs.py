@@ -1,0 +1,96 @@
+"""The cluster's in-memory view of a job between intake and completion (not wire types)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from computeinfra.errors import RequestError
+from computeinfra.protocol import Completion, ErrorInfo, Output, Status
+
+__all__ = ["Assignment", "Outcome", "WorkerLost", "complete", "reject"]
+
+
+class WorkerLost(Exception):
+    """The worker process died (killed, crashed, out of memory) before answering."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A validated job handed to a worker. ``attempt`` counts from 1."""
+
+    key: str
+    task: str
+    payload: BaseModel
+    result_dir: str
+    submitted_at: float | None
+    attempt: int = 1
+
+    def next_attempt(self) -> Assignment:
+        return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker reports for one attempt."""
+
+    status: Status
+    started_at: float
+    finished_at: float = field(default_factory=time.time)
+    outputs: tuple[Output, ...] = ()
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def lost(cls, started_at: float, message: str) -> Outcome:
+        return cls(
+            status=Status.FAILED,
+            started_at=started_at,
+            error=ErrorInfo(type="WorkerLost", message=message),
+        )
+
+
+def complete(
+    assignment: Assignment, outcome: Outcome, *, block: int | None, node: str | None
+) -> Completion:
+    return Completion(
+        key=assignment.key,
+        task=assignment.task,
+        status=outcome.status,
+        result_dir=assignment.result_dir,
+        outputs=list(outcome.outputs),
+        result=outcome.result,
+        error=outcome.error,
+        attempts=assignment.attempt,
+        submitted_at=assignment.submitted_at,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        block=block,
+        node=node,
+    )
+
+
+def reject(
+    key: str,
+    error: RequestError,
+    *,
+    task: str | None,
+    result_dir: str | None,
+    submitted_at: float | None,
+    block: int | None = None,
+    node: str | None = None,
+) -> Completion:
+    return Completion(
+        key=key,
+        task=task,
+        status=Status.REJECTED,
+        result_dir=result_dir,
+        error=ErrorInfo(type=type(error).__name__, message=str(error), field=error.field),
+        attempts=0,
+        submitted_at=submitted_at,
+        block=block,
+        node=node,
+    )

@@ -1,0 +1,111 @@
+"""``computeinfra up``: the broker (unless an external one is named), topics, blocks, analyzer.
+
+Runs in the foreground until SIGINT or SIGTERM, then stops everything it started in order:
+supervisors finish their job and leave the group, Ray shuts down, the broker stops last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import ray
+
+from computeinfra.config import Settings
+from computeinfra.kafka.admin import check_reachable, ensure_topics
+from computeinfra.kafka.broker import LocalBroker
+from computeinfra.kafka.local import local_broker
+
+from .connect import remove_state, write_state
+from .launcher import Cluster
+
+__all__ = ["serve"]
+
+_log = logging.getLogger("computeinfra.up")
+
+
+def _start_broker(settings: Settings, say: Callable[[str], None]) -> LocalBroker | None:
+    """Start the local broker if it is ours to run; return it when we started it."""
+    if not settings.uses_local_broker:
+        say(f"using Kafka at {settings.bootstrap_servers}")
+        return None
+    broker = local_broker(settings)
+    if broker.status().running:
+        say(f"using the local broker already running at {broker.config.bootstrap}")
+        return None
+    say(f"starting Kafka at {broker.config.bootstrap} (data in {broker.config.data_dir})")
+    broker.start()
+    return broker
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def serve(
+    settings: Settings,
+    blocks: int,
+    say: Callable[[str], None],
+    on_ready: Callable[[Cluster], Any] | None = None,
+) -> None:
+    broker = _start_broker(settings, say)
+    cluster: Cluster | None = None
+    try:
+        check_reachable(settings.bootstrap_servers)
+        created = ensure_topics(settings)
+        if created:
+            say(f"created topics: {', '.join(created)}")
+        say(f"starting Ray and {blocks} working block(s)…")
+        cluster = Cluster(settings, blocks)
+        cluster.start()
+        write_state(
+            settings,
+            ray_address=cluster.address,
+            pid=os.getpid(),
+            bootstrap=settings.bootstrap_servers,
+            blocks=blocks,
+        )
+        if on_ready is not None:
+            on_ready(cluster)
+        _wait_for_signal()
+        say("stopping…")
+    finally:
+        _shutdown(settings, cluster, broker, say)
+
+
+def _shutdown(
+    settings: Settings,
+    cluster: Cluster | None,
+    broker: LocalBroker | None,
+    say: Callable[[str], None],
+) -> None:
+    # Ignore further Ctrl-C while we tear down, so the teardown itself is not cut short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    remove_state(settings)
+    try:
+        if cluster is not None:
+            cluster.stop()
+    except Exception as exc:
+        _log.warning("stopping the blocks: %s", exc)
+    if ray.is_initialized():
+        ray.shutdown()
+    if broker is not None:
+        say("stopping Kafka…")
+        broker.stop()
+    say("stopped.")

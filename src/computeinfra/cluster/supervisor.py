@@ -1,0 +1,261 @@
+"""The supervisor: consumes ``pendingJobs``, validates, drives its worker, publishes answers.
+
+Delivery is at least once: a record's offset is committed only after its completion (or
+dead letter) has been acknowledged by the broker. Partitions change hands only between jobs,
+because the supervisor does not poll while a job runs; the poll interval allowed by the group
+is sized to the longest job instead (see ``max_poll_interval_ms``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from computeinfra.config import Settings
+from computeinfra.errors import KafkaError, RequestError
+from computeinfra.kafka.clients import make_consumer, make_producer
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    DEAD_TOPIC,
+    PENDING_TOPIC,
+    Completion,
+    encode_completion,
+    key_text,
+)
+from computeinfra.tasks.registry import TaskRegistry, load_registry
+
+from .intake import admit
+from .jobs import Assignment, Outcome, WorkerLost, complete, reject
+from .middleware import Middleware, MiddlewareChain
+from .worker import WorkerPort
+
+__all__ = ["Supervisor"]
+
+_log = logging.getLogger("computeinfra.supervisor")
+PUBLISH_TIMEOUT_SECONDS = 30.0
+WORKER_BACK_TIMEOUT_SECONDS = 120.0
+# Longest a single attempt may take before the group considers this member dead.
+MAX_JOB_SECONDS = 3600
+
+
+def max_poll_interval_ms(settings: Settings) -> int:
+    return min(settings.max_attempts * (MAX_JOB_SECONDS + 60) * 1000, 86_400_000)
+
+
+class Supervisor:
+    """One per working block. ``start()`` runs the consume loop on a background thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        block: int,
+        worker: WorkerPort,
+        middleware: Sequence[Middleware] = (),
+        *,
+        node: str | None = None,
+        registry: TaskRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.block = block
+        self.node = node
+        self.worker = worker
+        self.hooks = MiddlewareChain(middleware)
+        self.registry = registry or load_registry(settings.task_modules)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self.state = "starting"
+        self.job: str | None = None
+        self.partitions: list[int] = []
+        self.processed = 0
+        self.worker_pid: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"supervisor-{self.block}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the job in hand, leave the group, and return."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "block": self.block,
+            "node": self.node,
+            "worker_pid": self.worker_pid,
+            "state": self.state,
+            "job": self.job,
+            "partitions": list(self.partitions),
+            "processed": self.processed,
+        }
+
+    def _run(self) -> None:
+        self._refresh_worker_pid()
+        self._producer = make_producer(
+            self.settings.bootstrap_servers, client_id=f"supervisor-{self.block}"
+        )
+        self._consumer = make_consumer(
+            self.settings.bootstrap_servers,
+            self.settings.group,
+            client_id=f"supervisor-{self.block}",
+            **{
+                "partition.assignment.strategy": "cooperative-sticky",
+                "max.poll.interval.ms": max_poll_interval_ms(self.settings),
+            },
+        )
+        self._consumer.subscribe(
+            [PENDING_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        self.state = "idle"
+        try:
+            self._loop(self._consumer)
+        finally:
+            self.state = "stopping"
+            self._consumer.close()
+            self._producer.flush(PUBLISH_TIMEOUT_SECONDS)
+            self.state = "stopped"
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.partitions = sorted({*self.partitions, *(tp.partition for tp in partitions)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        self.partitions = [p for p in self.partitions if p not in gone]
+
+    def _loop(self, consumer: Consumer) -> None:
+        while not self._stop.is_set():
+            message = consumer.poll(self.settings.poll_seconds)
+            if message is None:
+                self.hooks.on_idle()
+                continue
+            if message.error():
+                _log.warning("consume error on block %s: %s", self.block, message.error())
+                continue
+            try:
+                self._handle(message)
+            except KafkaError as exc:
+                # Not committed: rewind so the record is handled again rather than lost.
+                _log.error("block %s could not publish, will retry the record: %s", self.block, exc)
+                consumer.seek(
+                    TopicPartition(message.topic(), message.partition(), message.offset())
+                )
+            finally:
+                self.state, self.job = "idle", None
+
+    # -- one record --------------------------------------------------------------------------
+
+    def _handle(self, message: Message) -> None:
+        raw_key: bytes | None = message.key()
+        if not raw_key:
+            self.hooks.on_received(None, None)
+            self._dead_letter(message, "the record has no key; every job needs a key to answer to")
+            self._commit(message)
+            return
+        self.job = key_text(raw_key)
+        _ts_type, ts_ms = message.timestamp()
+        record_time = ts_ms / 1000 if ts_ms and ts_ms > 0 else None
+        request, verdict = admit(
+            raw_key, message.value(), record_time, self.registry, self.settings
+        )
+        self.hooks.on_received(self.job, request.task if request else None)
+        if isinstance(verdict, RequestError):
+            completion = reject(
+                self.job,
+                verdict,
+                task=request.task if request else None,
+                result_dir=request.result_dir if request else None,
+                submitted_at=(request.submitted_at if request else None) or record_time,
+                block=self.block,
+                node=self.node,
+            )
+        else:
+            completion = self._execute(verdict)
+        self._publish(COMPLETED_TOPIC, raw_key, encode_completion(completion))
+        self._commit(message)
+        self.processed += 1
+        self.hooks.after_completion(completion)
+
+    def _execute(self, assignment: Assignment) -> Completion:
+        self.state = "busy"
+        while True:
+            self.hooks.before_dispatch(assignment)
+            started = time.time()
+            try:
+                outcome = self._await(assignment)
+            except WorkerLost as lost:
+                reason = f"the worker process died during attempt {assignment.attempt}: {lost}"
+                self.hooks.on_worker_lost(assignment, reason)
+                self._wait_for_worker()
+                if self.hooks.should_redeliver(assignment, reason):
+                    assignment = assignment.next_attempt()
+                    continue
+                outcome = Outcome.lost(started, reason)
+            return complete(assignment, outcome, block=self.block, node=self.node)
+
+    def _await(self, assignment: Assignment) -> Outcome:
+        return self.worker.submit(assignment).outcome()
+
+    def _wait_for_worker(self) -> None:
+        """Block until the restarted worker answers, so ``blocks`` shows its new pid."""
+        self.state = "restarting-worker"
+        self._refresh_worker_pid(WORKER_BACK_TIMEOUT_SECONDS)
+        self.state = "busy"
+
+    def _refresh_worker_pid(self, timeout: float = 60.0) -> None:
+        try:
+            self.worker_pid = int(self.worker.describe(timeout)["pid"])
+        except Exception as exc:  # the next submit will surface a real failure
+            _log.warning("block %s: worker did not answer: %s", self.block, exc)
+            self.worker_pid = None
+
+    # -- Kafka writes ------------------------------------------------------------------------
+
+    def _publish(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[Any] | None = None
+    ) -> None:
+        assert self._producer is not None
+        errors: list[Any] = []
+        self._producer.produce(
+            topic, key=key, value=value, headers=headers, on_delivery=lambda e, _m: errors.append(e)
+        )
+        left = self._producer.flush(PUBLISH_TIMEOUT_SECONDS)
+        if left or not errors or errors[0] is not None:
+            raise KafkaError(f"publishing to {topic} failed: {errors[0] if errors else 'timeout'}")
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        _log.warning(
+            "block %s dead-letters %s[%s]@%s: %s",
+            self.block,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            reason,
+        )
+        headers = [
+            ("computeinfra.reason", reason.encode()),
+            (
+                "computeinfra.source",
+                f"{message.topic()}/{message.partition()}/{message.offset()}".encode(),
+            ),
+        ]
+        self._publish(DEAD_TOPIC, message.key(), message.value() or b"", headers)
+
+    def _commit(self, message: Message) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.commit(message=message, asynchronous=False)
+        except Exception as exc:  # the record may be redelivered; at-least-once allows it
+            _log.warning(
+                "block %s could not commit offset %s: %s", self.block, message.offset(), exc
+            )

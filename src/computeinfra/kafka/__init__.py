@@ -1,0 +1,1 @@
+"""Task aggregation: the local Kafka broker, client configuration, topics."""

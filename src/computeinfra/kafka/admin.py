@@ -1,0 +1,85 @@
+"""Topic creation and consumer-lag reading."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from computeinfra.config import Settings
+from computeinfra.errors import KafkaError
+from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, make_consumer
+from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC
+
+__all__ = ["check_reachable", "consumer_lag", "ensure_topics"]
+
+_log = logging.getLogger("computeinfra.kafka")
+TOPIC_ALREADY_EXISTS = 36
+# Completions are the job history; keep them a long time by default.
+COMPLETED_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "logger": _log})
+
+
+def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
+    """Raise a readable ``KafkaError`` when no broker answers at ``bootstrap``."""
+    try:
+        _admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaError(
+            f"cannot reach Kafka at {bootstrap} ({exc.args[0].str() if exc.args else exc}). "
+            "Start it with `make run` or `computeinfra kafka start`, "
+            "or point COMPUTEINFRA_BOOTSTRAP at your cluster."
+        ) from None
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the job topics that are missing; return the names that were created."""
+    admin = _admin(settings.bootstrap_servers)
+    common = {"min.insync.replicas": "2" if settings.replication >= 3 else "1"}
+    wanted = [
+        NewTopic(PENDING_TOPIC, settings.partitions, settings.replication, config=common),
+        NewTopic(
+            COMPLETED_TOPIC,
+            settings.partitions,
+            settings.replication,
+            config={**common, "retention.ms": str(COMPLETED_RETENTION_MS)},
+        ),
+        NewTopic(DEAD_TOPIC, 1, settings.replication, config=common),
+    ]
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=30).items():
+        try:
+            future.result(timeout=60)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaError(f"cannot create topic {name!r}: {exc}") from exc
+    return created
+
+
+def consumer_lag(bootstrap: str, group: str, topic: str = PENDING_TOPIC) -> int | None:
+    """Records in ``topic`` that ``group`` has not committed yet (the backlog)."""
+    consumer = make_consumer(bootstrap, group, client_id="computeinfra-lag")
+    try:
+        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return None
+        partitions = [TopicPartition(topic, p) for p in found.partitions]
+        committed = consumer.committed(partitions, timeout=METADATA_TIMEOUT_SECONDS)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+            position = tp.offset if tp.offset >= 0 else low
+            lag += max(high - position, 0)
+        return lag
+    except KafkaException as exc:
+        _log.warning("cannot read the lag of group %s: %s", group, exc)
+        return None
+    finally:
+        consumer.close()

@@ -1,0 +1,87 @@
+"""Kafka clients configured the one way the project uses them.
+
+Producers are idempotent with ``acks=all`` and the Java-compatible key partitioner. Consumers
+read only committed data and never commit on their own: offsets are committed by the code
+that knows the record's work is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from computeinfra.errors import KafkaError
+
+__all__ = ["make_consumer", "make_producer", "partition_count", "reader"]
+
+_log = logging.getLogger("computeinfra.kafka")
+METADATA_TIMEOUT_SECONDS = 10.0
+
+
+def _common(bootstrap: str, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        # librdkafka logs through Python logging instead of raw stderr.
+        "logger": _log,
+    }
+
+
+def make_producer(bootstrap: str, client_id: str = "computeinfra", **overrides: Any) -> Producer:
+    config = {
+        **_common(bootstrap, client_id),
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 2,
+        **overrides,
+    }
+    return Producer(config)
+
+
+def make_consumer(
+    bootstrap: str, group: str | None = None, client_id: str = "computeinfra", **overrides: Any
+) -> Consumer:
+    """A consumer; without ``group`` it is for ``assign()`` reads and never joins a group."""
+    config = {
+        **_common(bootstrap, client_id),
+        "group.id": group or f"computeinfra-reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        **overrides,
+    }
+    return Consumer(config)
+
+
+def reader(bootstrap: str, client_id: str = "computeinfra-reader") -> Consumer:
+    """A group-less consumer for reading topics by explicit offsets."""
+    return make_consumer(bootstrap, None, client_id, **{"enable.partition.eof": False})
+
+
+def partition_count(client: Consumer | Producer, topic: str) -> int:
+    try:
+        metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
+    except Exception as exc:
+        raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise KafkaError(
+            f"topic {topic!r} does not exist; start the cluster with `computeinfra up` "
+            "or create it with `computeinfra kafka topics`"
+        )
+    return len(found.partitions)
+
+
+def end_offsets(client: Consumer, topic: str, partitions: int) -> list[TopicPartition]:
+    """The current end of every partition, as explicit offsets to start reading from."""
+    result = []
+    for partition in range(partitions):
+        _low, high = client.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_SECONDS
+        )
+        result.append(TopicPartition(topic, partition, high))
+    return result

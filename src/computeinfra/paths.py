@@ -1,0 +1,78 @@
+"""Path confinement: every file a job reads or writes stays under a configured root.
+
+Paths are checked after resolving symlinks and ``..``, so neither can be used to step out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from computeinfra.errors import PathError
+
+__all__ = ["resolve_input", "resolve_result_dir", "safe_output_path"]
+
+MAX_PATH_CHARS = 1024
+
+
+def _check_text(value: str, what: str) -> None:
+    if not value or not value.strip():
+        raise PathError(f"{what} is empty")
+    if len(value) > MAX_PATH_CHARS:
+        raise PathError(f"{what} is {len(value)} characters long; the limit is {MAX_PATH_CHARS}")
+    if any(ord(ch) < 32 for ch in value):
+        raise PathError(f"{what} contains control characters")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def resolve_result_dir(results_root: Path, result_dir: str) -> Path:
+    """Return ``results_root/result_dir`` resolved, or raise ``PathError`` if it escapes."""
+    _check_text(result_dir, "result_dir")
+    if PurePosixPath(result_dir).is_absolute() or os.path.isabs(result_dir):
+        raise PathError(
+            f"result_dir {result_dir!r} is absolute; give a folder relative to the results root",
+            field="result_dir",
+        )
+    root = results_root.resolve()
+    target = (root / result_dir).resolve()
+    if not _inside(target, root) or target == root:
+        raise PathError(
+            f"result_dir {result_dir!r} leaves the results root; use a sub-folder such as 'demo'",
+            field="result_dir",
+        )
+    return target
+
+
+def resolve_input(input_roots: Sequence[Path], path: str) -> Path:
+    """Find ``path`` (absolute, or relative to one of the roots) inside an input root."""
+    _check_text(path, f"input {path!r}")
+    roots = [r.resolve() for r in input_roots]
+    candidates = [Path(path)] if os.path.isabs(path) else [root / path for root in roots]
+    outside: Path | None = None
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if not any(_inside(resolved, root) for root in roots):
+            outside = resolved
+            continue
+        if resolved.is_file():
+            return resolved
+    shown = os.pathsep.join(str(r) for r in roots)
+    if outside is not None:
+        raise PathError(
+            f"input {path!r} is outside the input roots ({shown}); move it under one of them "
+            "or add its folder to COMPUTEINFRA_INPUT_ROOTS"
+        )
+    raise PathError(f"input {path!r} does not exist as a file under the input roots ({shown})")
+
+
+def safe_output_path(result_dir: Path, name: str) -> Path:
+    """A file name a task wants to write, kept inside its result directory."""
+    _check_text(name, "output name")
+    target = (result_dir / name).resolve()
+    if not target.is_relative_to(result_dir.resolve()) or target == result_dir.resolve():
+        raise PathError(f"output name {name!r} leaves the job's result directory")
+    return target

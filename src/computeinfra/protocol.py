@@ -1,0 +1,180 @@
+"""The wire format: topic names, the job request and completion records, and their codecs.
+
+This module is the single owner of what crosses Kafka. Clients and the cluster both import
+it; non-Python clients read ``docs/wire-format.md`` and the JSON Schemas generated from the
+models here (``computeinfra schema``).
+
+A request is the value of a ``pendingJobs`` record whose key is the job key. A completion is
+the value of a ``completedJobs`` record with the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from computeinfra.errors import RequestError
+
+__all__ = [
+    "COMPLETED_TOPIC",
+    "DEAD_TOPIC",
+    "PENDING_TOPIC",
+    "PROTOCOL_VERSION",
+    "Completion",
+    "ErrorInfo",
+    "JobRequest",
+    "Output",
+    "Status",
+    "decode_completion",
+    "decode_request",
+    "describe_validation_error",
+    "encode_completion",
+    "encode_request",
+]
+
+PROTOCOL_VERSION = 1
+PENDING_TOPIC = "pendingJobs"
+COMPLETED_TOPIC = "completedJobs"
+# Records that cannot be answered on completedJobs (no key to answer under) land here.
+DEAD_TOPIC = "deadJobs"
+
+MAX_KEY_BYTES = 256
+
+
+class Status(StrEnum):
+    """Terminal states of a job. Every key ends with exactly one of them."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class JobRequest(BaseModel):
+    """What a client asks for: run ``task`` on ``payload``, write into ``result_dir``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="pendingJobs value")
+
+    version: Literal[1] = Field(default=PROTOCOL_VERSION, description="Wire format version.")
+    task: str = Field(min_length=1, max_length=200, description="Registered task name.")
+    payload: dict[str, Any] = Field(description="Task parameters; see the task's schema.")
+    result_dir: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Relative folder under the results root where outputs go.",
+    )
+    submitted_at: float | None = Field(
+        default=None, description="Unix time (s) of submission; the record timestamp if absent."
+    )
+
+
+class ErrorInfo(BaseModel):
+    """Why a job did not succeed, in words a user can act on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = Field(description="Error class, e.g. 'InvalidPayload', 'WorkerLost', 'ValueError'.")
+    message: str
+    field: str | None = Field(default=None, description="The request field at fault, if any.")
+    traceback: str | None = Field(default=None, description="Last frames, for task errors.")
+
+
+class Output(BaseModel):
+    """One file a job wrote. Tasks may add fields (e.g. sizes) beside ``path`` and ``bytes``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    path: str = Field(description="Path relative to the results root.")
+    bytes: int = Field(ge=0)
+
+
+class Completion(BaseModel):
+    """The one terminal event of a job, published on ``completedJobs`` under the job's key."""
+
+    model_config = ConfigDict(frozen=True, title="completedJobs value")
+
+    version: Literal[1] = PROTOCOL_VERSION
+    key: str
+    task: str | None = Field(description="Null when the request was not readable.")
+    status: Status
+    result_dir: str | None
+    outputs: list[Output] = Field(default_factory=list)
+    result: Any = Field(default=None, description="The task's JSON summary, if it returns one.")
+    error: ErrorInfo | None = None
+    attempts: int = Field(ge=0, description="Times the job was sent to a worker.")
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float = Field(default_factory=time.time)
+    block: int | None = Field(default=None, description="Working block that answered.")
+    node: str | None = Field(default=None, description="Ray node of that block.")
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
+    """Turn pydantic's report into one readable sentence and the first offending field."""
+    parts: list[str] = []
+    first_field: str | None = None
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        first_field = first_field or where or None
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    more = exc.error_count() - len(parts)
+    if more > 0:
+        parts.append(f"and {more} more problem(s)")
+    return "; ".join(parts), first_field
+
+
+def encode_request(request: JobRequest) -> bytes:
+    return request.model_dump_json(exclude_none=True).encode()
+
+
+def decode_request(raw: bytes | None) -> JobRequest:
+    """Parse a ``pendingJobs`` value, raising ``RequestError`` that names the problem."""
+    if raw is None or raw == b"":
+        raise RequestError("the record has no value: expected a JSON job request")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("the value is not UTF-8 text: expected a JSON job request") from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise RequestError(f"the value is not valid JSON ({exc}); expected a job request") from None
+    if not isinstance(data, dict):
+        raise RequestError(f"the value is JSON {type(data).__name__}, expected an object")
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        message, field = describe_validation_error(exc)
+        raise RequestError(message, field=field) from None
+
+
+def encode_completion(completion: Completion) -> bytes:
+    return completion.model_dump_json().encode()
+
+
+def decode_completion(raw: bytes) -> Completion:
+    return Completion.model_validate_json(raw)
+
+
+def key_text(key: bytes) -> str:
+    """The key as it appears in a completion's JSON; undecodable bytes are escaped, not lost."""
+    return key.decode("utf-8", errors="backslashreplace")
+
+
+def key_problem(key: bytes) -> str | None:
+    """Why a non-empty key cannot name a job, or ``None`` when it can."""
+    if len(key) > MAX_KEY_BYTES:
+        return f"the key is {len(key)} bytes long; keys may be at most {MAX_KEY_BYTES} bytes"
+    try:
+        key.decode()
+    except UnicodeDecodeError:
+        return "the key is not UTF-8 text; use a printable text key"
+    return None

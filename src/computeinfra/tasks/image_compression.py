@@ -1,0 +1,70 @@
+"""``image-compression``: re-encodes images with Pillow at a chosen quality."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field
+
+from computeinfra.tasks.context import TaskContext
+from computeinfra.tasks.registry import InputFile, task
+
+SUFFIX = {"jpeg": ".jpg", "webp": ".webp"}
+
+
+class ImageCompressionPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    images: list[InputFile] = Field(min_length=1, max_length=1000, description="Input images.")
+    quality: int = Field(ge=1, le=95, description="Encoder quality, 1 (smallest) to 95 (best).")
+    format: Literal["jpeg", "webp"] = Field(default="jpeg", description="Output format.")
+
+
+def _encode(source: Path, quality: int, fmt: str) -> bytes:
+    with Image.open(source) as opened:
+        image = ImageOps.exif_transpose(opened)
+        if fmt == "jpeg" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt.upper(), quality=quality, optimize=fmt == "jpeg")
+    return buffer.getvalue()
+
+
+def _output_names(sources: list[Path], fmt: str) -> list[str]:
+    """One output name per input; inputs that share a stem get an index so none is lost."""
+    seen: dict[str, int] = {}
+    names = []
+    for source in sources:
+        stem = source.stem or "image"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(f"{stem}{f'-{count}' if count else ''}{SUFFIX[fmt]}")
+    return names
+
+
+@task("image-compression", payload=ImageCompressionPayload)
+def image_compression(payload: ImageCompressionPayload, ctx: TaskContext) -> dict[str, Any]:
+    """Compress each image to JPEG or WebP; outputs list original and compressed sizes."""
+    sources = [Path(p) for p in payload.images]
+    original_total = compressed_total = 0
+    for source, name in zip(sources, _output_names(sources, payload.format), strict=True):
+        data = _encode(source, payload.quality, payload.format)
+        original = source.stat().st_size
+        ctx.write_bytes(
+            name,
+            data,
+            source=str(source),
+            original_bytes=original,
+            compressed_bytes=len(data),
+            ratio=round(len(data) / original, 4) if original else None,
+        )
+        original_total += original
+        compressed_total += len(data)
+    return {
+        "images": len(sources),
+        "original_bytes": original_total,
+        "compressed_bytes": compressed_total,
+    }

@@ -1,0 +1,25 @@
+"""``sleep``: waits, writes nothing. The stand-in for real work in tests and benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computeinfra.tasks.context import TaskContext
+from computeinfra.tasks.registry import task
+
+MAX_SLEEP_SECONDS = 24 * 3600
+
+
+class SleepPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS, description="How long to sleep.")
+
+
+@task("sleep", payload=SleepPayload)
+def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
+    """Sleep for ``seconds``; mimics a job that takes time."""
+    time.sleep(payload.seconds)
+    return {"slept": payload.seconds}

@@ -1,0 +1,34 @@
+"""User tasks for the tests, loaded through COMPUTEINFRA_TASKS like a user's own module."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pydantic import BaseModel, ConfigDict
+
+from computeinfra import TaskContext, task
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = "boom"
+
+
+@task("explode", payload=Message)
+def explode(payload: Message, ctx: TaskContext) -> None:
+    """Raise inside the task: the job must end as failed with this error."""
+    raise ValueError(payload.message)
+
+
+@task("always-crash", payload=Message)
+def always_crash(payload: Message, ctx: TaskContext) -> None:
+    """Kill the worker process on every attempt: a poison job."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task("where", payload=Message)
+def where(payload: Message, ctx: TaskContext) -> dict[str, int]:
+    """Report the worker pid, so tests can see which process ran a job."""
+    ctx.write_bytes("where.txt", str(os.getpid()).encode())
+    return {"pid": os.getpid()}

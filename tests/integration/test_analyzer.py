@@ -1,0 +1,57 @@
+"""The analyzer's figures match what was submitted."""
+
+from __future__ import annotations
+
+import json
+
+import ray
+
+from computeinfra import Client
+from computeinfra.cluster.launcher import get_analyzer
+from computeinfra.kafka.clients import make_producer
+from computeinfra.protocol import PENDING_TOPIC
+from tests.helpers import Stack, run_cli, wait_for
+
+TIMEOUT = 120
+
+
+def snapshot(stack: Stack) -> dict:
+    return ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=30)
+
+
+def test_counts_and_timings_match_what_was_submitted(stack: Stack, client: Client) -> None:
+    before = snapshot(stack)["tasks"].get("word-count", {})
+    producer = make_producer(stack.settings.bootstrap_servers)
+    good = [client.submit("word-count", {"text": f"w {i}"}, "analyzer/ok") for i in range(12)]
+    for i in range(3):
+        producer.produce(
+            PENDING_TOPIC,
+            key=f"an-bad-{i}-{good[0].key}".encode(),
+            value=b'{"task": "word-count", "payload": {}, "result_dir": "x"}',
+        )
+    assert producer.flush(30) == 0
+    for handle in good:
+        handle.result(TIMEOUT)
+
+    def settled() -> dict | None:
+        now = snapshot(stack)["tasks"].get("word-count", {})
+        done = now.get("succeeded", 0) - before.get("succeeded", 0)
+        rejected = now.get("rejected", 0) - before.get("rejected", 0)
+        return now if (done, rejected) == (12, 3) else None
+
+    after = wait_for(settled, TIMEOUT, "the analyzer to count 12 successes and 3 rejections")
+    assert after["submitted"] - before.get("submitted", 0) == 15
+    assert after["failed"] == before.get("failed", 0)
+    assert after["in_flight"] == 0
+    assert after["run_time"]["count"] >= 12
+    assert after["run_time"]["p50"] is not None and after["run_time"]["p50"] >= 0
+    assert after["queue_wait"]["p99"] >= after["queue_wait"]["p50"] >= 0
+
+
+def test_stats_cli_reports_throughput_and_backlog(stack: Stack, client: Client) -> None:
+    client.submit("sleep", {"seconds": 0}, "analyzer/one").result(TIMEOUT)
+    wait_for(lambda: snapshot(stack)["throughput"]["last_minute"], TIMEOUT, "a counted job")
+    data = json.loads(run_cli("stats", "--json", env=stack.env, check=True).stdout)
+    assert data["throughput"]["last_minute"] >= 1
+    assert data["backlog"] is not None and data["backlog"] >= 0
+    assert data["totals"]["submitted"] >= data["totals"]["succeeded"]

@@ -1,0 +1,62 @@
+"""Worker death: the supervisor notices, Ray restarts the worker, the job is sent again."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from computeinfra import Client, Status
+from computeinfra.cluster.launcher import block_statuses
+from tests.helpers import Stack, completions_for, wait_for
+
+TIMEOUT = 180
+
+
+def running(stack: Stack, key: str) -> dict | None:
+    for block in block_statuses(stack.settings):
+        if block.get("job") == key and block.get("state") == "busy":
+            return block
+    return None
+
+
+def test_worker_sigkilled_mid_job_completes_exactly_once(stack: Stack, client: Client) -> None:
+    handle = client.submit("sleep", {"seconds": 4}, "recovery/killed")
+    block = wait_for(lambda: running(stack, handle.key), TIMEOUT, "the job to start")
+    old_pid = block["worker_pid"]
+    os.kill(old_pid, signal.SIGKILL)
+
+    completion = handle.result(TIMEOUT)
+    assert completion.status is Status.SUCCEEDED
+    assert completion.attempts == 2
+    assert completion.block == block["block"]
+    found = completions_for(stack.settings.bootstrap_servers, [handle.key])[handle.key]
+    assert len(found) == 1
+
+    def new_worker() -> int | None:
+        (now,) = [b for b in block_statuses(stack.settings) if b["block"] == block["block"]]
+        return now["worker_pid"] if now["worker_pid"] not in (None, old_pid) else None
+
+    assert wait_for(new_worker, TIMEOUT, "the restarted worker's pid") != old_pid
+
+
+def test_poison_job_fails_after_max_attempts_and_the_block_recovers(
+    stack: Stack, client: Client
+) -> None:
+    poison = client.submit("always-crash", {}, "recovery/poison")
+    completion = poison.completion(TIMEOUT)
+    assert completion.status is Status.FAILED
+    assert completion.error.type == "WorkerLost"
+    assert completion.attempts == stack.settings.max_attempts
+    assert "died during attempt 3" in completion.error.message
+    # The same blocks keep working afterwards.
+    after = [client.submit("sleep", {"seconds": 0}, "recovery/after") for _ in range(4)]
+    assert all(h.result(TIMEOUT).ok for h in after)
+
+
+def test_analyzer_counted_the_worker_restarts(stack: Stack) -> None:
+    import ray
+
+    from computeinfra.cluster.launcher import get_analyzer
+
+    snapshot = ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=30)
+    assert snapshot["worker_restarts"]["total"] >= 1

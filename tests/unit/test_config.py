@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from computeinfra.config import Settings
+from computeinfra.errors import ConfigError
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("COMPUTEINFRA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env()
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.uses_local_broker
+    assert settings.results_root == tmp_path.resolve() / "results"
+    assert settings.input_roots == (tmp_path.resolve(), tmp_path.resolve() / "results")
+    assert settings.partitions == 12
+
+
+def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("COMPUTEINFRA_BOOTSTRAP", "127.0.0.1:19092")
+    monkeypatch.setenv("COMPUTEINFRA_INPUT_ROOTS", f"{tmp_path}/a{os.pathsep}{tmp_path}/b")
+    monkeypatch.setenv("COMPUTEINFRA_TASKS", "pkg.one, pkg.two")
+    settings = Settings.from_env(partitions=3)
+    assert not settings.uses_local_broker
+    assert settings.input_roots == (tmp_path / "a", tmp_path / "b")
+    assert settings.task_modules == ("pkg.one", "pkg.two")
+    assert settings.partitions == 3
+
+
+def test_bad_numbers_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPUTEINFRA_PARTITIONS", "many")
+    with pytest.raises(ConfigError, match="COMPUTEINFRA_PARTITIONS='many' is not a whole number"):
+        Settings.from_env()
+    monkeypatch.setenv("COMPUTEINFRA_PARTITIONS", "0")
+    with pytest.raises(ConfigError, match="at least 1"):
+        Settings.from_env()

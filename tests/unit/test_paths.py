@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from computeinfra.errors import PathError
+from computeinfra.paths import resolve_input, resolve_result_dir, safe_output_path
+
+
+@pytest.mark.parametrize("good", ["demo", "a/b/c", "./x", "a/../b"])
+def test_result_dirs_inside_the_root(tmp_path: Path, good: str) -> None:
+    resolved = resolve_result_dir(tmp_path, good)
+    assert resolved.is_relative_to(tmp_path.resolve())
+    assert resolved != tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("/etc", "absolute"),
+        ("..", "leaves the results root"),
+        ("a/../../b", "leaves the results root"),
+        (".", "leaves the results root"),
+        ("", "empty"),
+        ("a\x00b", "control characters"),
+        ("x" * 5000, "limit"),
+    ],
+)
+def test_result_dirs_that_escape_are_rejected(tmp_path: Path, bad: str, words: str) -> None:
+    with pytest.raises(PathError, match=words):
+        resolve_result_dir(tmp_path, bad)
+
+
+def test_symlink_out_of_the_results_root_is_rejected(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(PathError):
+        resolve_result_dir(root, "link/..")
+    with pytest.raises(PathError):
+        resolve_result_dir(root, "link")
+
+
+def test_inputs_resolve_relative_and_absolute(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    image = tmp_path / "in" / "a.png"
+    image.write_bytes(b"x")
+    assert resolve_input([tmp_path / "in"], "a.png") == image
+    assert resolve_input([tmp_path / "in"], str(image)) == image
+
+
+def test_input_outside_the_roots_is_rejected_with_advice(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("s")
+    with pytest.raises(PathError, match="outside the input roots.*COMPUTEINFRA_INPUT_ROOTS"):
+        resolve_input([tmp_path / "in"], str(outside))
+    with pytest.raises(PathError, match="outside"):
+        resolve_input([tmp_path / "in"], "../secret.txt")
+
+
+def test_input_symlink_pointing_outside_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "secret.txt").write_text("s")
+    (tmp_path / "in" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(PathError, match="outside"):
+        resolve_input([tmp_path / "in"], "link.txt")
+
+
+def test_missing_input_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(PathError, match="does not exist"):
+        resolve_input([tmp_path], "nope.png")
+
+
+def test_output_names_stay_in_the_result_dir(tmp_path: Path) -> None:
+    assert safe_output_path(tmp_path, "a.jpg") == tmp_path.resolve() / "a.jpg"
+    with pytest.raises(PathError):
+        safe_output_path(tmp_path, "../a.jpg")
+    with pytest.raises(PathError):
+        safe_output_path(tmp_path, "/tmp/a.jpg")
