@@ -36,7 +36,7 @@ __all__ = [
     "encode_request",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Literal[1] = 1
 PENDING_TOPIC = "pendingJobs"
 COMPLETED_TOPIC = "completedJobs"
 # Records that cannot be answered on completedJobs (no key to answer under) land here.

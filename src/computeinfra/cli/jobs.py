@@ -51,7 +51,10 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait and print the completion as JSON.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
 ) -> None:
-    """Submit a job. Prints its key; with --wait, prints the completion and exits 0 only on success."""
+    """Submit a job and print its key.
+
+    With --wait, print the completion as JSON and exit 0 only if the job succeeded.
+    """
     settings = Settings.from_env()
     body = _read_payload(payload)
     check_reachable(settings.bootstrap_servers)
@@ -97,7 +100,7 @@ def watch(
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            completion = decode_completion(message.value())
+            completion = decode_completion(message.value() or b"")
             seen += 1
             if as_json:
                 print_json(completion.model_dump(mode="json"))

@@ -34,7 +34,8 @@ def find_last(bootstrap: str, topic: str, key: str) -> tuple[bytes, float] | Non
                 empty_polls += 1
                 continue
             empty_polls = 0
-            position = message.offset()
+            offset = message.offset()
+            position = offset if offset is not None else position
             if message.key() == raw_key:
                 found = (message.value() or b"", message.timestamp()[1] / 1000)
         return found

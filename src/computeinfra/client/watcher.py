@@ -85,7 +85,7 @@ class CompletionWatcher:
             if message is None or message.error():
                 continue
             try:
-                self._resolve(decode_completion(message.value()))
+                self._resolve(decode_completion(message.value() or b""))
             except ValueError as exc:
                 _log.warning(
                     "skipping unreadable completion at offset %s: %s", message.offset(), exc

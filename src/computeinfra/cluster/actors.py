@@ -35,7 +35,7 @@ def actor_name(role: str, block: int | None = None) -> str:
 
 
 class _RayWorkerCall:
-    def __init__(self, ref: ray.ObjectRef) -> None:
+    def __init__(self, ref: ray.ObjectRef[Outcome]) -> None:
         self._ref = ref
 
     def outcome(self, timeout: float | None = None) -> Outcome:
@@ -108,10 +108,12 @@ class _WorkerHost(Worker):
         return {**super().describe(), "node": ray.get_runtime_context().get_node_id()}
 
 
-WorkerActor = ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(_WorkerHost)
+# ray.remote's typed overloads do not list every actor option (max_concurrency).
+_remote: Any = ray.remote
+WorkerActor = _remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(_WorkerHost)
 # Threaded so that status() answers while the consume loop runs on its own thread.
-SupervisorActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)(
+SupervisorActor = _remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)(
     _SupervisorHost
 )
 # Single-threaded: events and snapshots are applied one at a time, so no locking is needed.
-AnalyzerActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_AnalyzerHost)
+AnalyzerActor = _remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_AnalyzerHost)

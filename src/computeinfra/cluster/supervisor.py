@@ -148,7 +148,7 @@ class Supervisor:
                 # Not committed: rewind so the record is handled again rather than lost.
                 _log.error("block %s could not publish, will retry the record: %s", self.block, exc)
                 consumer.seek(
-                    TopicPartition(message.topic(), message.partition(), message.offset())
+                    TopicPartition(PENDING_TOPIC, message.partition() or 0, message.offset() or 0)
                 )
             finally:
                 self.state, self.job = "idle", None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from computeinfra.config import Settings
 from computeinfra.errors import KafkaError
@@ -21,7 +23,8 @@ COMPLETED_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "logger": _log})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _log}
+    return AdminClient(config)
 
 
 def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
