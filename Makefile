@@ -7,7 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install kafka-jars run test test-unit lint schemas bench clean
+.PHONY: help install kafka-jars system-packages run test test-unit lint schemas bench clean
+
+# Debian packages the tests use: kcat proves a non-Python client can speak the wire format.
+APT_PACKAGES := kcat
 
 help:
 	@echo "make run     start Kafka, Ray, the working blocks and the analyzer (Ctrl-C stops)"
@@ -31,7 +34,15 @@ kafka-jars: install
 run: kafka-jars
 	$(BIN)/computeinfra up $(if $(BLOCKS),--blocks $(BLOCKS),)
 
-test: kafka-jars
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing$$missing with apt-get"; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: kafka-jars system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install

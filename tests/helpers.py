@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from computeinfra.config import Settings
+from computeinfra.devstack import DevStack
 from computeinfra.kafka.clients import partition_count, reader
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
 
@@ -23,16 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "computeinfra"]
 
 
-@dataclass
-class Stack:
-    """A running `computeinfra up` with its own results and inputs folders."""
-
-    settings: Settings
-    env: dict[str, str]
-    inputs: Path
-    results: Path
-    process: subprocess.Popen[bytes]
-    log: Path
+# The running stack the integration tests share (see tests/integration/conftest.py).
+Stack = DevStack
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
@@ -45,12 +35,6 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, list]]:

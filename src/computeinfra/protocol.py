@@ -74,7 +74,7 @@ class JobRequest(BaseModel):
 class ErrorInfo(BaseModel):
     """Why a job did not succeed, in words a user can act on."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     type: str = Field(description="Error class, e.g. 'InvalidPayload', 'WorkerLost', 'ValueError'.")
     message: str
@@ -94,7 +94,9 @@ class Output(BaseModel):
 class Completion(BaseModel):
     """The one terminal event of a job, published on ``completedJobs`` under the job's key."""
 
-    model_config = ConfigDict(frozen=True, title="completedJobs value")
+    model_config = ConfigDict(
+        frozen=True, title="completedJobs value", json_schema_serialization_defaults_required=True
+    )
 
     version: Literal[1] = PROTOCOL_VERSION
     key: str

@@ -1,0 +1,133 @@
+"""A throwaway local stack for tests and benchmarks: a broker on free ports and a real
+``computeinfra up`` subprocess, both under one folder and both stopped by pid on exit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from computeinfra.cluster.connect import read_state
+from computeinfra.config import Settings
+from computeinfra.errors import ClusterError
+from computeinfra.kafka.admin import ensure_topics
+from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+
+__all__ = ["DevStack", "dev_stack", "free_port"]
+
+READY_TIMEOUT_SECONDS = 240.0
+STOP_TIMEOUT_SECONDS = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DevStack:
+    root: Path
+    broker: LocalBroker
+    env: dict[str, str]
+    settings: Settings
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+
+def _settings_under(env: Mapping[str, str]) -> Settings:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return Settings.from_env()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _up_command(blocks: int) -> list[str]:
+    script = shutil.which("computeinfra", path=str(Path(sys.executable).parent))
+    base = [script] if script else [sys.executable, "-m", "computeinfra"]
+    return [*base, "up", "--blocks", str(blocks)]
+
+
+def _wait_ready(stack: DevStack, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while read_state(stack.settings) is None:
+        if stack.process.poll() is not None:
+            raise ClusterError(
+                f"computeinfra up exited {stack.process.returncode}:\n{stack.log.read_text()}"
+            )
+        if time.monotonic() > deadline:
+            raise ClusterError(f"computeinfra up was not ready after {timeout:.0f} s")
+        time.sleep(0.5)  # polling a condition with a deadline
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def dev_stack(
+    root: Path,
+    blocks: int,
+    extra_env: Mapping[str, str] | None = None,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+) -> Iterator[DevStack]:
+    """Run a broker and ``computeinfra up --blocks N`` rooted at ``root`` until exit."""
+    broker = LocalBroker(
+        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
+    )
+    env = {
+        "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
+        "COMPUTEINFRA_HOME": str(root / "home"),
+        "COMPUTEINFRA_RESULTS_ROOT": str(root / "results"),
+        "COMPUTEINFRA_INPUT_ROOTS": str(root / "inputs"),
+        **(extra_env or {}),
+    }
+    (root / "inputs").mkdir(parents=True, exist_ok=True)
+    settings = _settings_under(env)
+    broker.start()
+    try:
+        ensure_topics(settings)
+        log = root / "up.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                _up_command(blocks),
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+            )
+        stack = DevStack(root, broker, env, settings, process, log)
+        try:
+            _wait_ready(stack, ready_timeout)
+            yield stack
+        finally:
+            _stop(process)
+    finally:
+        broker.stop()
