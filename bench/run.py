@@ -80,17 +80,34 @@ def run_jobs(client: Client, task: str, payloads: list[dict[str, Any]]) -> dict[
     wall = time.perf_counter() - start
     latencies = sorted(notified[k] - sent[k] for k in sent)
     q = statistics.quantiles(latencies, n=100)
-    return {"jobs": len(payloads), "failures": failures, "seconds": wall,
-            "per_second": len(payloads) / wall, "p50": q[49], "p95": q[94], "p99": q[98]}
+    return {
+        "jobs": len(payloads),
+        "failures": failures,
+        "seconds": wall,
+        "per_second": len(payloads) / wall,
+        "p50": q[49],
+        "p95": q[94],
+        "p99": q[98],
+    }
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "ray": version("ray"), "confluent_kafka": version("confluent-kafka"),
-            "platform": platform.platform()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "ray": version("ray"),
+        "confluent_kafka": version("confluent-kafka"),
+        "platform": platform.platform(),
+    }
 
 
 def main() -> None:
@@ -107,16 +124,23 @@ def main() -> None:
         with dev_stack(root, args.blocks) as stack, Client(settings=stack.settings) as client:
             run_jobs(client, "sleep", [{"seconds": 0}] * 50)  # warm-up, not reported
             ours_noop = run_jobs(client, "sleep", [{"seconds": 0}] * args.jobs)
-            ours_real = run_jobs(client, "image-compression",
-                                 [{"images": [p], "quality": 50} for p in images])
+            ours_real = run_jobs(
+                client, "image-compression", [{"images": [p], "quality": 50} for p in images]
+            )
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "blocks": args.blocks,
-        "noop": {"ours": ours_noop, "pool_per_second": args.jobs / base_noop,
-                 "ratio_vs_pool": ours_noop["per_second"] / (args.jobs / base_noop)},
-        "real_work": {"ours": ours_real, "pool_seconds": base_real,
-                      "ratio_vs_pool": ours_real["seconds"] / base_real},
+        "noop": {
+            "ours": ours_noop,
+            "pool_per_second": args.jobs / base_noop,
+            "ratio_vs_pool": ours_noop["per_second"] / (args.jobs / base_noop),
+        },
+        "real_work": {
+            "ours": ours_real,
+            "pool_seconds": base_real,
+            "ratio_vs_pool": ours_real["seconds"] / base_real,
+        },
     }
     show(report)
     RESULTS.mkdir(exist_ok=True)
@@ -127,15 +151,31 @@ def main() -> None:
 
 def show(report: dict[str, Any]) -> None:
     noop_, real = report["noop"], report["real_work"]
-    table = Table("measure", "computeinfra", "bare Pool", "ratio", title=f"{report['blocks']} "
-                  f"blocks on {report['machine']['cores']} cores, {report['date']}")
-    table.add_row("no-op jobs/s", f"{noop_['ours']['per_second']:.0f}",
-                  f"{noop_['pool_per_second']:.0f}", f"{noop_['ratio_vs_pool']:.4f}×")
-    table.add_row("no-op latency p50/p95/p99 (ms)",
-                  "/".join(f"{noop_['ours'][k] * 1000:.0f}" for k in ("p50", "p95", "p99")),
-                  "—", "—")
-    table.add_row(f"{real['ours']['jobs']} images, wall (s)", f"{real['ours']['seconds']:.2f}",
-                  f"{real['pool_seconds']:.2f}", f"{real['ratio_vs_pool']:.2f}×")
+    table = Table(
+        "measure",
+        "computeinfra",
+        "bare Pool",
+        "ratio",
+        title=f"{report['blocks']} blocks on {report['machine']['cores']} cores, {report['date']}",
+    )
+    table.add_row(
+        "no-op jobs/s",
+        f"{noop_['ours']['per_second']:.0f}",
+        f"{noop_['pool_per_second']:.0f}",
+        f"{noop_['ratio_vs_pool']:.4f}x",
+    )
+    table.add_row(
+        "no-op latency p50/p95/p99 (ms)",
+        "/".join(f"{noop_['ours'][k] * 1000:.0f}" for k in ("p50", "p95", "p99")),
+        "—",
+        "—",
+    )
+    table.add_row(
+        f"{real['ours']['jobs']} images, wall (s)",
+        f"{real['ours']['seconds']:.2f}",
+        f"{real['pool_seconds']:.2f}",
+        f"{real['ratio_vs_pool']:.2f}x",
+    )
     console.print(table)
 
 
