@@ -51,12 +51,16 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
         records = []
         deadline = time.monotonic() + 60
         while ends and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            records.append((message.key(), message.value(), message.headers() or []))
-            if message.offset() >= ends[message.partition()] - 1:
-                del ends[message.partition()]
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                records.append((message.key(), message.value(), message.headers() or []))
+            # Transaction markers take offsets but are never delivered: compare positions.
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            ends = {
+                tp.partition: ends[tp.partition]
+                for tp in positions
+                if tp.offset < ends[tp.partition]
+            }
         assert not ends, f"could not read {topic} to its end"
         return records
     finally:

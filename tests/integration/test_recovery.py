@@ -60,3 +60,25 @@ def test_analyzer_counted_the_worker_restarts(stack: Stack) -> None:
 
     snapshot = ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=30)
     assert snapshot["worker_restarts"]["total"] >= 1
+
+
+def test_supervisor_sigkilled_mid_job_answers_exactly_once(stack: Stack, client: Client) -> None:
+    handle = client.submit("sleep", {"seconds": 3}, "recovery/supervisor")
+    block = wait_for(lambda: running(stack, handle.key), TIMEOUT, "the job to start")
+    os.kill(block["supervisor_pid"], signal.SIGKILL)
+
+    completion = handle.result(TIMEOUT)
+    assert completion.status is Status.SUCCEEDED
+    # The restarted supervisor may answer an aborted attempt's job again, but a
+    # read_committed reader sees exactly one completion.
+    found = completions_for(stack.settings.bootstrap_servers, [handle.key])[handle.key]
+    assert len(found) == 1
+
+    def restarted() -> dict | None:
+        (now,) = [b for b in block_statuses(stack.settings) if b["block"] == block["block"]]
+        fresh = now.get("supervisor_pid") not in (None, block["supervisor_pid"])
+        return now if fresh and now["state"] == "idle" else None
+
+    wait_for(restarted, TIMEOUT, "the supervisor to come back")
+    after = [client.submit("sleep", {"seconds": 0}, "recovery/after-sup") for _ in range(6)]
+    assert all(h.result(TIMEOUT).ok for h in after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
@@ -9,8 +11,8 @@ from computeinfra.kafka.partitioner import partition_for
 
 __all__ = ["find_last"]
 
-POLL_SECONDS = 0.5
-MAX_EMPTY_POLLS = 3
+POLL_SECONDS = 0.2
+SCAN_TIMEOUT_SECONDS = 60.0
 
 
 def find_last(bootstrap: str, topic: str, key: str) -> tuple[bytes, float] | None:
@@ -25,17 +27,13 @@ def find_last(bootstrap: str, topic: str, key: str) -> tuple[bytes, float] | Non
             return None
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
         found: tuple[bytes, float] | None = None
-        position, empty_polls = low - 1, 0
-        # read_committed may stop short of the high watermark (transaction markers, open
-        # transactions), so a few empty polls in a row also end the scan.
-        while position < high - 1 and empty_polls < MAX_EMPTY_POLLS:
+        deadline = time.monotonic() + SCAN_TIMEOUT_SECONDS
+        # Transaction markers take offsets but are never delivered, so progress is measured
+        # by the consumer's position, not by the offsets of the messages seen.
+        while consumer.position([tp])[0].offset < high and time.monotonic() < deadline:
             message = consumer.poll(POLL_SECONDS)
             if message is None or message.error():
-                empty_polls += 1
                 continue
-            empty_polls = 0
-            offset = message.offset()
-            position = offset if offset is not None else position
             if message.key() == raw_key:
                 found = (message.value() or b"", message.timestamp()[1] / 1000)
         return found

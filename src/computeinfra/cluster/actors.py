@@ -66,7 +66,7 @@ class _SupervisorHost:
     arguments kept in the object store.
     """
 
-    def __init__(self, settings: Settings, block: int) -> None:
+    def __init__(self, settings: Settings, block: int, member_id: str) -> None:
         worker = ray.get_actor(actor_name("worker", block))
         analyzer = ray.get_actor(actor_name("analyzer"))
 
@@ -79,6 +79,7 @@ class _SupervisorHost:
             _RayWorkerPort(worker),
             [AnalyzerReporter(send, block), RedeliverOnWorkerLoss(settings.max_attempts)],
             node=ray.get_runtime_context().get_node_id(),
+            member_id=member_id,
         )
         self.supervisor.start()
 

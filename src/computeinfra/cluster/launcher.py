@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,15 @@ READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0
 STATUS_TIMEOUT_SECONDS = 10.0
 SUPERVISOR_PREFIX = "supervisor-"
+
+
+def member_id(settings: Settings, block: int) -> str:
+    """A block's identity towards Kafka: its static group member id and transactional.id.
+
+    Stable across restarts of the block (so a restart fences its predecessor), and distinct
+    between deployments on different hosts that share one Kafka cluster.
+    """
+    return f"{settings.namespace}-{socket.gethostname()}-block-{block}"
 
 
 def default_blocks() -> int:
@@ -50,7 +60,7 @@ class Cluster:
                 self.settings, block
             )
             supervisor = SupervisorActor.options(name=actor_name("supervisor", block)).remote(
-                self.settings, block
+                self.settings, block, member_id(self.settings, block)
             )
             self.workers.append(worker)
             self.supervisors.append(supervisor)

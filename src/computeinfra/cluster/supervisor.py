@@ -1,9 +1,10 @@
 """The supervisor: consumes ``pendingJobs``, validates, drives its worker, publishes answers.
 
-Delivery is at least once: a record's offset is committed only after its completion (or
-dead letter) has been acknowledged by the broker. Partitions change hands only between jobs,
-because the supervisor does not poll while a job runs; the poll interval allowed by the group
-is sized to the longest job instead (see ``max_poll_interval_ms``).
+Every record gets exactly one answer: its completion (or dead letter) and its consumed offset
+are committed in one Kafka transaction (see ``outbox.py``). Partitions change hands only
+between jobs, because the supervisor does not poll while a job runs; the poll interval the
+group allows is sized to the longest job instead (see ``max_poll_interval_ms``). Each
+supervisor is a static group member, so a restarted one takes its partitions straight back.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from computeinfra.config import Settings
-from computeinfra.errors import KafkaError, RequestError
-from computeinfra.kafka.clients import make_consumer, make_producer
+from computeinfra.errors import RequestError
+from computeinfra.kafka.clients import make_consumer
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     DEAD_TOPIC,
@@ -32,12 +33,14 @@ from computeinfra.tasks.registry import TaskRegistry, load_registry
 from .intake import admit
 from .jobs import Assignment, Outcome, WorkerLost, complete, reject
 from .middleware import Middleware, MiddlewareChain
+from .outbox import Outbox, OutboxRecord, PartitionLost
 from .worker import WorkerPort
 
 __all__ = ["Supervisor"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-PUBLISH_TIMEOUT_SECONDS = 30.0
+# How long the group waits for a silent member before giving its partitions to others.
+SESSION_TIMEOUT_MS = 10_000
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
 # Longest a single attempt may take before the group considers this member dead.
 MAX_JOB_SECONDS = 3600
@@ -58,18 +61,20 @@ class Supervisor:
         middleware: Sequence[Middleware] = (),
         *,
         node: str | None = None,
+        member_id: str | None = None,
         registry: TaskRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.block = block
         self.node = node
+        self.member_id = member_id or f"{settings.namespace}-supervisor-{block}"
         self.worker = worker
         self.hooks = MiddlewareChain(middleware)
         self.registry = registry or load_registry(settings.task_modules)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._outbox: Outbox | None = None
         self.state = "starting"
         self.job: str | None = None
         self.partitions: list[int] = []
@@ -102,14 +107,14 @@ class Supervisor:
 
     def _run(self) -> None:
         self._refresh_worker_pid()
-        self._producer = make_producer(
-            self.settings.bootstrap_servers, client_id=f"supervisor-{self.block}"
-        )
+        self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
         self._consumer = make_consumer(
             self.settings.bootstrap_servers,
             self.settings.group,
-            client_id=f"supervisor-{self.block}",
+            client_id=self.member_id,
             **{
+                "group.instance.id": self.member_id,
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "max.poll.interval.ms": max_poll_interval_ms(self.settings),
             },
@@ -123,7 +128,7 @@ class Supervisor:
         finally:
             self.state = "stopping"
             self._consumer.close()
-            self._producer.flush(PUBLISH_TIMEOUT_SECONDS)
+            self._outbox.close()
             self.state = "stopped"
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -144,12 +149,6 @@ class Supervisor:
                 continue
             try:
                 self._handle(message)
-            except KafkaError as exc:
-                # Not committed: rewind so the record is handled again rather than lost.
-                _log.error("block %s could not publish, will retry the record: %s", self.block, exc)
-                consumer.seek(
-                    TopicPartition(PENDING_TOPIC, message.partition() or 0, message.offset() or 0)
-                )
             finally:
                 self.state, self.job = "idle", None
 
@@ -159,18 +158,35 @@ class Supervisor:
         raw_key: bytes | None = message.key()
         if not raw_key:
             self.hooks.on_received(None, None)
-            self._dead_letter(message, "the record has no key; every job needs a key to answer to")
-            self._commit(message)
+            self._answer(message, self._dead_letter(message), None)
             return
         self.job = key_text(raw_key)
         _ts_type, ts_ms = message.timestamp()
         record_time = ts_ms / 1000 if ts_ms and ts_ms > 0 else None
-        request, verdict = admit(
-            raw_key, message.value(), record_time, self.registry, self.settings
-        )
+        try:
+            completion = self._complete(raw_key, message.value(), record_time)
+        except Exception as exc:  # a bug must still answer the job, never skip or loop on it
+            _log.exception("block %s: internal error on %s", self.block, self.job)
+            completion = reject(
+                self.job,
+                RequestError(f"internal error: {exc!r}"),
+                task=None,
+                result_dir=None,
+                submitted_at=record_time,
+                block=self.block,
+                node=self.node,
+            )
+        record = OutboxRecord(COMPLETED_TOPIC, raw_key, encode_completion(completion))
+        self._answer(message, [record], completion)
+
+    def _complete(
+        self, raw_key: bytes, value: bytes | None, record_time: float | None
+    ) -> Completion:
+        assert self.job is not None
+        request, verdict = admit(raw_key, value, record_time, self.registry, self.settings)
         self.hooks.on_received(self.job, request.task if request else None)
         if isinstance(verdict, RequestError):
-            completion = reject(
+            return reject(
                 self.job,
                 verdict,
                 task=request.task if request else None,
@@ -179,12 +195,26 @@ class Supervisor:
                 block=self.block,
                 node=self.node,
             )
-        else:
-            completion = self._execute(verdict)
-        self._publish(COMPLETED_TOPIC, raw_key, encode_completion(completion))
-        self._commit(message)
+        return self._execute(verdict)
+
+    def _answer(
+        self, message: Message, records: list[OutboxRecord], completion: Completion | None
+    ) -> None:
+        assert self._outbox is not None and self._consumer is not None
+        try:
+            self._outbox.commit(self._consumer, message, records)
+        except PartitionLost as lost:
+            _log.warning(
+                "block %s lost partition %s before answering %s (%s); its new owner will answer",
+                self.block,
+                message.partition(),
+                self.job,
+                lost,
+            )
+            return
         self.processed += 1
-        self.hooks.after_completion(completion)
+        if completion is not None:
+            self.hooks.after_completion(completion)
 
     def _execute(self, assignment: Assignment) -> Completion:
         self.state = "busy"
@@ -219,43 +249,12 @@ class Supervisor:
             _log.warning("block %s: worker did not answer: %s", self.block, exc)
             self.worker_pid = None
 
-    # -- Kafka writes ------------------------------------------------------------------------
-
-    def _publish(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[Any] | None = None
-    ) -> None:
-        assert self._producer is not None
-        errors: list[Any] = []
-        self._producer.produce(
-            topic, key=key, value=value, headers=headers, on_delivery=lambda e, _m: errors.append(e)
-        )
-        left = self._producer.flush(PUBLISH_TIMEOUT_SECONDS)
-        if left or not errors or errors[0] is not None:
-            raise KafkaError(f"publishing to {topic} failed: {errors[0] if errors else 'timeout'}")
-
-    def _dead_letter(self, message: Message, reason: str) -> None:
-        _log.warning(
-            "block %s dead-letters %s[%s]@%s: %s",
-            self.block,
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            reason,
-        )
+    def _dead_letter(self, message: Message) -> list[OutboxRecord]:
+        reason = "the record has no key; every job needs a key to answer to"
+        source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+        _log.warning("block %s dead-letters %s: %s", self.block, source, reason)
         headers = [
             ("computeinfra.reason", reason.encode()),
-            (
-                "computeinfra.source",
-                f"{message.topic()}/{message.partition()}/{message.offset()}".encode(),
-            ),
+            ("computeinfra.source", source.encode()),
         ]
-        self._publish(DEAD_TOPIC, message.key(), message.value() or b"", headers)
-
-    def _commit(self, message: Message) -> None:
-        assert self._consumer is not None
-        try:
-            self._consumer.commit(message=message, asynchronous=False)
-        except Exception as exc:  # the record may be redelivered; at-least-once allows it
-            _log.warning(
-                "block %s could not commit offset %s: %s", self.block, message.offset(), exc
-            )
+        return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]

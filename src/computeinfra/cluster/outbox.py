@@ -1,0 +1,143 @@
+"""The outbox: a record's answer and its consumed offset, committed in one Kafka transaction.
+
+This is what makes completions exactly-once for ``read_committed`` readers: either the
+completion is visible *and* the request's offset is committed, or neither happened and the
+request will be handled again. Each supervisor owns one stable ``transactional.id``; a
+restarted incarnation calling ``init_transactions`` fences the one it replaces, and the
+consumer group's generation fences a supervisor whose partitions moved elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError as RawKafkaError
+
+from computeinfra.kafka.clients import make_producer
+
+__all__ = ["Outbox", "OutboxRecord", "PartitionLost"]
+
+_log = logging.getLogger("computeinfra.outbox")
+TXN_TIMEOUT_SECONDS = 30.0
+# Kept short: a transaction only spans the publish, never a job, and an abandoned one blocks
+# read_committed readers of its partitions until the broker aborts it.
+TRANSACTION_TIMEOUT_MS = 15_000
+RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# The group moved on: this supervisor may no longer commit for the partition.
+GROUP_FENCED = {
+    RawKafkaError.ILLEGAL_GENERATION,
+    RawKafkaError.UNKNOWN_MEMBER_ID,
+    RawKafkaError.FENCED_INSTANCE_ID,
+    RawKafkaError.REBALANCE_IN_PROGRESS,
+}
+
+
+def _backoff(attempt: int) -> float:
+    return RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+
+
+class PartitionLost(Exception):
+    """The answer was not committed because the partition belongs to someone else now."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+class Outbox:
+    def __init__(self, bootstrap: str, transactional_id: str) -> None:
+        self._bootstrap = bootstrap
+        self._transactional_id = transactional_id
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = make_producer(
+            self._bootstrap,
+            client_id=self._transactional_id,
+            **{
+                "transactional.id": self._transactional_id,
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            },
+        )
+        producer.init_transactions(TXN_TIMEOUT_SECONDS)
+        return producer
+
+    def commit(self, consumer: Consumer, message: Message, records: Sequence[OutboxRecord]) -> None:
+        """Publish ``records`` and commit past ``message``, atomically; retry until done.
+
+        Raises ``PartitionLost`` if the group fenced us: the new owner handles the record.
+        """
+        attempt = 0
+        while True:
+            try:
+                self._transact(consumer, message, records)
+                return
+            except KafkaException as exc:
+                error: RawKafkaError = exc.args[0]
+                self._recover(error)
+                if error.code() in GROUP_FENCED:
+                    raise PartitionLost(error.str()) from exc
+                delay = _backoff(attempt)
+                _log.warning(
+                    "%s: transaction failed (%s), retrying in %.1f s",
+                    self._transactional_id,
+                    error.str(),
+                    delay,
+                )
+                time.sleep(delay)  # backing off from a broker that is away, not synchronising
+                attempt += 1
+
+    def _transact(
+        self, consumer: Consumer, message: Message, records: Sequence[OutboxRecord]
+    ) -> None:
+        self._producer.begin_transaction()
+        for record in records:
+            self._producer.produce(
+                record.topic, key=record.key, value=record.value, headers=list(record.headers)
+            )
+        next_offset = TopicPartition(
+            message.topic() or "", message.partition() or 0, (message.offset() or 0) + 1
+        )
+        self._producer.send_offsets_to_transaction(
+            [next_offset], consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
+        )
+        self._commit_transaction()
+
+    def _commit_transaction(self) -> None:
+        """Commit; a retriable failure leaves the outcome unknown, so commit again, never
+        abort and redo (that could make a committed answer visible twice)."""
+        attempt = 0
+        while True:
+            try:
+                self._producer.commit_transaction(TXN_TIMEOUT_SECONDS)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                time.sleep(_backoff(attempt))  # the broker is away; back off, then ask again
+                attempt += 1
+
+    def _recover(self, error: RawKafkaError) -> None:
+        """Leave the producer ready for a new transaction after ``error``."""
+        if error.fatal():
+            # Fenced by a newer incarnation, or the producer state is lost: start over.
+            self._producer = self._new_producer()
+            return
+        try:
+            self._producer.abort_transaction(TXN_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            _log.warning(
+                "%s: abort failed (%s); recreating the producer", self._transactional_id, exc
+            )
+            self._producer = self._new_producer()
+
+    def close(self) -> None:
+        self._producer.flush(TXN_TIMEOUT_SECONDS)
