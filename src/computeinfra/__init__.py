@@ -25,6 +25,7 @@ from computeinfra.errors import (
     KafkaError,
     PathError,
     RequestError,
+    Retry,
     TaskError,
 )
 from computeinfra.protocol import Completion, ErrorInfo, JobRequest, Output, Status
@@ -47,6 +48,7 @@ __all__ = [
     "Output",
     "PathError",
     "RequestError",
+    "Retry",
     "Settings",
     "Status",
     "Task",

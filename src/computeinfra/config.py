@@ -72,6 +72,8 @@ class Settings:
     namespace: str = "computeinfra"
     max_request_bytes: int = 512 * 1024
     max_attempts: int = 3
+    retry_backoff: float = 0.5
+    retry_backoff_max: float = 30.0
     poll_seconds: float = 0.2
 
     @classmethod
@@ -99,6 +101,8 @@ class Settings:
             namespace=os.environ.get("COMPUTEINFRA_NAMESPACE") or "computeinfra",
             max_request_bytes=_env_int("COMPUTEINFRA_MAX_REQUEST_BYTES", 512 * 1024, 1),
             max_attempts=_env_int("COMPUTEINFRA_MAX_ATTEMPTS", 3, 1),
+            retry_backoff=_env_float("COMPUTEINFRA_RETRY_BACKOFF", 0.5),
+            retry_backoff_max=_env_float("COMPUTEINFRA_RETRY_BACKOFF_MAX", 30.0),
             poll_seconds=_env_float("COMPUTEINFRA_POLL_SECONDS", 0.2),
         )
         return replace(settings, **overrides) if overrides else settings

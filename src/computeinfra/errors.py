@@ -8,6 +8,7 @@
     ├── KafkaError           talking to Kafka failed (produce, consume, admin)
     ├── ClusterError         the Ray cluster or its actors are missing or unreachable
     ├── TaskError            a task definition is invalid (bad registration, import failure)
+    ├── Retry                raised by a task: this attempt failed, try the job again later
     ├── RequestError         a job request is invalid; ``reason`` names the field or problem
     │   └── PathError        a path escapes its root or does not exist
     └── JobError             a job ended without success (carries its ``Completion``)
@@ -31,6 +32,7 @@ __all__ = [
     "KafkaError",
     "PathError",
     "RequestError",
+    "Retry",
     "TaskError",
 ]
 
@@ -57,6 +59,13 @@ class ClusterError(ComputeInfraError):
 
 class TaskError(ComputeInfraError):
     """A task definition is invalid or could not be imported."""
+
+
+class Retry(ComputeInfraError):
+    """Raise from a task when the failure is worth another attempt (a busy service, a lock).
+
+    The job is retried with exponential backoff until its ``max_attempts`` are spent.
+    """
 
 
 class RequestError(ComputeInfraError):

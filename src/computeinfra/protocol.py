@@ -43,6 +43,9 @@ COMPLETED_TOPIC = "completedJobs"
 DEAD_TOPIC = "deadJobs"
 
 MAX_KEY_BYTES = 256
+# Upper bounds that neither a task nor a request can exceed.
+MAX_ATTEMPTS_CAP = 10
+MAX_TIME_LIMIT_SECONDS = 3600.0
 
 
 class Status(StrEnum):
@@ -68,6 +71,18 @@ class JobRequest(BaseModel):
     )
     submitted_at: float | None = Field(
         default=None, description="Unix time (s) of submission; the record timestamp if absent."
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_CAP,
+        description="Attempts before the job fails; the task's default if absent.",
+    )
+    time_limit: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIME_LIMIT_SECONDS,
+        description="Seconds one attempt may run; can only lower the task's own limit.",
     )
 
 

@@ -7,7 +7,7 @@ import signal
 
 from pydantic import BaseModel, ConfigDict
 
-from computeinfra import TaskContext, task
+from computeinfra import Retry, TaskContext, task
 
 
 class Message(BaseModel):
@@ -32,3 +32,16 @@ def where(payload: Message, ctx: TaskContext) -> dict[str, int]:
     """Report the worker pid, so tests can see which process ran a job."""
     ctx.write_bytes("where.txt", str(os.getpid()).encode())
     return {"pid": os.getpid()}
+
+
+class Flaky(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    succeed_on: int = 3
+
+
+@task("flaky", payload=Flaky)
+def flaky(payload: Flaky, ctx: TaskContext) -> dict[str, int]:
+    """Ask to be retried until attempt ``succeed_on``."""
+    if ctx.attempt < payload.succeed_on:
+        raise Retry(f"not yet (attempt {ctx.attempt})")
+    return {"attempt": ctx.attempt}

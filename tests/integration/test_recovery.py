@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 
 from computeinfra import Client, Status
 from computeinfra.cluster.launcher import block_statuses
-from tests.helpers import Stack, completions_for, wait_for
+from computeinfra.kafka.clients import make_producer
+from computeinfra.protocol import DEAD_TOPIC, PENDING_TOPIC
+from tests.helpers import Stack, completions_for, read_topic, wait_for
 
 TIMEOUT = 180
 
@@ -82,3 +86,56 @@ def test_supervisor_sigkilled_mid_job_answers_exactly_once(stack: Stack, client:
     wait_for(restarted, TIMEOUT, "the supervisor to come back")
     after = [client.submit("sleep", {"seconds": 0}, "recovery/after-sup") for _ in range(6)]
     assert all(h.result(TIMEOUT).ok for h in after)
+
+
+def test_time_limit_kills_the_attempt_and_the_job_fails_timed_out(
+    stack: Stack, client: Client
+) -> None:
+    key = f"slow-{os.getpid()}-{int(time.time())}"
+    produce(
+        stack,
+        key,
+        {
+            "task": "sleep",
+            "payload": {"seconds": 60},
+            "result_dir": "limits",
+            "time_limit": 1,
+            "max_attempts": 2,
+        },
+    )
+    completion = client.job(key).completion(TIMEOUT)
+    assert completion.status is Status.FAILED
+    assert completion.error.type == "TimeLimitExceeded"
+    assert completion.attempts == 2
+    assert "time limit of 1 s" in completion.error.message
+    assert completion.finished_at - completion.started_at < 30
+
+
+def test_task_asking_for_a_retry_succeeds_on_a_later_attempt(stack: Stack, client: Client) -> None:
+    completion = client.submit("flaky", {"succeed_on": 3}, "limits/flaky").result(TIMEOUT)
+    assert completion.attempts == 3
+    assert completion.result == {"attempt": 3}
+
+
+def test_poison_job_is_dead_lettered_with_its_reason(stack: Stack, client: Client) -> None:
+    poison = client.submit("always-crash", {"message": "dead-letter-me"}, "recovery/dlq")
+    assert poison.completion(TIMEOUT).status is Status.FAILED
+
+    def dead() -> list:
+        return [
+            r
+            for r in read_topic(stack.settings.bootstrap_servers, DEAD_TOPIC)
+            if r[0] == poison.key.encode()
+        ]
+
+    ((_key, value, headers),) = wait_for(dead, TIMEOUT, "the dead letter")
+    assert json.loads(value)["payload"] == {"message": "dead-letter-me"}
+    header = dict(headers)
+    assert header["computeinfra.reason"].startswith(b"WorkerLost")
+    assert header["computeinfra.attempts"] == b"3"
+
+
+def produce(stack: Stack, key: str, body: dict) -> None:
+    producer = make_producer(stack.settings.bootstrap_servers)
+    producer.produce(PENDING_TOPIC, key=key.encode(), value=json.dumps(body).encode())
+    assert producer.flush(30) == 0

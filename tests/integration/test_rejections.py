@@ -52,7 +52,7 @@ CASES: dict[str, tuple[bytes | None, str, str | None]] = {
     ),
     "out-of-range": (
         job(payload={"seconds": 1e9}),
-        "payload.seconds: Input should be less than or equal to 86400",
+        "payload.seconds: Input should be less than or equal to 3000",
         "payload.seconds",
     ),
     "unknown-field": (
@@ -72,6 +72,16 @@ CASES: dict[str, tuple[bytes | None, str, str | None]] = {
     ),
     "absolute-result-dir": (job(result_dir="/tmp/evil"), "is absolute", "result_dir"),
     "escaping-result-dir": (job(result_dir="../../evil"), "leaves the results root", "result_dir"),
+    "attempts-over-cap": (
+        job(max_attempts=50),
+        "max_attempts: Input should be less than or equal to 10",
+        "max_attempts",
+    ),
+    "time-limit-over-cap": (
+        job(time_limit=1e6),
+        "time_limit: Input should be less than or equal to 3600",
+        "time_limit",
+    ),
     "oversized": (
         job(payload={"seconds": 0, "pad": "x" * 600_000}),
         "the limit is 524288 bytes",

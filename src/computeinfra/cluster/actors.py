@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag
@@ -20,8 +20,9 @@ from computeinfra.kafka.admin import consumer_lag
 from .analyzer import Analyzer
 from .events import JobEvent
 from .jobs import Assignment, Outcome, WorkerLost
-from .middleware.redelivery import RedeliverOnWorkerLoss
+from .middleware.dead_letter import DeadLetterFailures
 from .middleware.reporting import AnalyzerReporter
+from .middleware.retries import RetryPolicy
 from .supervisor import Supervisor
 from .worker import Worker
 
@@ -41,6 +42,8 @@ class _RayWorkerCall:
     def outcome(self, timeout: float | None = None) -> Outcome:
         try:
             result: Outcome = ray.get(self._ref, timeout=timeout)
+        except GetTimeoutError as exc:
+            raise TimeoutError(str(exc)) from exc
         except RayActorError as exc:
             raise WorkerLost(getattr(exc, "error_msg", None) or type(exc).__name__) from exc
         return result
@@ -52,6 +55,9 @@ class _RayWorkerPort:
 
     def submit(self, assignment: Assignment) -> _RayWorkerCall:
         return _RayWorkerCall(self._handle.run.remote(assignment))
+
+    def kill(self) -> None:
+        ray.kill(self._handle, no_restart=False)
 
     def describe(self, timeout: float) -> dict[str, Any]:
         described: dict[str, Any] = ray.get(self._handle.describe.remote(), timeout=timeout)
@@ -77,7 +83,11 @@ class _SupervisorHost:
             settings,
             block,
             _RayWorkerPort(worker),
-            [AnalyzerReporter(send, block), RedeliverOnWorkerLoss(settings.max_attempts)],
+            [
+                AnalyzerReporter(send, block),
+                RetryPolicy(settings.retry_backoff, settings.retry_backoff_max),
+                DeadLetterFailures(),
+            ],
             node=ray.get_runtime_context().get_node_id(),
             member_id=member_id,
         )

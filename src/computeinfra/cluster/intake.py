@@ -48,4 +48,6 @@ def admit(
         payload=payload,
         result_dir=request.result_dir,
         submitted_at=request.submitted_at if request.submitted_at is not None else record_time,
+        max_attempts=request.max_attempts or task.max_attempts or settings.max_attempts,
+        time_limit=min(request.time_limit or task.time_limit, task.time_limit),
     )

@@ -11,11 +11,23 @@ from pydantic import BaseModel
 from computeinfra.errors import RequestError
 from computeinfra.protocol import Completion, ErrorInfo, Output, Status
 
-__all__ = ["Assignment", "Outcome", "WorkerLost", "complete", "reject"]
+__all__ = [
+    "Assignment",
+    "AttemptTimedOut",
+    "Failure",
+    "Outcome",
+    "WorkerLost",
+    "complete",
+    "reject",
+]
 
 
 class WorkerLost(Exception):
     """The worker process died (killed, crashed, out of memory) before answering."""
+
+
+class AttemptTimedOut(Exception):
+    """The attempt ran past its time limit; its worker was killed and is restarting."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,8 @@ class Assignment:
     payload: BaseModel
     result_dir: str
     submitted_at: float | None
+    max_attempts: int = 1
+    time_limit: float = 600.0
     attempt: int = 1
 
     def next_attempt(self) -> Assignment:
@@ -43,13 +57,29 @@ class Outcome:
     outputs: tuple[Output, ...] = ()
     result: Any = None
     error: ErrorInfo | None = None
+    retryable: bool = False
 
-    @classmethod
-    def lost(cls, started_at: float, message: str) -> Outcome:
-        return cls(
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt did not succeed, as the retry policy sees it."""
+
+    type: str  # "WorkerLost", "TimeLimitExceeded", or the task's exception class
+    message: str
+    outcome: Outcome | None = None  # what the worker reported, when it could report
+
+    @property
+    def lost_worker(self) -> bool:
+        """The worker process is gone (died or was killed) and is being restarted."""
+        return self.outcome is None
+
+    def final_outcome(self, started_at: float) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        return Outcome(
             status=Status.FAILED,
             started_at=started_at,
-            error=ErrorInfo(type="WorkerLost", message=message),
+            error=ErrorInfo(type=self.type, message=self.message),
         )
 
 

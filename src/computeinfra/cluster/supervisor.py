@@ -23,15 +23,18 @@ from computeinfra.kafka.clients import make_consumer
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     DEAD_TOPIC,
+    MAX_ATTEMPTS_CAP,
+    MAX_TIME_LIMIT_SECONDS,
     PENDING_TOPIC,
     Completion,
+    Status,
     encode_completion,
     key_text,
 )
 from computeinfra.tasks.registry import TaskRegistry, load_registry
 
 from .intake import admit
-from .jobs import Assignment, Outcome, WorkerLost, complete, reject
+from .jobs import Assignment, Failure, Outcome, WorkerLost, complete, reject
 from .middleware import Middleware, MiddlewareChain
 from .outbox import Outbox, OutboxRecord, PartitionLost
 from .worker import WorkerPort
@@ -42,12 +45,12 @@ _log = logging.getLogger("computeinfra.supervisor")
 # How long the group waits for a silent member before giving its partitions to others.
 SESSION_TIMEOUT_MS = 10_000
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
-# Longest a single attempt may take before the group considers this member dead.
-MAX_JOB_SECONDS = 3600
 
 
 def max_poll_interval_ms(settings: Settings) -> int:
-    return min(settings.max_attempts * (MAX_JOB_SECONDS + 60) * 1000, 86_400_000)
+    """Long enough for the longest job: every attempt at the longest limit, plus backoffs."""
+    per_attempt = MAX_TIME_LIMIT_SECONDS + settings.retry_backoff_max + WORKER_BACK_TIMEOUT_SECONDS
+    return int(min(MAX_ATTEMPTS_CAP * per_attempt * 1000, 86_400_000))
 
 
 class Supervisor:
@@ -177,7 +180,8 @@ class Supervisor:
                 node=self.node,
             )
         record = OutboxRecord(COMPLETED_TOPIC, raw_key, encode_completion(completion))
-        self._answer(message, [record], completion)
+        extra = self.hooks.extra_records(completion, message.value())
+        self._answer(message, [record, *extra], completion)
 
     def _complete(
         self, raw_key: bytes, value: bytes | None, record_time: float | None
@@ -221,20 +225,39 @@ class Supervisor:
         while True:
             self.hooks.before_dispatch(assignment)
             started = time.time()
-            try:
-                outcome = self._await(assignment)
-            except WorkerLost as lost:
-                reason = f"the worker process died during attempt {assignment.attempt}: {lost}"
-                self.hooks.on_worker_lost(assignment, reason)
-                self._wait_for_worker()
-                if self.hooks.should_redeliver(assignment, reason):
-                    assignment = assignment.next_attempt()
-                    continue
-                outcome = Outcome.lost(started, reason)
-            return complete(assignment, outcome, block=self.block, node=self.node)
+            result = self._attempt(assignment)
+            if isinstance(result, Outcome):
+                return complete(assignment, result, block=self.block, node=self.node)
+            failure = result
+            self.hooks.on_attempt_failed(assignment, failure)
+            delay = self.hooks.retry_delay(assignment, failure)
+            if delay is None:
+                outcome = failure.final_outcome(started)
+                return complete(assignment, outcome, block=self.block, node=self.node)
+            self.state = "retry-backoff"
+            self._stop.wait(delay)  # a stop request cuts the backoff short, not the job
+            self.state = "busy"
+            assignment = assignment.next_attempt()
 
-    def _await(self, assignment: Assignment) -> Outcome:
-        return self.worker.submit(assignment).outcome()
+    def _attempt(self, assignment: Assignment) -> Outcome | Failure:
+        """Run one attempt; an ``Outcome`` is final, a ``Failure`` may be retried."""
+        try:
+            outcome = self.worker.submit(assignment).outcome(timeout=assignment.time_limit)
+        except WorkerLost as lost:
+            self._wait_for_worker()
+            message = f"the worker process died during attempt {assignment.attempt}: {lost}"
+            return Failure("WorkerLost", message)
+        except TimeoutError:
+            self.worker.kill()
+            self._wait_for_worker()
+            message = (
+                f"attempt {assignment.attempt} ran past its time limit of "
+                f"{assignment.time_limit:g} s; its worker was restarted"
+            )
+            return Failure("TimeLimitExceeded", message)
+        if outcome.status is Status.FAILED and outcome.error is not None:
+            return Failure(outcome.error.type, outcome.error.message, outcome)
+        return outcome
 
     def _wait_for_worker(self) -> None:
         """Block until the restarted worker answers, so ``blocks`` shows its new pid."""

@@ -13,6 +13,7 @@ import traceback
 from typing import Any, Protocol
 
 from computeinfra.config import Settings
+from computeinfra.errors import Retry
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import ErrorInfo, Status
 from computeinfra.tasks.context import TaskContext
@@ -30,7 +31,8 @@ class WorkerCall(Protocol):
     """One attempt in progress on a worker."""
 
     def outcome(self, timeout: float | None = None) -> Outcome:
-        """The attempt's outcome; raises ``WorkerLost`` if the process died."""
+        """The attempt's outcome; raises ``WorkerLost`` if the process died and
+        ``TimeoutError`` if no outcome came within ``timeout`` seconds."""
         ...
 
 
@@ -38,6 +40,10 @@ class WorkerPort(Protocol):
     """How a supervisor reaches its worker (a Ray actor in production)."""
 
     def submit(self, assignment: Assignment) -> WorkerCall: ...
+
+    def kill(self) -> None:
+        """End the worker process now; it is restarted."""
+        ...
 
     def describe(self, timeout: float) -> dict[str, Any]: ...
 
@@ -81,6 +87,7 @@ class Worker:
                 started_at=started,
                 outputs=tuple(ctx.outputs),
                 error=_error_info(exc),
+                retryable=isinstance(exc, (Retry, *task.retry_on)),
             )
         return Outcome(
             status=Status.SUCCEEDED, started_at=started, outputs=tuple(ctx.outputs), result=result

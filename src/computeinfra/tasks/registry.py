@@ -17,7 +17,11 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import AfterValidator, BaseModel, ValidationError
 
 from computeinfra.errors import RequestError, TaskError
-from computeinfra.protocol import describe_validation_error
+from computeinfra.protocol import (
+    MAX_ATTEMPTS_CAP,
+    MAX_TIME_LIMIT_SECONDS,
+    describe_validation_error,
+)
 from computeinfra.tasks.context import InputRoots, TaskContext, check_input_file
 
 __all__ = ["ENTRY_POINT_GROUP", "InputFile", "Task", "TaskRegistry", "load_registry", "task"]
@@ -36,14 +40,34 @@ P = TypeVar("P", bound=BaseModel)
 TaskFunction = Callable[[P, TaskContext], Any]
 
 
+DEFAULT_TIME_LIMIT_SECONDS = 600.0
+
+
 @dataclass(frozen=True)
 class Task(Generic[P]):
-    """A registered task. Calling it runs the function directly, which is handy in tests."""
+    """A registered task. Calling it runs the function directly, which is handy in tests.
+
+    ``time_limit`` bounds one attempt (a request may lower it); ``max_attempts`` overrides
+    the cluster default (a request may change it up to ``MAX_ATTEMPTS_CAP``); exceptions of
+    the ``retry_on`` types, like ``computeinfra.Retry``, make the attempt worth repeating.
+    """
 
     name: str
     payload_model: type[P]
     fn: TaskFunction[P]
     description: str = ""
+    time_limit: float = DEFAULT_TIME_LIMIT_SECONDS
+    max_attempts: int | None = None
+    retry_on: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.time_limit <= MAX_TIME_LIMIT_SECONDS:
+            raise TaskError(
+                f"task {self.name!r}: time_limit must be in (0, "
+                f"{MAX_TIME_LIMIT_SECONDS:.0f}] seconds"
+            )
+        if self.max_attempts is not None and not 1 <= self.max_attempts <= MAX_ATTEMPTS_CAP:
+            raise TaskError(f"task {self.name!r}: max_attempts must be 1..{MAX_ATTEMPTS_CAP}")
 
     def validate(self, payload: dict[str, Any], roots: InputRoots | None = None) -> P:
         try:
@@ -60,13 +84,27 @@ class Task(Generic[P]):
 
 
 def task(
-    name: str, *, payload: type[P], description: str | None = None
+    name: str,
+    *,
+    payload: type[P],
+    description: str | None = None,
+    time_limit: float = DEFAULT_TIME_LIMIT_SECONDS,
+    max_attempts: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
 ) -> Callable[[TaskFunction[P]], Task[P]]:
     """Declare a task: ``@task("resize", payload=ResizePayload)`` over ``def f(payload, ctx)``."""
 
     def wrap(fn: TaskFunction[P]) -> Task[P]:
         doc = description if description is not None else (fn.__doc__ or "").strip()
-        return Task(name=name, payload_model=payload, fn=fn, description=doc.split("\n")[0])
+        return Task(
+            name=name,
+            payload_model=payload,
+            fn=fn,
+            description=doc.split("\n")[0],
+            time_limit=time_limit,
+            max_attempts=max_attempts,
+            retry_on=retry_on,
+        )
 
     return wrap
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from computeinfra.tasks.context import TaskContext
 from computeinfra.tasks.registry import task
 
-MAX_SLEEP_SECONDS = 24 * 3600
+MAX_SLEEP_SECONDS = 3000
 
 
 class SleepPayload(BaseModel):
@@ -18,7 +18,7 @@ class SleepPayload(BaseModel):
     seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS, description="How long to sleep.")
 
 
-@task("sleep", payload=SleepPayload)
+@task("sleep", payload=SleepPayload, time_limit=3600)
 def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     """Sleep for ``seconds``; mimics a job that takes time."""
     time.sleep(payload.seconds)

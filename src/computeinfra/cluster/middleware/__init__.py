@@ -3,6 +3,10 @@
 Like Dramatiq's middleware, each hook is called in order for every job; the supervisor's
 loop stays free of policy branches. Hooks that decide something return ``None`` for
 "no opinion"; the first answer wins.
+
+- ``retries.RetryPolicy``: failed attempts are retried with exponential backoff;
+- ``dead_letter.DeadLetterFailures``: a job that fails for good is copied to ``deadJobs``;
+- ``reporting.AnalyzerReporter``: lifecycle events go to the analyzer.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import TYPE_CHECKING
 from computeinfra.protocol import Completion
 
 if TYPE_CHECKING:
-    from computeinfra.cluster.jobs import Assignment
+    from computeinfra.cluster.jobs import Assignment, Failure
+    from computeinfra.cluster.outbox import OutboxRecord
 
 __all__ = ["Middleware", "MiddlewareChain"]
 
@@ -27,15 +32,21 @@ class Middleware:
     def before_dispatch(self, assignment: Assignment) -> None:
         """An attempt is about to be sent to the worker."""
 
-    def on_worker_lost(self, assignment: Assignment, reason: str) -> None:
-        """The worker process died during ``assignment``."""
+    def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
+        """An attempt failed: the task raised, the worker died, or it ran out of time."""
 
-    def should_redeliver(self, assignment: Assignment, reason: str) -> bool | None:
-        """Whether to send ``assignment`` again after its worker died."""
+    def retry_delay(self, assignment: Assignment, failure: Failure) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to give up."""
         return None
 
+    def extra_records(
+        self, completion: Completion, request_value: bytes | None
+    ) -> Sequence[OutboxRecord]:
+        """Records to publish in the same transaction as ``completion``."""
+        return ()
+
     def after_completion(self, completion: Completion) -> None:
-        """The terminal completion was published."""
+        """The terminal completion was committed."""
 
     def on_idle(self) -> None:
         """The consumer polled and found nothing; a moment for periodic work."""
@@ -55,16 +66,21 @@ class MiddlewareChain(Middleware):
         for m in self.middleware:
             m.before_dispatch(assignment)
 
-    def on_worker_lost(self, assignment: Assignment, reason: str) -> None:
+    def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
         for m in self.middleware:
-            m.on_worker_lost(assignment, reason)
+            m.on_attempt_failed(assignment, failure)
 
-    def should_redeliver(self, assignment: Assignment, reason: str) -> bool | None:
+    def retry_delay(self, assignment: Assignment, failure: Failure) -> float | None:
         for m in self.middleware:
-            verdict = m.should_redeliver(assignment, reason)
-            if verdict is not None:
-                return verdict
+            delay = m.retry_delay(assignment, failure)
+            if delay is not None:
+                return delay
         return None
+
+    def extra_records(
+        self, completion: Completion, request_value: bytes | None
+    ) -> Sequence[OutboxRecord]:
+        return [r for m in self.middleware for r in m.extra_records(completion, request_value)]
 
     def after_completion(self, completion: Completion) -> None:
         for m in self.middleware:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from computeinfra.cluster.events import EventKind, JobEvent
-from computeinfra.cluster.jobs import Assignment
+from computeinfra.cluster.jobs import Assignment, Failure
 from computeinfra.protocol import Completion
 
 from . import Middleware
@@ -48,8 +48,11 @@ class AnalyzerReporter(Middleware):
         self._first_started.setdefault(assignment.key, now)
         self._add(JobEvent(EventKind.STARTED, assignment.task, self._block, assignment.key, at=now))
 
-    def on_worker_lost(self, assignment: Assignment, reason: str) -> None:
-        self._add(JobEvent(EventKind.WORKER_RESTART, assignment.task, self._block, assignment.key))
+    def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
+        if failure.lost_worker:
+            self._add(
+                JobEvent(EventKind.WORKER_RESTART, assignment.task, self._block, assignment.key)
+            )
 
     def after_completion(self, completion: Completion) -> None:
         first_start = self._first_started.pop(completion.key, None)
