@@ -8,6 +8,7 @@ job is sent again, and counts the attempt.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -16,9 +17,11 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag
+from computeinfra.protocol import Completion
 
 from .analyzer import Analyzer
 from .events import JobEvent
+from .feed import TopicFeed
 from .jobs import Assignment, Outcome, WorkerLost
 from .middleware.dead_letter import DeadLetterFailures
 from .middleware.reporting import AnalyzerReporter
@@ -100,11 +103,32 @@ class _SupervisorHost:
         self.supervisor.stop(timeout)
 
 
-class _AnalyzerHost(Analyzer):
+class _AnalyzerHost:
+    """The analyzer fed by its topic-reading thread and by supervisors' Ray calls."""
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cached: tuple[float, int | None] = (0.0, None)
-        super().__init__(lag=self._backlog)
+        self._lock = threading.Lock()
+        self._analyzer = Analyzer(lag=self._backlog)
+        self._feed = TopicFeed(settings.bootstrap_servers, self._on_submitted, self._on_completed)
+        self._feed.start()
+
+    def _on_submitted(self, task: str | None) -> None:
+        with self._lock:
+            self._analyzer.submitted(task)
+
+    def _on_completed(self, completion: Completion) -> None:
+        with self._lock:
+            self._analyzer.completed(completion)
+
+    def record(self, events: list[JobEvent]) -> None:
+        with self._lock:
+            self._analyzer.record(events)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self._analyzer.snapshot()
 
     def _backlog(self) -> int | None:
         at, value = self._cached
@@ -126,5 +150,4 @@ WorkerActor = _remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(_WorkerHo
 SupervisorActor = _remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)(
     _SupervisorHost
 )
-# Single-threaded: events and snapshots are applied one at a time, so no locking is needed.
 AnalyzerActor = _remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_AnalyzerHost)

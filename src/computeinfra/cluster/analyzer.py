@@ -1,4 +1,10 @@
-"""The analyzer: metrics over every job, in memory that does not grow with the job count."""
+"""The analyzer: metrics over every job, in memory that does not grow with the job count.
+
+Job counts and timings come from the topics themselves (every ``pendingJobs`` record, every
+committed completion), so they are exact even when supervisors die mid-job, and a restarted
+analyzer rebuilds them by reading the topics again. Supervisors add what only they see:
+attempts started and worker restarts.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from computeinfra.metrics import QuantileSketch, SlidingRate
-from computeinfra.protocol import Status
+from computeinfra.protocol import Completion, Status
 
 from .events import EventKind, JobEvent
 
@@ -20,8 +26,8 @@ LagProvider = Callable[[], int | None]
 
 @dataclass
 class TaskStats:
-    received: int = 0
-    started: int = 0
+    submitted: int = 0
+    attempts: int = 0
     completed: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
     queue_wait: QuantileSketch = field(default_factory=QuantileSketch)
     run_time: QuantileSketch = field(default_factory=QuantileSketch)
@@ -29,47 +35,49 @@ class TaskStats:
     def snapshot(self) -> dict[str, Any]:
         done = sum(self.completed.values())
         return {
-            "submitted": self.received,
+            "submitted": self.submitted,
             **self.completed,
-            "in_flight": max(self.received - done, 0),
-            "attempts": self.started,
+            "in_flight": max(self.submitted - done, 0),
+            "attempts": self.attempts,
             "queue_wait": self.queue_wait.summary(),
             "run_time": self.run_time.summary(),
         }
 
 
 class Analyzer:
-    """Aggregates ``JobEvent``s by task. ``lag`` reads the backlog on demand."""
+    """Aggregates submissions, completions and supervisor events by task."""
 
     def __init__(self, lag: LagProvider | None = None) -> None:
         self._lag = lag
         self._tasks: dict[str, TaskStats] = {}
         self._throughput = SlidingRate(60)
         self._restarts: dict[int, int] = {}
-        self._events = 0
         self._since = time.time()
 
+    def _stats(self, task: str | None) -> TaskStats:
+        return self._tasks.setdefault(task or UNKNOWN_TASK, TaskStats())
+
+    def submitted(self, task: str | None) -> None:
+        """A request was seen on ``pendingJobs`` (valid or not)."""
+        self._stats(task).submitted += 1
+
+    def completed(self, completion: Completion) -> None:
+        """A completion was committed on ``completedJobs``."""
+        stats = self._stats(completion.task)
+        stats.completed[completion.status.value] += 1
+        if completion.started_at is not None:
+            if completion.submitted_at is not None:
+                stats.queue_wait.add(max(completion.started_at - completion.submitted_at, 0.0))
+            stats.run_time.add(max(completion.finished_at - completion.started_at, 0.0))
+        self._throughput.add(1, at=completion.finished_at)
+
     def record(self, events: Iterable[JobEvent]) -> None:
+        """Events only supervisors see."""
         for event in events:
-            self._events += 1
-            stats = self._tasks.setdefault(event.task or UNKNOWN_TASK, TaskStats())
-            if event.kind is EventKind.RECEIVED:
-                stats.received += 1
-            elif event.kind is EventKind.STARTED:
-                stats.started += 1
-            elif event.kind is EventKind.COMPLETED:
-                self._completed(stats, event)
+            if event.kind is EventKind.STARTED:
+                self._stats(event.task).attempts += 1
             elif event.kind is EventKind.WORKER_RESTART:
                 self._restarts[event.block] = self._restarts.get(event.block, 0) + 1
-
-    def _completed(self, stats: TaskStats, event: JobEvent) -> None:
-        if event.status is not None:
-            stats.completed[event.status] = stats.completed.get(event.status, 0) + 1
-        if event.queue_wait is not None:
-            stats.queue_wait.add(event.queue_wait)
-        if event.run_time is not None:
-            stats.run_time.add(event.run_time)
-        self._throughput.add(1, at=event.at)
 
     def snapshot(self) -> dict[str, Any]:
         tasks = {name: stats.snapshot() for name, stats in sorted(self._tasks.items())}
@@ -79,7 +87,6 @@ class Analyzer:
         }
         return {
             "since": self._since,
-            "events": self._events,
             "tasks": tasks,
             "totals": totals,
             "throughput": {

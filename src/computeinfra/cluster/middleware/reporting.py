@@ -1,4 +1,5 @@
-"""Reporting: lifecycle events go to the analyzer in small batches, never blocking a job."""
+"""Reporting: what only a supervisor sees (attempts started, worker restarts) goes to the
+analyzer in small batches, never blocking a job. Job counts the analyzer reads from Kafka."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ class AnalyzerReporter(Middleware):
         self._block = block
         self._buffer: list[JobEvent] = []
         self._last_flush = time.monotonic()
-        self._first_started: dict[str, float] = {}
 
     def _add(self, event: JobEvent) -> None:
         self._buffer.append(event)
@@ -40,13 +40,8 @@ class AnalyzerReporter(Middleware):
             self._sink(batch)
         self._last_flush = time.monotonic()
 
-    def on_received(self, key: str | None, task: str | None) -> None:
-        self._add(JobEvent(EventKind.RECEIVED, task, self._block, key))
-
     def before_dispatch(self, assignment: Assignment) -> None:
-        now = time.time()
-        self._first_started.setdefault(assignment.key, now)
-        self._add(JobEvent(EventKind.STARTED, assignment.task, self._block, assignment.key, at=now))
+        self._add(JobEvent(EventKind.STARTED, assignment.task, self._block, assignment.key))
 
     def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
         if failure.lost_worker:
@@ -55,24 +50,7 @@ class AnalyzerReporter(Middleware):
             )
 
     def after_completion(self, completion: Completion) -> None:
-        first_start = self._first_started.pop(completion.key, None)
-        wait = None
-        if first_start is not None and completion.submitted_at is not None:
-            wait = max(first_start - completion.submitted_at, 0.0)
-        run = None
-        if completion.started_at is not None:
-            run = max(completion.finished_at - completion.started_at, 0.0)
-        self._add(
-            JobEvent(
-                EventKind.COMPLETED,
-                completion.task,
-                self._block,
-                completion.key,
-                status=completion.status.value,
-                queue_wait=wait,
-                run_time=run,
-            )
-        )
+        self.flush()
 
     def on_idle(self) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS:
