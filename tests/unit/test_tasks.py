@@ -149,3 +149,23 @@ def test_two_tasks_with_one_name_conflict() -> None:
     )
     with pytest.raises(TaskError, match="two different tasks"):
         TaskRegistry([sleep_task, clone])
+
+
+def test_a_retry_removes_what_a_killed_attempt_left(tmp_path: Path) -> None:
+    first = make_ctx(tmp_path)
+    writing = first.open_output("big.bin")
+    handle = writing.__enter__()
+    handle.write(b"half")  # the attempt is killed here: no rename, no cleanup
+    leftovers = [p for p in first.result_dir.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".big.bin.")
+    other_job = TaskContext(
+        key="other", attempt=1, results_root=first.results_root, result_dir=first.result_dir
+    )
+    with other_job.open_output("x.bin") as other_handle:
+        other_handle.write(b"x")
+    retry = TaskContext(
+        key="k", attempt=2, results_root=first.results_root, result_dir=first.result_dir
+    )
+    assert retry.discard_stale_temporaries() == 1
+    retry.write_bytes("big.bin", b"whole")
+    assert sorted(p.name for p in retry.result_dir.iterdir()) == ["big.bin", "x.bin"]

@@ -10,6 +10,7 @@ consumer group's generation fences a supervisor whose partitions moved elsewhere
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ TXN_TIMEOUT_SECONDS = 30.0
 # Kept short: a transaction only spans the publish, never a job, and an abandoned one blocks
 # read_committed readers of its partitions until the broker aborts it.
 TRANSACTION_TIMEOUT_MS = 15_000
+WATCHDOG_MARGIN_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # The group moved on: this supervisor may no longer commit for the partition.
 GROUP_FENCED = {
@@ -38,6 +40,10 @@ GROUP_FENCED = {
 
 def _backoff(attempt: int) -> float:
     return RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+
+
+class _ProducerReplaced(Exception):
+    """The transaction's producer was stuck and has been replaced; start the answer over."""
 
 
 class PartitionLost(Exception):
@@ -57,6 +63,9 @@ class Outbox:
         self._bootstrap = bootstrap
         self._transactional_id = transactional_id
         self._producer = self._new_producer()
+        # Producers stuck inside librdkafka: kept referenced so they are never destroyed
+        # while a thread is blocked in them (see ``_send_offsets``).
+        self._stuck: list[Producer] = []
 
     def _new_producer(self) -> Producer:
         producer = make_producer(
@@ -80,6 +89,8 @@ class Outbox:
             try:
                 self._transact(consumer, message, records)
                 return
+            except _ProducerReplaced:
+                continue
             except KafkaException as exc:
                 error: RawKafkaError = exc.args[0]
                 self._recover(error)
@@ -106,10 +117,40 @@ class Outbox:
         next_offset = TopicPartition(
             message.topic() or "", message.partition() or 0, (message.offset() or 0) + 1
         )
-        self._producer.send_offsets_to_transaction(
-            [next_offset], consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
-        )
+        self._send_offsets(next_offset, consumer)
         self._commit_transaction()
+
+    def _send_offsets(self, offset: TopicPartition, consumer: Consumer) -> None:
+        """``send_offsets_to_transaction`` under a watchdog.
+
+        librdkafka can block in it past its timeout when the group coordinator it cached went
+        away (librdkafka#5456, #5511), as after a broker restart. Past the deadline the stuck
+        producer is set aside (never destroyed under the blocked thread) and replaced; the
+        replacement's ``init_transactions`` fences it, so its late answer cannot count.
+        """
+        producer, failure = self._producer, []
+
+        def send() -> None:
+            try:
+                producer.send_offsets_to_transaction(
+                    [offset], consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
+                )
+            except BaseException as exc:  # handed to the caller's thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=send, name="send-offsets", daemon=True)
+        thread.start()
+        thread.join(TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS)
+        if thread.is_alive():
+            _log.warning(
+                "%s: send_offsets_to_transaction is stuck; replacing the producer",
+                self._transactional_id,
+            )
+            self._stuck.append(producer)
+            self._producer = self._new_producer()
+            raise _ProducerReplaced
+        if failure:
+            raise failure[0]
 
     def _commit_transaction(self) -> None:
         """Commit; a retriable failure leaves the outcome unknown, so commit again, never
@@ -122,6 +163,11 @@ class Outbox:
             except KafkaException as exc:
                 if not exc.args[0].retriable():
                     raise
+                _log.warning(
+                    "%s: commit not confirmed (%s), asking again",
+                    self._transactional_id,
+                    exc.args[0].str(),
+                )
                 time.sleep(_backoff(attempt))  # the broker is away; back off, then ask again
                 attempt += 1
 

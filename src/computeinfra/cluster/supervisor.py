@@ -9,13 +9,14 @@ supervisor is a static group member, so a restarted one takes its partitions str
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from computeinfra.config import Settings
 from computeinfra.errors import RequestError
@@ -209,12 +210,12 @@ class Supervisor:
             self._outbox.commit(self._consumer, message, records)
         except PartitionLost as lost:
             _log.warning(
-                "block %s lost partition %s before answering %s (%s); its new owner will answer",
+                "block %s could not answer %s, the group moved on (%s); reading it again",
                 self.block,
-                message.partition(),
                 self.job,
                 lost,
             )
+            self._rewind(message)
             return
         self.processed += 1
         if completion is not None:
@@ -271,6 +272,18 @@ class Supervisor:
         except Exception as exc:  # the next submit will surface a real failure
             _log.warning("block %s: worker did not answer: %s", self.block, exc)
             self.worker_pid = None
+
+    def _rewind(self, message: Message) -> None:
+        """Read ``message`` again if its partition is still ours once the group settles.
+
+        The group may hand the same partition straight back (a broker restart makes every
+        member rejoin); without this the consumer's position would already be past it.
+        """
+        assert self._consumer is not None
+        here = TopicPartition(PENDING_TOPIC, message.partition() or 0, message.offset() or 0)
+        # Not assigned here any more: its new owner starts from the committed offset anyway.
+        with contextlib.suppress(KafkaException):
+            self._consumer.seek(here)
 
     def _dead_letter(self, message: Message) -> list[OutboxRecord]:
         reason = "the record has no key; every job needs a key to answer to"

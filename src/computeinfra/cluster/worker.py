@@ -79,6 +79,8 @@ class Worker:
             results_root=self.settings.results_root,
             result_dir=result_dir,
         )
+        if assignment.attempt > 1:
+            ctx.discard_stale_temporaries()
         try:
             result = task(assignment.payload, ctx)
         except Exception as exc:  # a task's own failure is the job's answer, not ours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from computeinfra.errors import PathError
 from computeinfra.paths import resolve_input, safe_output_path
 from computeinfra.protocol import Output
 
-__all__ = ["InputRoots", "TaskContext", "check_input_file"]
+__all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file"]
+
+TEMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ class TaskContext:
         """
         target = self.output_path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.{self._tag}.", suffix=TEMP_SUFFIX
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
@@ -72,6 +77,20 @@ class TaskContext:
             Path(tmp_name).unlink(missing_ok=True)
             raise
         self._record(target, meta)
+
+    @property
+    def _tag(self) -> str:
+        """Marks this job's temporary files, so a later attempt can find and remove them."""
+        return hashlib.sha1(self.key.encode(), usedforsecurity=False).hexdigest()[:12]
+
+    def discard_stale_temporaries(self) -> int:
+        """Remove temporary files an earlier, killed attempt of this job left behind."""
+        removed = 0
+        if self.result_dir.is_dir():
+            for stale in self.result_dir.rglob(f".*.{self._tag}.*{TEMP_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def write_bytes(self, name: str, data: bytes, **meta: Any) -> Output:
         with self.open_output(name, **meta) as handle:
