@@ -29,9 +29,12 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--blocks", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="computeinfra-chaos-") as tmp:
-        with dev_stack(Path(tmp), args.blocks) as stack, Client(settings=stack.settings) as c:
-            report = run_chaos(stack, c, args.jobs, args.kills)
+    with (
+        tempfile.TemporaryDirectory(prefix="computeinfra-chaos-") as tmp,
+        dev_stack(Path(tmp), args.blocks) as stack,
+        Client(settings=stack.settings) as c,
+    ):
+        report = run_chaos(stack, c, args.jobs, args.kills)
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "jobs": report.jobs,

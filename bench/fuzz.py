@@ -27,13 +27,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--blocks", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="computeinfra-fuzz-") as tmp:
-        with dev_stack(Path(tmp), args.blocks) as stack, Client(settings=stack.settings) as c:
-            before = {b["block"]: b["supervisor_pid"] for b in block_statuses(stack.settings)}
-            start = time.monotonic()
-            report = run_fuzz(stack, c, args.records)
-            seconds = time.monotonic() - start
-            after = {b["block"]: b["supervisor_pid"] for b in block_statuses(stack.settings)}
+    with (
+        tempfile.TemporaryDirectory(prefix="computeinfra-fuzz-") as tmp,
+        dev_stack(Path(tmp), args.blocks) as stack,
+        Client(settings=stack.settings) as c,
+    ):
+        before = {b["block"]: b["supervisor_pid"] for b in block_statuses(stack.settings)}
+        start = time.monotonic()
+        report = run_fuzz(stack, c, args.records)
+        seconds = time.monotonic() - start
+        after = {b["block"]: b["supervisor_pid"] for b in block_statuses(stack.settings)}
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,

@@ -38,3 +38,24 @@ def test_bad_numbers_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPUTEINFRA_PARTITIONS", "0")
     with pytest.raises(ConfigError, match="at least 1"):
         Settings.from_env()
+
+
+def test_kafka_client_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from computeinfra.kafka.clients import common_config, parse_properties, security_config
+
+    config = tmp_path / "client.properties"
+    config.write_text(
+        "# SASL over TLS\nsecurity.protocol=SASL_SSL\nsasl.mechanism = PLAIN\n"
+        "! another comment\nsasl.username=alice\nsasl.password=s3cr=t\n"
+    )
+    monkeypatch.setenv("COMPUTEINFRA_KAFKA_CONFIG", str(config))
+    security_config.cache_clear()
+    try:
+        merged = common_config("127.0.0.1:9092", "x")
+        assert merged["security.protocol"] == "SASL_SSL"
+        assert merged["sasl.mechanism"] == "PLAIN"
+        assert merged["sasl.password"] == "s3cr=t"
+    finally:
+        security_config.cache_clear()
+    with pytest.raises(ConfigError, match="line 1 .* not key=value"):
+        parse_properties("just words")

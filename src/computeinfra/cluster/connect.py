@@ -19,6 +19,19 @@ STATE_FILE = "cluster.json"
 LOOPBACK = "127.0.0.1"
 
 
+def _keep_loopback() -> None:
+    """Stop Ray from swapping 127.0.0.1 for the host's outward address when joining.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when it is first imported; a program
+    that imported Ray before computeinfra set it would otherwise reach the cluster through
+    the host's public interface. Our rule is loopback unless the user says otherwise.
+    """
+    from ray._private import ray_constants
+
+    if os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR) == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def write_state(settings: Settings, **state: Any) -> Path:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     path = settings.run_dir / STATE_FILE
@@ -51,6 +64,7 @@ def connect(settings: Settings, *, start_local: bool = False, num_cpus: int | No
     Returns the cluster's GCS address.
     """
     if not ray.is_initialized():
+        _keep_loopback()
         common: dict[str, Any] = {"namespace": settings.namespace, "logging_level": logging.WARNING}
         env_address = os.environ.get("RAY_ADDRESS")
         if env_address:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -11,7 +10,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from computeinfra.config import Settings
 from computeinfra.errors import KafkaError
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, make_consumer
+from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer
 from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC
 
 __all__ = ["check_reachable", "consumer_lag", "ensure_topics"]
@@ -23,8 +22,7 @@ COMPLETED_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _log}
-    return AdminClient(config)
+    return AdminClient(common_config(bootstrap, "computeinfra-admin"))
 
 
 def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:

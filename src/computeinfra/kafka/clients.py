@@ -7,32 +7,63 @@ that knows the record's work is done.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from computeinfra.errors import KafkaError
+from computeinfra.errors import ConfigError, KafkaError
 
 __all__ = ["make_consumer", "make_producer", "partition_count", "reader"]
 
 _log = logging.getLogger("computeinfra.kafka")
 METADATA_TIMEOUT_SECONDS = 10.0
+KAFKA_CONFIG_ENV = "COMPUTEINFRA_KAFKA_CONFIG"
 
 
-def _common(bootstrap: str, client_id: str) -> dict[str, Any]:
+def parse_properties(text: str) -> dict[str, str]:
+    """``key=value`` lines, as in a Java ``client.properties``; ``#`` and ``!`` start comments."""
+    properties = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"line {number} of the Kafka client config is not key=value: {raw!r}")
+        properties[key.strip()] = value.strip()
+    return properties
+
+
+@functools.cache
+def security_config() -> dict[str, str]:
+    """Extra librdkafka settings (SASL, SSL, …) from the file ``COMPUTEINFRA_KAFKA_CONFIG``."""
+    path = os.environ.get(KAFKA_CONFIG_ENV)
+    if not path:
+        return {}
+    try:
+        return parse_properties(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{KAFKA_CONFIG_ENV}={path}: {exc.strerror}") from None
+
+
+def common_config(bootstrap: str, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
         # librdkafka logs through Python logging instead of raw stderr.
         "logger": _log,
+        **security_config(),
     }
 
 
 def make_producer(bootstrap: str, client_id: str = "computeinfra", **overrides: Any) -> Producer:
     config = {
-        **_common(bootstrap, client_id),
+        **common_config(bootstrap, client_id),
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
@@ -47,7 +78,7 @@ def make_consumer(
 ) -> Consumer:
     """A consumer; without ``group`` it is for ``assign()`` reads and never joins a group."""
     config = {
-        **_common(bootstrap, client_id),
+        **common_config(bootstrap, client_id),
         "group.id": group or f"computeinfra-reader-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
