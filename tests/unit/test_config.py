@@ -59,3 +59,25 @@ def test_kafka_client_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         security_config.cache_clear()
     with pytest.raises(ConfigError, match="line 1 .* not key=value"):
         parse_properties("just words")
+
+
+def test_repeated_kafka_log_lines_are_let_through_once() -> None:
+    import logging
+
+    from computeinfra.kafka import clients
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    clients._log.addHandler(handler)
+    try:
+        for after in range(50):
+            clients._log.error("FAIL [thrd:x]: Connect to 127.0.0.1:1 failed (after %dms)", after)
+        clients._log.error("another problem")
+    finally:
+        clients._log.removeHandler(handler)
+    assert len(seen) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,30 @@ from computeinfra.errors import ConfigError, KafkaError
 __all__ = ["make_consumer", "make_producer", "partition_count", "reader"]
 
 _log = logging.getLogger("computeinfra.kafka")
+REPEAT_LOG_SECONDS = 30.0
+
+
+class _Quieter(logging.Filter):
+    """librdkafka repeats a broken connection many times a second while a broker is away;
+    let each distinct message through once per ``REPEAT_LOG_SECONDS``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The text after the broker thread name is what repeats; timings inside it vary.
+        text = str(record.getMessage()).split(" (after ")[0]
+        now = time.monotonic()
+        if now - self._last.get(text, -REPEAT_LOG_SECONDS) < REPEAT_LOG_SECONDS:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[text] = now
+        return True
+
+
+_log.addFilter(_Quieter())
 METADATA_TIMEOUT_SECONDS = 10.0
 KAFKA_CONFIG_ENV = "COMPUTEINFRA_KAFKA_CONFIG"
 
