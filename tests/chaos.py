@@ -16,11 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ray
 from PIL import Image
 
 from computeinfra import Client, JobHandle, Status
-from computeinfra.cluster.launcher import block_statuses, get_analyzer
+from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
 from computeinfra.devstack import DevStack
 from tests.helpers import completions_for, wait_for
 
@@ -74,7 +73,7 @@ def _kill_one(stack: DevStack, rng: random.Random) -> str | None:
 
 
 def _counts(stack: DevStack) -> dict[str, dict[str, int]]:
-    snapshot = ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=60)
+    snapshot = analyzer_snapshot(stack.settings)
     return {task: snapshot["tasks"].get(task, {}) for task in TASKS}
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import ray
-
 from computeinfra import Client
-from computeinfra.cluster.launcher import get_analyzer
+from computeinfra.cluster.launcher import analyzer_snapshot
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import PENDING_TOPIC
 from tests.helpers import Stack, run_cli, wait_for
@@ -16,7 +14,7 @@ TIMEOUT = 120
 
 
 def snapshot(stack: Stack) -> dict:
-    return ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=30)
+    return analyzer_snapshot(stack.settings)
 
 
 def test_counts_and_timings_match_what_was_submitted(stack: Stack, client: Client) -> None:

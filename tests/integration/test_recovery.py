@@ -8,7 +8,7 @@ import signal
 import time
 
 from computeinfra import Client, Status
-from computeinfra.cluster.launcher import block_statuses
+from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import DEAD_TOPIC, PENDING_TOPIC
 from tests.helpers import Stack, completions_for, read_topic, wait_for
@@ -58,11 +58,7 @@ def test_poison_job_fails_after_max_attempts_and_the_block_recovers(
 
 
 def test_analyzer_counted_the_worker_restarts(stack: Stack) -> None:
-    import ray
-
-    from computeinfra.cluster.launcher import get_analyzer
-
-    snapshot = ray.get(get_analyzer(stack.settings).snapshot.remote(), timeout=30)
+    snapshot = analyzer_snapshot(stack.settings)
     assert snapshot["worker_restarts"]["total"] >= 1
 
 

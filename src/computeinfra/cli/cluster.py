@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import ray
 import typer
 from rich.table import Table
 
-from computeinfra.cluster.launcher import Cluster, block_statuses, default_blocks, get_analyzer
+from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses, default_blocks
 from computeinfra.cluster.run import serve
 from computeinfra.config import Settings
 from computeinfra.schemas import write_schemas
@@ -70,8 +69,7 @@ def blocks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The analyzer's metrics: counts, queue wait and run time percentiles, throughput."""
-    analyzer = get_analyzer(Settings.from_env())
-    snapshot: dict[str, Any] = ray.get(analyzer.snapshot.remote(), timeout=STATS_TIMEOUT_SECONDS)
+    snapshot: dict[str, Any] = analyzer_snapshot(Settings.from_env(), STATS_TIMEOUT_SECONDS)
     if as_json:
         print_json(snapshot)
         return

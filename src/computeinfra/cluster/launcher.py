@@ -17,7 +17,7 @@ from computeinfra.errors import ClusterError
 from .actors import AnalyzerActor, SupervisorActor, WorkerActor, actor_name
 from .connect import connect
 
-__all__ = ["Cluster", "block_statuses", "default_blocks", "get_analyzer"]
+__all__ = ["Cluster", "analyzer_snapshot", "block_statuses", "default_blocks", "get_analyzer"]
 
 _log = logging.getLogger("computeinfra.launcher")
 READY_TIMEOUT_SECONDS = 180.0
@@ -117,6 +117,11 @@ def block_statuses(settings: Settings) -> list[dict[str, Any]]:
         key=lambda n: int(n.removeprefix(SUPERVISOR_PREFIX)),
     )
     return _statuses([ray.get_actor(n) for n in names])
+
+
+def analyzer_snapshot(settings: Settings, timeout: float = STATUS_TIMEOUT_SECONDS * 3) -> Any:
+    """The analyzer's figures (see ``Analyzer.snapshot``)."""
+    return ray.get(get_analyzer(settings).snapshot.remote(), timeout=timeout)
 
 
 def get_analyzer(settings: Settings) -> Any:
