@@ -139,13 +139,19 @@ class _AnalyzerHost:
 
 
 class _WorkerHost(Worker):
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         return {**super().describe(), "node": ray.get_runtime_context().get_node_id()}
+
+    # Its own thread ("control"), so a status question is answered while a job runs.
+    describe = ray.method(concurrency_group="control")(_describe)  # type: ignore[assignment]
 
 
 # ray.remote's typed overloads do not list every actor option (max_concurrency).
 _remote: Any = ray.remote
-WorkerActor = _remote(max_restarts=-1, max_task_retries=0, num_cpus=1)(_WorkerHost)
+# Jobs run one at a time (the default group); "control" answers describe() beside them.
+WorkerActor = _remote(
+    max_restarts=-1, max_task_retries=0, num_cpus=1, concurrency_groups={"control": 1}
+)(_WorkerHost)
 # Threaded so that status() answers while the consume loop runs on its own thread.
 SupervisorActor = _remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)(
     _SupervisorHost

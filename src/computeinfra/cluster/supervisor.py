@@ -46,6 +46,7 @@ _log = logging.getLogger("computeinfra.supervisor")
 # How long the group waits for a silent member before giving its partitions to others.
 SESSION_TIMEOUT_MS = 10_000
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
+STATUS_WORKER_TIMEOUT_SECONDS = 5.0
 
 
 def max_poll_interval_ms(settings: Settings) -> int:
@@ -99,6 +100,8 @@ class Supervisor:
             self._thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
+        # Asked afresh: Ray may have restarted an idle worker without this supervisor noticing.
+        self._refresh_worker_pid(STATUS_WORKER_TIMEOUT_SECONDS)
         return {
             "block": self.block,
             "node": self.node,
