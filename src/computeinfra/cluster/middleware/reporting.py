@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from computeinfra.cluster.events import EventKind, JobEvent
 from computeinfra.cluster.jobs import Assignment, Failure
-from computeinfra.protocol import Completion
 
 from . import Middleware
 
@@ -48,9 +47,6 @@ class AnalyzerReporter(Middleware):
             self._add(
                 JobEvent(EventKind.WORKER_RESTART, assignment.task, self._block, assignment.key)
             )
-
-    def after_completion(self, completion: Completion) -> None:
-        self.flush()
 
     def on_idle(self) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS:
