@@ -7,10 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install kafka-jars system-packages run test test-unit lint schemas bench clean
+.PHONY: help install kafka-jars system-packages bench-packages run test test-unit lint schemas bench clean
 
-# Debian packages the tests use: kcat proves a non-Python client can speak the wire format.
-APT_PACKAGES := kcat
+# Debian packages the tests use: kcat proves a non-Python client can speak the wire format,
+# chromium runs the browser test (Playwright cannot download its own browser here).
+APT_PACKAGES := kcat chromium
+# `make bench` runs Celery and Dramatiq against Debian's Redis.
+BENCH_APT_PACKAGES := redis-server
 
 help:
 	@echo "make run     start Kafka, Ray, the working blocks and the analyzer (Ctrl-C stops)"
@@ -34,13 +37,21 @@ kafka-jars: install
 run: kafka-jars
 	$(BIN)/computeinfra up $(if $(BLOCKS),--blocks $(BLOCKS),)
 
-system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+# $(call apt_install,packages): install the ones whose command is missing (package = command).
+define apt_install
+	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing$$missing with apt-get"; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install,$(APT_PACKAGES))
+
+bench-packages:
+	$(call apt_install,$(BENCH_APT_PACKAGES))
 
 test: kafka-jars system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -56,7 +67,7 @@ lint: install
 schemas: install
 	$(BIN)/computeinfra schema --out docs/schemas
 
-bench: kafka-jars
+bench: kafka-jars bench-packages
 	$(BIN)/python bench/run.py
 
 clean:
