@@ -15,6 +15,7 @@ __all__ = [
     "Assignment",
     "AttemptTimedOut",
     "Failure",
+    "Forward",
     "Outcome",
     "WorkerLost",
     "complete",
@@ -45,6 +46,18 @@ class Assignment:
 
     def next_attempt(self) -> Assignment:
         return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Hand the request, unchanged, to ``topic``: blocks that can run it consume there.
+
+    The forwarded record and the consumed offset commit in one transaction, so the job is
+    neither lost nor doubled on the way.
+    """
+
+    topic: str
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Supervisor:
         node: str | None = None,
         member_id: str | None = None,
         registry: TaskRegistry | None = None,
+        topics: Sequence[str] = (PENDING_TOPIC,),
     ) -> None:
         self.settings = settings
         self.block = block
@@ -76,6 +77,7 @@ class Supervisor:
         self.worker = worker
         self.hooks = MiddlewareChain(middleware)
         self.registry = registry or load_registry(settings.task_modules)
+        self.topics = tuple(topics)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
@@ -127,7 +129,7 @@ class Supervisor:
             },
         )
         self._consumer.subscribe(
-            [PENDING_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+            list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         self.state = "idle"
         try:

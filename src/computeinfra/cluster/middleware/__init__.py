@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from computeinfra.protocol import Completion
 
 if TYPE_CHECKING:
-    from computeinfra.cluster.jobs import Assignment, Failure
+    from computeinfra.cluster.jobs import Assignment, Failure, Forward
+    from computeinfra.errors import RequestError
     from computeinfra.cluster.outbox import OutboxRecord
 
 __all__ = ["Middleware", "MiddlewareChain"]
@@ -28,6 +29,11 @@ class Middleware:
 
     def on_received(self, key: str | None, task: str | None) -> None:
         """A record was consumed (valid or not)."""
+
+    def placement(self, assignment: Assignment) -> Forward | RequestError | None:
+        """Where a valid job runs: ``None`` here, a ``Forward`` to another topic, or a
+        ``RequestError`` that rejects it (no block anywhere can run it)."""
+        return None
 
     def before_dispatch(self, assignment: Assignment) -> None:
         """An attempt is about to be sent to the worker."""
@@ -45,6 +51,9 @@ class Middleware:
         """Records to publish in the same transaction as ``completion``."""
         return ()
 
+    def before_commit(self) -> None:
+        """A transaction of answers is about to commit: flush what must land before them."""
+
     def after_completion(self, completion: Completion) -> None:
         """The terminal completion was committed."""
 
@@ -61,6 +70,13 @@ class MiddlewareChain(Middleware):
     def on_received(self, key: str | None, task: str | None) -> None:
         for m in self.middleware:
             m.on_received(key, task)
+
+    def placement(self, assignment: Assignment) -> Forward | RequestError | None:
+        for m in self.middleware:
+            decision = m.placement(assignment)
+            if decision is not None:
+                return decision
+        return None
 
     def before_dispatch(self, assignment: Assignment) -> None:
         for m in self.middleware:
@@ -81,6 +97,10 @@ class MiddlewareChain(Middleware):
         self, completion: Completion, request_value: bytes | None
     ) -> Sequence[OutboxRecord]:
         return [r for m in self.middleware for r in m.extra_records(completion, request_value)]
+
+    def before_commit(self) -> None:
+        for m in self.middleware:
+            m.before_commit()
 
     def after_completion(self, completion: Completion) -> None:
         for m in self.middleware:
