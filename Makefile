@@ -67,8 +67,9 @@ lint: install
 schemas: install
 	$(BIN)/computeinfra schema --out docs/schemas
 
+# BENCH_ARGS=--quick for a smoke run; the README's table is rewritten either way.
 bench: kafka-jars bench-packages
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --readme $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results

@@ -1,182 +1,179 @@
-"""`make bench`: end-to-end figures for computeinfra, as ratios against a bare process pool
-measured in the same run on the same machine.
+"""`make bench`: computeinfra against Celery 5 and Dramatiq, and against a bare process pool.
 
-1. no-op throughput: N `sleep` jobs with seconds=0, first submit to last notification,
-   against `multiprocessing.Pool(blocks)` mapping a no-op over N items;
-2. latency: submit-to-notification p50/p95/p99 of those jobs;
-3. real work: M generated 1024x768 images compressed to JPEG quality 50, one job per image,
-   against the Pool running the same Pillow function on the same files.
+Sections (``--only`` picks some, comma-separated):
 
-Results are printed and saved to bench/results/<UTC time>.json with the machine description.
+- throughput: N zero-second ``sleep`` jobs as fast as possible, first submit to last
+  notification, on computeinfra and on Celery and Dramatiq (Redis broker and results, the
+  same concurrency as our block count);
+- latency: M jobs at half our measured maximum rate, submit-to-notification p50/p95/p99,
+  on all three;
+- realwork: generated 1024x768 images compressed to JPEG 50, one job per image, against a
+  bare ``multiprocessing.Pool`` running the same function on the same files;
+- scale: RSS of the supervisor, worker, analyzer and client processes after a checkpoint
+  and after many more jobs;
+- recovery: SIGKILL of a worker, then of a supervisor, until their work resumes.
+
+Prints a table against issue 5's targets, saves bench/results/<UTC time>.json with the
+machine description, and with ``--readme`` puts the table in README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
+import gc
 import os
-import platform
-import statistics
+import sys
 import tempfile
-import time
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads
+from machine import machine
+from ours import OursDriver
+from peers.celery_peer import celery_peer
+from peers.dramatiq_peer import dramatiq_peer
+from realwork import compress, make_images, ours_seconds, pool_seconds
+from redis_server import redis_server
+from report import rows, save, show, write_readme
 from rich.console import Console
-from rich.table import Table
+from scale import run_scale
+from workloads import Driver, latency_at_rate, throughput
 
 from computeinfra import Client
-from computeinfra.devstack import dev_stack
-from computeinfra.tasks.image_compression import _encode
+from computeinfra.devstack import DevStack, dev_stack
 
-RESULTS = Path(__file__).resolve().parent / "results"
-console = Console()
-
-
-def noop(_item: int) -> None:
-    return None
-
-
-def compress(path: str) -> int:
-    return len(_encode(Path(path), 50, "jpeg"))
-
-
-def make_images(folder: Path, count: int) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        box = (-2 + i * 0.01, -1.2, 1, 1.2)
-        image = Image.effect_mandelbrot((1024, 768), box, 60 + i % 40).convert("RGB")
-        path = folder / f"img{i:04d}.png"
-        image.save(path)
-        paths.append(str(path))
-    return paths
+SECTIONS = ("throughput", "latency", "realwork", "scale", "recovery")
+QUICK = {
+    "jobs": 300,
+    "latency_jobs": 200,
+    "images": 8,
+    "scale_jobs": 1500,
+    "scale_checkpoint": 500,
+    "repeats": 1,
+    "warmup": 50,
+}
+LOG_TAIL_CHARS = 4000
+TABLE_WIDTH = 160  # a log file is not a terminal; rich would wrap the table at 80
+console = Console() if Console().is_terminal else Console(width=TABLE_WIDTH)
 
 
-def pool_seconds(blocks: int, fn: Any, items: list[Any]) -> float:
-    with multiprocessing.Pool(blocks) as pool:
-        pool.map(noop, range(blocks))  # start every process before timing
-        start = time.perf_counter()
-        pool.map(fn, items, chunksize=1)
-        return time.perf_counter() - start
-
-
-def run_jobs(client: Client, task: str, payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """Submit all, wait for all; wall time and submit-to-notification latencies."""
-    notified: dict[str, float] = {}
-    start = time.perf_counter()
-    sent = {}
-    handles = []
-    for payload in payloads:
-        handle = client.submit(task, payload, "bench")
-        sent[handle.key] = time.perf_counter()
-        handle.add_done_callback(lambda h: notified.__setitem__(h.key, time.perf_counter()))
-        handles.append(handle)
-    failures = sum(not h.completion(timeout=1800).ok for h in handles)
-    wall = time.perf_counter() - start
-    latencies = sorted(notified[k] - sent[k] for k in sent)
-    q = statistics.quantiles(latencies, n=100)
-    return {
-        "jobs": len(payloads),
-        "failures": failures,
-        "seconds": wall,
-        "per_second": len(payloads) / wall,
-        "p50": q[49],
-        "p95": q[94],
-        "p99": q[98],
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "ray": version("ray"),
-        "confluent_kafka": version("confluent-kafka"),
-        "platform": platform.platform(),
-    }
-
-
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs for throughput")
+    parser.add_argument("--latency-jobs", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, help="latency rate; default: half our maximum")
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--scale-jobs", type=int, default=200_000)
+    parser.add_argument("--scale-checkpoint", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3, help="kills per recovery measure")
+    parser.add_argument("--warmup", type=int, default=2_000, help="untimed jobs per system")
     parser.add_argument("--blocks", type=int, default=os.cpu_count() or 2)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="computeinfra-bench-") as tmp:
-        root = Path(tmp)
-        images = make_images(root / "inputs" / "images", args.images)
-        base_noop = pool_seconds(args.blocks, noop, list(range(args.jobs)))
-        base_real = pool_seconds(args.blocks, compress, images)
-        with dev_stack(root, args.blocks) as stack, Client(settings=stack.settings) as client:
-            run_jobs(client, "sleep", [{"seconds": 0}] * 50)  # warm-up, not reported
-            ours_noop = run_jobs(client, "sleep", [{"seconds": 0}] * args.jobs)
-            ours_real = run_jobs(
-                client, "image-compression", [{"images": [p], "quality": 50} for p in images]
-            )
-    report = {
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--no-peers", action="store_true", help="skip Celery and Dramatiq")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--readme", action="store_true", help="write the table to README.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    workloads.WARM_UP_JOBS = args.warmup
+    args.sections = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if unknown := args.sections - set(SECTIONS):
+        parser.error(f"unknown section(s) {sorted(unknown)}: pick from {', '.join(SECTIONS)}")
+    return args
+
+
+def noop_sections(driver: Driver, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Throughput, then latency at ``args.rate``, for one system; results into ``report``."""
+    name = driver.name
+    if "throughput" in args.sections or ("latency" in args.sections and args.rate is None):
+        console.print(f"{name}: throughput of {args.jobs:,} no-op jobs")
+        report.setdefault("throughput", {})[name] = throughput(driver, args.jobs)
+    if args.rate is None:
+        args.rate = report["throughput"]["computeinfra"]["per_second"] / 2
+    if "latency" in args.sections:
+        console.print(f"{name}: latency of {args.latency_jobs:,} jobs at {args.rate:,.0f}/s")
+        report.setdefault("latency", {})[name] = latency_at_rate(
+            driver, args.rate, args.latency_jobs
+        )
+
+
+def ours(
+    stack: DevStack,
+    client: Client,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    images: list[str],
+) -> None:
+    if args.sections & {"throughput", "latency"}:
+        noop_sections(OursDriver(client), args, report)
+    if "realwork" in args.sections:
+        console.print(f"computeinfra: {len(images)} images")
+        report["real_work"]["computeinfra"] = ours_seconds(client, images)
+    if "scale" in args.sections:
+        console.print(f"computeinfra: RSS over {args.scale_jobs:,} jobs")
+        report["scale"] = run_scale(
+            client, stack.process.pid, args.scale_jobs, args.scale_checkpoint
+        )
+    if "recovery" in args.sections:
+        from recovery import run_recovery  # joins Ray: only after the memory figures
+
+        console.print(f"computeinfra: recovery, {args.repeats} kill(s) of each")
+        report["recovery"] = run_recovery(client, stack.settings, args.repeats)
+
+
+def peers(root: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    if args.no_peers or not args.sections & {"throughput", "latency"}:
+        return
+    logs = root / "peers"
+    logs.mkdir()
+    with redis_server() as server:
+        for peer in (celery_peer, dramatiq_peer):
+            with peer(server.url, args.blocks, logs) as driver:
+                noop_sections(driver, args, report)
+            gc.collect()  # drop result handles while their connections still exist
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "blocks": args.blocks,
-        "noop": {
-            "ours": ours_noop,
-            "pool_per_second": args.jobs / base_noop,
-            "ratio_vs_pool": ours_noop["per_second"] / (args.jobs / base_noop),
-        },
-        "real_work": {
-            "ours": ours_real,
-            "pool_seconds": base_real,
-            "ratio_vs_pool": ours_real["seconds"] / base_real,
-        },
+        "args": {k: v for k, v in vars(args).items() if k != "sections"},
     }
-    show(report)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{report['date'].replace(':', '')}.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    console.print(f"saved {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    with tempfile.TemporaryDirectory(prefix="computeinfra-bench-") as tmp:
+        root = Path(tmp)
+        images: list[str] = []
+        if "realwork" in args.sections:
+            images = make_images(root / "inputs" / "images", args.images)
+            console.print(f"bare Pool({args.blocks}): {len(images)} images")
+            report["real_work"] = {"pool_seconds": pool_seconds(args.blocks, compress, images)}
+        console.print(f"starting a broker and {args.blocks} blocks")
+        web_off = {"COMPUTEINFRA_WEB_PORT": "0"}  # the web app is not part of what we measure
+        stack_cm = dev_stack(root, args.blocks, web_off)
+        with stack_cm as stack, Client(settings=stack.settings) as client:
+            try:
+                ours(stack, client, args, report, images)
+            except BaseException:
+                console.print(f"[red]failed; the end of {stack.log}:[/]")
+                console.print(stack.log.read_text()[-LOG_TAIL_CHARS:], markup=False)
+                raise
+        peers(root, args, report)
+    return report
 
 
-def show(report: dict[str, Any]) -> None:
-    noop_, real = report["noop"], report["real_work"]
-    table = Table(
-        "measure",
-        "computeinfra",
-        "bare Pool",
-        "ratio",
-        title=f"{report['blocks']} blocks on {report['machine']['cores']} cores, {report['date']}",
-    )
-    table.add_row(
-        "no-op jobs/s",
-        f"{noop_['ours']['per_second']:.0f}",
-        f"{noop_['pool_per_second']:.0f}",
-        f"{noop_['ratio_vs_pool']:.4f}x",
-    )
-    table.add_row(
-        "no-op latency p50/p95/p99 (ms)",
-        "/".join(f"{noop_['ours'][k] * 1000:.0f}" for k in ("p50", "p95", "p99")),
-        "—",
-        "—",
-    )
-    table.add_row(
-        f"{real['ours']['jobs']} images, wall (s)",
-        f"{real['ours']['seconds']:.2f}",
-        f"{real['pool_seconds']:.2f}",
-        f"{real['ratio_vs_pool']:.2f}x",
-    )
-    console.print(table)
+def main() -> None:
+    args = parse()
+    report = run(args)
+    table_rows = rows(report)
+    show(report, table_rows, console)
+    saved = save(report)
+    console.print(f"saved {saved}")
+    if args.readme:
+        write_readme(report, table_rows, saved)
+        console.print("README.md benchmarks table updated")
 
 
 if __name__ == "__main__":

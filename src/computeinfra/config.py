@@ -32,6 +32,11 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _env_optional_int(name: str, minimum: int) -> int | None:
+    """A whole number, or ``None`` when unset: the default is then worked out later."""
+    return _env_int(name, 0, minimum) if os.environ.get(name) else None
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -64,7 +69,17 @@ class Settings:
     kafka_port: int = DEFAULT_KAFKA_PORT
     kafka_controller_port: int = DEFAULT_KAFKA_PORT + 1
     partitions: int = 12
-    replication: int = 1
+    # None: as many replicas as the cluster has brokers, up to 3; min.insync.replicas then
+    # 2 with 3 replicas or more, else 1. Nodes of the local broker: None is 1, or as recorded.
+    replication: int | None = None
+    min_insync: int | None = None
+    kafka_nodes: int | None = None
+    # Partitions of each lane topic (placement.py). Few: the group balances partition counts
+    # over all a member reads, so large lanes would draw their blocks off pendingJobs.
+    lane_partitions: int = 1
+    # The address this host's Ray node binds and advertises: loopback unless a real
+    # multi-host cluster says otherwise (docs/deploy.md).
+    node_ip: str = "127.0.0.1"
     results_root: Path = field(default_factory=lambda: Path("results").resolve())
     input_roots: tuple[Path, ...] = ()
     task_modules: tuple[str, ...] = ()
@@ -75,6 +90,11 @@ class Settings:
     retry_backoff: float = 0.5
     retry_backoff_max: float = 30.0
     poll_seconds: float = 0.2
+    # Hot path: attempts kept queued at each worker, records taken per poll, and how long a
+    # ready answer may wait for others to share its transaction.
+    pipeline_depth: int = 4
+    consume_batch: int = 200
+    commit_window: float = 0.01
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -93,7 +113,11 @@ class Settings:
             kafka_port=port,
             kafka_controller_port=_env_int("COMPUTEINFRA_KAFKA_CONTROLLER_PORT", port + 1, 1),
             partitions=_env_int("COMPUTEINFRA_PARTITIONS", 12, 1),
-            replication=_env_int("COMPUTEINFRA_REPLICATION", 1, 1),
+            replication=_env_optional_int("COMPUTEINFRA_REPLICATION", 1),
+            min_insync=_env_optional_int("COMPUTEINFRA_MIN_INSYNC", 1),
+            kafka_nodes=_env_optional_int("COMPUTEINFRA_KAFKA_NODES", 1),
+            lane_partitions=_env_int("COMPUTEINFRA_LANE_PARTITIONS", 1, 1),
+            node_ip=os.environ.get("COMPUTEINFRA_NODE_IP") or "127.0.0.1",
             results_root=results_root,
             input_roots=input_roots,
             task_modules=_env_list("COMPUTEINFRA_TASKS"),
@@ -104,6 +128,9 @@ class Settings:
             retry_backoff=_env_float("COMPUTEINFRA_RETRY_BACKOFF", 0.5),
             retry_backoff_max=_env_float("COMPUTEINFRA_RETRY_BACKOFF_MAX", 30.0),
             poll_seconds=_env_float("COMPUTEINFRA_POLL_SECONDS", 0.2),
+            pipeline_depth=_env_int("COMPUTEINFRA_PIPELINE_DEPTH", 4, 1),
+            consume_batch=_env_int("COMPUTEINFRA_CONSUME_BATCH", 200, 1),
+            commit_window=_env_float("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -50,6 +50,11 @@ class DevStack:
     def results(self) -> Path:
         return self.root / "results"
 
+    @property
+    def web_url(self) -> str:
+        """The web app ``computeinfra up`` serves (``http://127.0.0.1:PORT``)."""
+        return f"http://127.0.0.1:{self.env['COMPUTEINFRA_WEB_PORT']}"
+
 
 def _settings_under(env: Mapping[str, str]) -> Settings:
     saved = {name: os.environ.get(name) for name in env}
@@ -107,6 +112,8 @@ def dev_stack(
         "COMPUTEINFRA_HOME": str(root / "home"),
         "COMPUTEINFRA_RESULTS_ROOT": str(root / "results"),
         "COMPUTEINFRA_INPUT_ROOTS": str(root / "inputs"),
+        # Never 8080: a `make run` on this machine may be serving there.
+        "COMPUTEINFRA_WEB_PORT": str(free_port()),
         **(extra_env or {}),
     }
     (root / "inputs").mkdir(parents=True, exist_ok=True)

@@ -109,3 +109,11 @@ class SlidingRate:
 
     def per_second(self) -> float:
         return self.total() / self._window
+
+    def series(self) -> list[list[int]]:
+        """``[second, events]`` for each second of the window, oldest first, zeros included."""
+        now = int(self._clock())
+        counts = dict(zip(self._slot_second, self._slots, strict=True))
+        return [
+            [second, counts.get(second, 0)] for second in range(now - self._window + 1, now + 1)
+        ]

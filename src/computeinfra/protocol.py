@@ -10,7 +10,9 @@ the value of a ``completedJobs`` record with the same key.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from enum import StrEnum
 from typing import Any, Literal
@@ -22,18 +24,25 @@ from computeinfra.errors import RequestError
 __all__ = [
     "COMPLETED_TOPIC",
     "DEAD_TOPIC",
+    "JOB_STATUS_TOPIC",
+    "LANE_PREFIX",
     "PENDING_TOPIC",
     "PROTOCOL_VERSION",
     "Completion",
     "ErrorInfo",
     "JobRequest",
+    "JobState",
+    "JobStatus",
     "Output",
     "Status",
     "decode_completion",
+    "decode_job_status",
     "decode_request",
     "describe_validation_error",
     "encode_completion",
+    "encode_job_status",
     "encode_request",
+    "lane_topic",
 ]
 
 PROTOCOL_VERSION: Literal[1] = 1
@@ -41,6 +50,13 @@ PENDING_TOPIC = "pendingJobs"
 COMPLETED_TOPIC = "completedJobs"
 # Records that cannot be answered on completedJobs (no key to answer under) land here.
 DEAD_TOPIC = "deadJobs"
+# Requests for a task that needs resources (GPUs, a licence…) wait in the task's lane, read
+# only by blocks whose node has them. Same record as on pendingJobs, forwarded unchanged.
+LANE_PREFIX = f"{PENDING_TOPIC}.lane."
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_TOPIC_CHARS = 249
+# The last lifecycle step of each key (compacted): running, then the terminal state.
+JOB_STATUS_TOPIC = "jobStatus"
 
 MAX_KEY_BYTES = 256
 # Upper bounds that neither a task nor a request can exceed.
@@ -195,3 +211,63 @@ def key_problem(key: bytes) -> str | None:
     except UnicodeDecodeError:
         return "the key is not UTF-8 text; use a printable text key"
     return None
+
+
+class JobState(StrEnum):
+    """Where a job is in its life: ``pending`` and ``running``, then a terminal ``Status``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class JobStatus(BaseModel):
+    """A lifecycle step of a job, published on the compacted ``jobStatus`` topic under its key.
+
+    Supervisors write ``running`` when an attempt is sent to a worker, and the terminal state
+    in the same transaction as the completion, so the topic's last value per key is the job's
+    latest known state. ``pending`` is never written: it is the absence of both.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, title="jobStatus value", json_schema_serialization_defaults_required=True
+    )
+
+    version: Literal[1] = PROTOCOL_VERSION
+    key: str
+    state: JobState
+    task: str | None = None
+    result_dir: str | None = None
+    attempt: int = Field(default=0, ge=0, description="The attempt running, or attempts made.")
+    max_attempts: int | None = None
+    block: int | None = None
+    node: str | None = None
+    submitted_at: float | None = None
+    started_at: float | None = Field(default=None, description="When this attempt was sent.")
+    finished_at: float | None = None
+    error: ErrorInfo | None = None
+    at: float = Field(default_factory=time.time, description="Unix time (s) of this step.")
+
+    @property
+    def terminal(self) -> bool:
+        return self.state not in (JobState.PENDING, JobState.RUNNING)
+
+
+def encode_job_status(status: JobStatus) -> bytes:
+    return status.model_dump_json().encode()
+
+
+def decode_job_status(raw: bytes) -> JobStatus:
+    return JobStatus.model_validate_json(raw)
+
+
+def lane_topic(task: str) -> str:
+    """The lane topic of ``task``. Kafka allows few characters in topic names: a name with
+    others (or too long) gets them replaced and a hash of the original, to stay unique."""
+    safe = _TOPIC_UNSAFE.sub("_", task)
+    if safe == task and len(LANE_PREFIX) + len(task) <= _MAX_TOPIC_CHARS:
+        return LANE_PREFIX + task
+    digest = hashlib.sha256(task.encode()).hexdigest()[:12]
+    return f"{LANE_PREFIX}{safe[: _MAX_TOPIC_CHARS - len(LANE_PREFIX) - 13]}-{digest}"

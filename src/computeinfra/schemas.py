@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from computeinfra.protocol import COMPLETED_TOPIC, PENDING_TOPIC, Completion, JobRequest
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    JOB_STATUS_TOPIC,
+    PENDING_TOPIC,
+    Completion,
+    JobRequest,
+    JobStatus,
+)
 from computeinfra.tasks.registry import TaskRegistry
 
 __all__ = ["schema_documents", "write_schemas"]
@@ -30,6 +37,11 @@ def schema_documents(registry: TaskRegistry) -> dict[str, dict[str, Any]]:
             Completion.model_json_schema(mode="serialization"),
             f"{COMPLETED_TOPIC} record value",
             "The one terminal event of a job; the record key is the job key.",
+        ),
+        f"{JOB_STATUS_TOPIC}.schema.json": _document(
+            JobStatus.model_json_schema(mode="serialization"),
+            f"{JOB_STATUS_TOPIC} record value",
+            "A job's latest lifecycle step (compacted topic); the record key is the job key.",
         ),
     }
     for item in registry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,3 +46,31 @@ def flaky(payload: Flaky, ctx: TaskContext) -> dict[str, int]:
     if ctx.attempt < payload.succeed_on:
         raise Retry(f"not yet (attempt {ctx.attempt})")
     return {"attempt": ctx.attempt}
+
+
+class Gate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    timeout: float = 60.0
+
+
+@task("gate", payload=Gate, max_attempts=1)
+def gate(payload: Gate, ctx: TaskContext) -> dict[str, bool]:
+    """Run until the file ``path`` exists: a test holds a job in the running state with it."""
+    deadline = time.monotonic() + payload.timeout
+    while not os.path.exists(payload.path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{payload.path} did not appear within {payload.timeout} s")
+        time.sleep(0.05)  # the task's own polling, not a test synchronising on time
+    return {"opened": True}
+
+
+@task("special-where", payload=Message, resources={"special": 1})
+def special_where(payload: Message, ctx: TaskContext) -> dict[str, int]:
+    """Runs only where a node has the custom resource `special` (tests/test_scale_out.py)."""
+    return {"pid": os.getpid()}
+
+
+@task("needs-unicorn", payload=Message, resources={"unicorn": 1})
+def needs_unicorn(payload: Message, ctx: TaskContext) -> None:
+    """Needs a resource no node has: its jobs must be rejected, never left waiting."""

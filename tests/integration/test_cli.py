@@ -26,6 +26,7 @@ COMMANDS = [
     "tasks",
     "blocks",
     "schema",
+    "web",
 ]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from computeinfra.devstack import free_port
@@ -59,6 +60,7 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
         "COMPUTEINFRA_RESULTS_ROOT": str(home / "results"),
         "COMPUTEINFRA_INPUT_ROOTS": str(home / "inputs"),
         "COMPUTEINFRA_TEST_MARK": marker,
+        "COMPUTEINFRA_WEB_PORT": str(free_port()),
         "BLOCKS": "1",
     }
     for name in ("COMPUTEINFRA_BOOTSTRAP", "COMPUTEINFRA_TASKS", "RAY_ADDRESS"):
@@ -98,6 +100,8 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
             env=env,
         )
         assert submitted.returncode == 0, submitted.stderr
+        page = httpx.get(f"http://127.0.0.1:{env['COMPUTEINFRA_WEB_PORT']}/", timeout=30)
+        assert page.status_code == 200 and "computeinfra" in page.text  # make run serves the app
         os.killpg(make.pid, signal.SIGINT)
         make.wait(STOP_SECONDS)
         leftovers = []

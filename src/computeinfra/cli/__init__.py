@@ -8,7 +8,7 @@ import typer
 
 from computeinfra.errors import ComputeInfraError
 
-from . import cluster, jobs, kafka
+from . import cluster, jobs, kafka, web
 from .output import err_console
 
 __all__ = ["app", "main"]
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(kafka.app, name="kafka", help="Run the local Kafka broker.")
 jobs.register(app)
 cluster.register(app)
+web.register(app)
 
 
 def main() -> None:

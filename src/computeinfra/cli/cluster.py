@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,9 +13,12 @@ from rich.table import Table
 from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses, default_blocks
 from computeinfra.cluster.run import serve
 from computeinfra.config import Settings
+from computeinfra.errors import ConfigError
 from computeinfra.schemas import write_schemas
 from computeinfra.tasks.registry import load_registry
+from computeinfra.web.process import web_port_from_env
 
+from . import scale
 from .output import console, err_console, print_json
 
 __all__ = ["register"]
@@ -24,11 +28,12 @@ STATS_TIMEOUT_SECONDS = 30.0
 
 def _blocks_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(
-        "block", "state", "job", "supervisor pid", "worker pid", "processed", "partitions"
+        "block", "node", "state", "job", "supervisor pid", "worker pid", "processed", "partitions"
     )
     for row in rows:
         table.add_row(
             str(row.get("block")),
+            str(row.get("node_name") or (row.get("node") or "—")[:12]),
             str(row.get("state")),
             str(row.get("job") or "—"),
             str(row.get("supervisor_pid")),
@@ -41,21 +46,63 @@ def _blocks_table(rows: list[dict[str, Any]]) -> Table:
 
 def up(
     blocks: Annotated[int | None, typer.Option(help="Working blocks; default: CPU count.")] = None,
+    web: Annotated[
+        bool, typer.Option(help="Serve the web app on COMPUTEINFRA_WEB_PORT (default 8080).")
+    ] = True,
+    head: Annotated[
+        bool, typer.Option("--head", help="Start the head: Ray, analyzer, blocks (the default).")
+    ] = False,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Join the Ray cluster at ADDRESS (printed by `up --head`) as a processing "
+            "node with --blocks blocks. Needs only Kafka's address; starts no broker.",
+        ),
+    ] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(help="With --join: the node's resources as JSON, e.g. '{\"special\": 1}'."),
+    ] = None,
+    node_name: Annotated[
+        str | None,
+        typer.Option(
+            help="With --join: a name unique in the cluster (default: the host name); "
+            "reuse it when the node comes back."
+        ),
+    ] = None,
+    no_kafka: Annotated[
+        bool, typer.Option("--no-kafka", help="Never start a local broker; use the one named.")
+    ] = False,
 ) -> None:
-    """Start Kafka (unless COMPUTEINFRA_BOOTSTRAP is set), Ray, the blocks and the analyzer."""
+    """Start Kafka (unless COMPUTEINFRA_BOOTSTRAP is set), Ray, the blocks, the analyzer and
+    the web app; or, with --join, a processing node for a running cluster."""
+    if join is not None:
+        if head:
+            raise ConfigError("--head and --join exclude each other: a node is one or the other")
+        return scale.join(join, blocks or default_blocks(), resources, node_name)
+    if resources or node_name:
+        raise ConfigError("--resources and --node-name go with --join")
     settings = Settings.from_env()
+    if no_kafka:
+        settings = replace(settings, bootstrap=settings.bootstrap_servers)
     count = blocks or default_blocks()
+    web_port = web_port_from_env() if web else 0
 
     def ready(cluster: Cluster) -> None:
         console.print(_blocks_table(cluster.status()))
         console.print(
-            f"[bold green]ready[/]: {count} block(s), Kafka at {settings.bootstrap_servers}, "
+            f"[bold green]ready[/]: {count} block(s), "
+            f"Kafka at {cluster.settings.bootstrap_servers}, "
             f"results in {settings.results_root}. Submit from another shell, e.g.\n"
             "  computeinfra submit sleep --payload '{\"seconds\": 1}' --result-dir demo --wait\n"
+            f"Add a processing node: computeinfra up --join {cluster.address} --blocks N\n"
             "Ctrl-C stops everything."
         )
 
-    serve(settings, count, say=lambda text: err_console.print(text), on_ready=ready)
+    serve(
+        settings, count, say=lambda text: err_console.print(text), on_ready=ready, web_port=web_port
+    )
 
 
 def blocks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
@@ -108,11 +155,17 @@ def tasks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     registry = load_registry(Settings.from_env().task_modules)
     if as_json:
         print_json(
-            {t.name: {"description": t.description, "payload": t.schema()} for t in registry}
+            {
+                t.name: {"description": t.description, "payload": t.schema(), "resources": t.needs}
+                for t in registry
+            }
         )
         return
     for item in registry:
-        console.print(f"[bold]{item.name}[/] — {item.description}")
+        needs = ", ".join(f"{k}={v:g}" for k, v in item.needs.items())
+        console.print(
+            f"[bold]{item.name}[/] — {item.description}" + (f" (needs {needs})" if needs else "")
+        )
         console.print_json(json.dumps(item.schema()))
 
 

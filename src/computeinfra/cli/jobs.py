@@ -10,14 +10,15 @@ from typing import Annotated, Any
 import typer
 from confluent_kafka import OFFSET_BEGINNING
 
-from computeinfra.client.lookup import find_last
+from computeinfra.client.lookup import job_state
 from computeinfra.client.sdk import Client
 from computeinfra.config import Settings
 from computeinfra.errors import JobTimeout, RequestError
 from computeinfra.kafka.admin import check_reachable
 from computeinfra.kafka.clients import end_offsets, partition_count, reader
-from computeinfra.protocol import COMPLETED_TOPIC, PENDING_TOPIC, decode_completion
+from computeinfra.protocol import COMPLETED_TOPIC, decode_completion
 
+from .batch import read_jsonl, submit_many
 from .output import console, err_console, notification_line, print_json
 
 __all__ = ["register"]
@@ -45,19 +46,38 @@ def _read_payload(raw: str) -> dict[str, Any]:
 
 def submit(
     task: Annotated[str, typer.Argument(help="Task name; see `computeinfra tasks`.")],
-    payload: Annotated[str, typer.Option(help="Payload as JSON, or @FILE holding JSON.")] = "{}",
+    payload: Annotated[
+        str, typer.Option(help="Payload as JSON, @FILE holding JSON, or @FILE.jsonl: one per line.")
+    ] = "{}",
     result_dir: Annotated[str, typer.Option(help="Folder under the results root.")] = "default",
     key: Annotated[str | None, typer.Option(help="Job key; generated if absent.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait and print the completion as JSON.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Submit the payload this many times.")] = 1,
 ) -> None:
     """Submit a job and print its key.
 
-    With --wait, print the completion as JSON and exit 0 only if the job succeeded.
+    With --wait, print the completion as JSON and exit 0 only if the job succeeded. Many jobs
+    (--repeat N, or --payload @FILE.jsonl) print one key each; with --wait, a progress bar
+    and then a summary table.
     """
     settings = Settings.from_env()
-    body = _read_payload(payload)
+    many = payload.startswith("@") and payload.endswith(".jsonl")
+    payloads = read_jsonl(payload[1:]) if many else [_read_payload(payload)] * repeat
     check_reachable(settings.bootstrap_servers)
+    if len(payloads) > 1 or many:
+        with Client(settings=settings) as client:
+            code = submit_many(
+                client,
+                task,
+                payloads * (repeat if many else 1),
+                result_dir,
+                key_prefix=key,
+                wait=wait,
+                timeout=timeout,
+            )
+        raise typer.Exit(code)
+    body = payloads[0]
     with Client(settings=settings) as client:
         handle = client.submit(task, body, result_dir, key=key)
         client.flush()
@@ -105,33 +125,21 @@ def watch(
             if as_json:
                 print_json(completion.model_dump(mode="json"))
             else:
-                console.print(notification_line(completion))
+                console.print(notification_line(completion), soft_wrap=True)
             sys.stdout.flush()
     finally:
         consumer.close()
 
 
 def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
-    """Show a job's state: its completion, or pending if it is queued but not answered yet."""
+    """Show a job's state: succeeded, failed or rejected with its completion, running (attempt,
+    block), pending if queued, or unknown (exit 1)."""
     settings = Settings.from_env()
     check_reachable(settings.bootstrap_servers)
-    found = find_last(settings.bootstrap_servers, COMPLETED_TOPIC, key)
-    if found is not None:
-        completion = decode_completion(found[0])
-        print_json(
-            {
-                "key": key,
-                "state": completion.status.value,
-                "completion": completion.model_dump(mode="json"),
-            }
-        )
-        return
-    queued = find_last(settings.bootstrap_servers, PENDING_TOPIC, key)
-    if queued is not None:
-        print_json({"key": key, "state": "pending", "submitted_at": queued[1]})
-        return
-    print_json({"key": key, "state": "unknown"})
-    raise typer.Exit(EXIT_FAILED)
+    found = job_state(settings.bootstrap_servers, key)
+    print_json(found.to_json())
+    if found.state is None:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

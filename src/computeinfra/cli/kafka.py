@@ -1,6 +1,9 @@
-"""``computeinfra kafka start|stop|status|reset|topics|fetch``: the local broker."""
+"""``computeinfra kafka start|stop|status|reset|topics|fetch``: the local broker, or the
+local cluster of ``--nodes N`` brokers (``kafka/quorum.py``)."""
 
 from __future__ import annotations
+
+from typing import Annotated, Any
 
 import typer
 
@@ -8,7 +11,8 @@ from computeinfra.config import Settings
 from computeinfra.errors import ConfigError
 from computeinfra.kafka.admin import check_reachable, ensure_topics
 from computeinfra.kafka.broker import ensure_kafka_jars
-from computeinfra.kafka.local import local_broker
+from computeinfra.kafka.local import LocalKafka, local_broker
+from computeinfra.kafka.quorum import BrokerQuorum
 
 from .output import console, print_json
 
@@ -31,15 +35,32 @@ def fetch() -> None:
     console.print(f"Kafka jars in {ensure_kafka_jars()}")
 
 
+NodesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--nodes",
+        min=1,
+        help="Brokers in the local cluster (a static KRaft quorum, ports 9092, 9094, …); "
+        "default: COMPUTEINFRA_KAFKA_NODES, else the cluster already created, else 1.",
+    ),
+]
+
+
+def _pids(broker: LocalKafka) -> str:
+    if isinstance(broker, BrokerQuorum):
+        return "pids " + ", ".join(str(n.pid) for n in broker.node_statuses())
+    return f"pid {broker.status().pid}"
+
+
 @app.command()
-def start() -> None:
-    """Start the local broker in the background and create the job topics."""
+def start(nodes: NodesOption = None) -> None:
+    """Start the local broker(s) in the background and create the job topics."""
     settings = Settings.from_env()
     _local_only(settings)
-    broker = local_broker(settings)
+    broker = local_broker(settings, nodes)
     broker.start()
-    created = ensure_topics(settings)
-    console.print(f"Kafka running at {broker.config.bootstrap} (pid {broker.status().pid})")
+    created = ensure_topics(Settings.from_env(bootstrap=broker.config.bootstrap))
+    console.print(f"Kafka running at {broker.config.bootstrap} ({_pids(broker)})")
     if created:
         console.print(f"created topics: {', '.join(created)}")
 
@@ -61,16 +82,21 @@ def status() -> None:
         check_reachable(settings.bootstrap_servers)
         print_json({"running": True, "bootstrap": settings.bootstrap_servers, "local": False})
         return
-    state = local_broker(settings).status()
-    print_json(
-        {
-            "running": state.running,
-            "pid": state.pid,
-            "bootstrap": state.bootstrap,
-            "data_dir": str(state.data_dir),
-            "local": True,
-        }
-    )
+    broker = local_broker(settings)
+    state = broker.status()
+    report: dict[str, Any] = {
+        "running": state.running,
+        "pid": state.pid,
+        "bootstrap": state.bootstrap,
+        "data_dir": str(state.data_dir),
+        "local": True,
+    }
+    if isinstance(broker, BrokerQuorum):
+        report["nodes"] = [
+            {"node_id": i, "running": n.running, "pid": n.pid, "bootstrap": n.bootstrap}
+            for i, n in enumerate(broker.node_statuses(), start=1)
+        ]
+    print_json(report)
     if not state.running:
         raise typer.Exit(1)
 

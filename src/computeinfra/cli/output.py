@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from computeinfra.protocol import Completion, Status
 
@@ -17,8 +18,8 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 _MARK = {
-    Status.SUCCEEDED: "[green]✔[/]",
-    Status.FAILED: "[red]✘[/]",
+    Status.SUCCEEDED: "[green]✓[/]",
+    Status.FAILED: "[red]✗[/]",
     Status.REJECTED: "[yellow]⊘[/]",
 }
 
@@ -33,15 +34,18 @@ def notification_line(completion: Completion) -> str:
     """One readable line per completion, for ``watch`` and ``submit --wait``."""
     took = ""
     if completion.started_at is not None:
-        took = f" in {completion.finished_at - completion.started_at:.2f}s"
+        took = f" in {completion.finished_at - completion.started_at:.2f} s"
     at = time.strftime("%H:%M:%S", time.localtime(completion.finished_at))
-    line = f"{at} {_MARK[completion.status]} {completion.key} [bold]{completion.task}[/]"
-    line += f" {completion.status.value}{took}"
+    # Keys, task names and messages come from anyone: never read them as rich markup.
+    key, task = escape(completion.key), escape(str(completion.task))
+    line = f"{at} {_MARK[completion.status]} {key}  [bold]{task}[/]  {completion.status.value}"
+    line += took
     if completion.status is Status.SUCCEEDED:
         files = len(completion.outputs)
-        line += f" → {completion.result_dir} ({files} file{'s' if files != 1 else ''})"
+        where = escape(str(completion.result_dir))
+        line += f"  → {where} ({files} file{'s' if files != 1 else ''})"
     elif completion.error is not None:
-        line += f": {completion.error.message.splitlines()[0]}"
+        line += f": {escape(completion.error.message.splitlines()[0])}"
     if completion.attempts > 1:
         line += f" (attempts: {completion.attempts})"
     return line

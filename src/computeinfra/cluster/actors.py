@@ -16,16 +16,19 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from computeinfra.config import Settings
-from computeinfra.kafka.admin import consumer_lag
-from computeinfra.protocol import Completion
+from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
+from computeinfra.protocol import PENDING_TOPIC, Completion
+from computeinfra.tasks.registry import load_registry
 
 from .analyzer import Analyzer
 from .events import JobEvent
 from .feed import TopicFeed
 from .jobs import Assignment, Outcome, WorkerLost
 from .middleware.dead_letter import DeadLetterFailures
+from .middleware.placement import RayNodeDirectory, ResourcePlacement
 from .middleware.reporting import AnalyzerReporter
 from .middleware.retries import RetryPolicy
+from .middleware.status import StatusPublisher
 from .supervisor import Supervisor
 from .worker import Worker
 
@@ -39,12 +42,16 @@ def actor_name(role: str, block: int | None = None) -> str:
 
 
 class _RayWorkerCall:
-    def __init__(self, ref: ray.ObjectRef[Outcome]) -> None:
+    def __init__(self, ref: ray.ObjectRef[list[Outcome]]) -> None:
         self._ref = ref
 
-    def outcome(self, timeout: float | None = None) -> Outcome:
+    def wait(self, timeout: float) -> bool:
+        ready, _ = ray.wait([self._ref], timeout=timeout, fetch_local=False)
+        return bool(ready)
+
+    def outcome(self, timeout: float | None = None) -> list[Outcome]:
         try:
-            result: Outcome = ray.get(self._ref, timeout=timeout)
+            result: list[Outcome] = ray.get(self._ref, timeout=timeout)
         except GetTimeoutError as exc:
             raise TimeoutError(str(exc)) from exc
         except RayActorError as exc:
@@ -56,8 +63,8 @@ class _RayWorkerPort:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    def submit(self, assignment: Assignment) -> _RayWorkerCall:
-        return _RayWorkerCall(self._handle.run.remote(assignment))
+    def submit(self, assignments: list[Assignment]) -> _RayWorkerCall:
+        return _RayWorkerCall(self._handle.run_all.remote(assignments))
 
     def kill(self) -> None:
         ray.kill(self._handle, no_restart=False)
@@ -75,24 +82,35 @@ class _SupervisorHost:
     arguments kept in the object store.
     """
 
-    def __init__(self, settings: Settings, block: int, member_id: str) -> None:
-        worker = ray.get_actor(actor_name("worker", block))
+    def __init__(
+        self, settings: Settings, block: int, member_id: str, worker_name: str | None = None
+    ) -> None:
+        worker = ray.get_actor(worker_name or actor_name("worker", block))
         analyzer = ray.get_actor(actor_name("analyzer"))
 
         def send(events: list[JobEvent]) -> None:
             analyzer.record.remote(events)
 
+        node = ray.get_runtime_context().get_node_id()
+        registry = load_registry(settings.task_modules)
+        placement = ResourcePlacement(
+            registry, node, RayNodeDirectory(), lambda names: ensure_lane_topics(settings, names)
+        )
         self.supervisor = Supervisor(
             settings,
             block,
             _RayWorkerPort(worker),
             [
+                placement,
                 AnalyzerReporter(send, block),
                 RetryPolicy(settings.retry_backoff, settings.retry_backoff_max),
                 DeadLetterFailures(),
+                StatusPublisher(settings.bootstrap_servers, block, node),
             ],
-            node=ray.get_runtime_context().get_node_id(),
+            node=node,
             member_id=member_id,
+            registry=registry,
+            topics=[PENDING_TOPIC, *placement.lanes()],
         )
         self.supervisor.start()
 

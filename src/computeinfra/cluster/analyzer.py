@@ -22,6 +22,34 @@ __all__ = ["Analyzer"]
 
 UNKNOWN_TASK = "(unreadable)"
 LagProvider = Callable[[], int | None]
+# Upper bounds (s) of the cumulative histograms of queue wait and run time (Prometheus-style).
+HISTOGRAM_BUCKETS_SECONDS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0
+)  # fmt: skip
+
+
+@dataclass
+class Histogram:
+    """Counts per upper bound, cumulative when reported, over ``HISTOGRAM_BUCKETS_SECONDS``."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(HISTOGRAM_BUCKETS_SECONDS))
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        for index, bound in enumerate(HISTOGRAM_BUCKETS_SECONDS):
+            if value <= bound:
+                self.counts[index] += 1
+                break
+
+    def snapshot(self) -> dict[str, Any]:
+        cumulative, running = [], 0
+        for bound, n in zip(HISTOGRAM_BUCKETS_SECONDS, self.counts, strict=True):
+            running += n
+            cumulative.append([bound, running])
+        return {"buckets": cumulative, "sum": self.total, "count": self.count}
 
 
 @dataclass
@@ -31,6 +59,8 @@ class TaskStats:
     completed: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
     queue_wait: QuantileSketch = field(default_factory=QuantileSketch)
     run_time: QuantileSketch = field(default_factory=QuantileSketch)
+    queue_wait_histogram: Histogram = field(default_factory=Histogram)
+    run_time_histogram: Histogram = field(default_factory=Histogram)
 
     def snapshot(self) -> dict[str, Any]:
         done = sum(self.completed.values())
@@ -41,6 +71,8 @@ class TaskStats:
             "attempts": self.attempts,
             "queue_wait": self.queue_wait.summary(),
             "run_time": self.run_time.summary(),
+            "queue_wait_histogram": self.queue_wait_histogram.snapshot(),
+            "run_time_histogram": self.run_time_histogram.snapshot(),
         }
 
 
@@ -67,8 +99,12 @@ class Analyzer:
         stats.completed[completion.status.value] += 1
         if completion.started_at is not None:
             if completion.submitted_at is not None:
-                stats.queue_wait.add(max(completion.started_at - completion.submitted_at, 0.0))
-            stats.run_time.add(max(completion.finished_at - completion.started_at, 0.0))
+                wait = max(completion.started_at - completion.submitted_at, 0.0)
+                stats.queue_wait.add(wait)
+                stats.queue_wait_histogram.add(wait)
+            run = max(completion.finished_at - completion.started_at, 0.0)
+            stats.run_time.add(run)
+            stats.run_time_histogram.add(run)
         self._throughput.add(1, at=completion.finished_at)
 
     def record(self, events: Iterable[JobEvent]) -> None:
@@ -92,6 +128,7 @@ class Analyzer:
             "throughput": {
                 "last_minute": self._throughput.total(),
                 "per_second": self._throughput.per_second(),
+                "series": self._throughput.series(),
             },
             "worker_restarts": {
                 "total": sum(self._restarts.values()),

@@ -17,6 +17,8 @@ __all__ = ["connect", "read_state", "remove_state", "write_state"]
 
 STATE_FILE = "cluster.json"
 LOOPBACK = "127.0.0.1"
+# The Ray node `computeinfra up` starts; nodes that join are named by `up --join --node-name`.
+HEAD_NODE_NAME = "head"
 
 
 def _keep_loopback() -> None:
@@ -57,8 +59,14 @@ def remove_state(settings: Settings) -> None:
     (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
 
 
-def connect(settings: Settings, *, start_local: bool = False, num_cpus: int | None = None) -> str:
-    """Join the running cluster (``RAY_ADDRESS``, else the one ``up`` recorded).
+def connect(
+    settings: Settings,
+    *,
+    start_local: bool = False,
+    num_cpus: int | None = None,
+    address: str | None = None,
+) -> str:
+    """Join the running cluster (``address``, ``RAY_ADDRESS``, else the one ``up`` recorded).
 
     With ``start_local`` and no cluster to join, start a single-node Ray on 127.0.0.1.
     Returns the cluster's GCS address.
@@ -66,12 +74,17 @@ def connect(settings: Settings, *, start_local: bool = False, num_cpus: int | No
     if not ray.is_initialized():
         _keep_loopback()
         common: dict[str, Any] = {"namespace": settings.namespace, "logging_level": logging.WARNING}
-        env_address = os.environ.get("RAY_ADDRESS")
+        env_address = address or os.environ.get("RAY_ADDRESS")
+        # Which Ray node on this host a driver attaches to, and the address a head binds.
+        common["_node_ip_address"] = settings.node_ip
         if env_address:
             _join(env_address, common)
         elif start_local:
             ray.init(
-                _node_ip_address=LOOPBACK, num_cpus=num_cpus, include_dashboard=False, **common
+                _node_name=HEAD_NODE_NAME,
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                **common,
             )
         else:
             recorded = (read_state(settings) or {}).get("ray_address")

@@ -19,6 +19,7 @@ __all__ = [
     "Outcome",
     "WorkerLost",
     "complete",
+    "judge",
     "reject",
 ]
 
@@ -94,6 +95,13 @@ class Failure:
             started_at=started_at,
             error=ErrorInfo(type=self.type, message=self.message),
         )
+
+
+def judge(result: Outcome | Failure) -> Outcome | Failure:
+    """A task's own exception is a failed attempt, which the retry policy may try again."""
+    if isinstance(result, Outcome) and result.status is Status.FAILED and result.error:
+        return Failure(result.error.type, result.error.message, result)
+    return result
 
 
 def complete(

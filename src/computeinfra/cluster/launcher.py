@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError
@@ -17,7 +18,16 @@ from computeinfra.errors import ClusterError
 from .actors import AnalyzerActor, SupervisorActor, WorkerActor, actor_name
 from .connect import connect
 
-__all__ = ["Cluster", "analyzer_snapshot", "block_statuses", "default_blocks", "get_analyzer"]
+__all__ = [
+    "Cluster",
+    "analyzer_snapshot",
+    "block_statuses",
+    "default_blocks",
+    "get_analyzer",
+    "start_block",
+    "stop_blocks",
+    "wait_blocks_ready",
+]
 
 _log = logging.getLogger("computeinfra.launcher")
 READY_TIMEOUT_SECONDS = 180.0
@@ -26,13 +36,56 @@ STATUS_TIMEOUT_SECONDS = 10.0
 SUPERVISOR_PREFIX = "supervisor-"
 
 
-def member_id(settings: Settings, block: int) -> str:
+def member_id(settings: Settings, block: int, node_name: str | None = None) -> str:
     """A block's identity towards Kafka: its static group member id and transactional.id.
 
     Stable across restarts of the block (so a restart fences its predecessor), and distinct
-    between deployments on different hosts that share one Kafka cluster.
+    between deployments on different hosts, and between joined nodes (``node_name``), that
+    share one Kafka cluster.
     """
+    if node_name is not None:
+        return f"{settings.namespace}-node-{node_name}-block-{block}"
     return f"{settings.namespace}-{socket.gethostname()}-block-{block}"
+
+
+def pinned(node_id: str) -> dict[str, Any]:
+    """Actor options that keep it on one node, restarts included: if the node dies, its
+    actors die with it rather than move, and the consumer group hands their partitions on."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+
+
+def start_block(
+    settings: Settings, block: int, node_id: str, node_name: str | None = None
+) -> tuple[Any, Any]:
+    """A block's worker and supervisor on ``node_id``; a joined node's are named after it
+    (``supervisor-<node_name>-<block>``), the head's plainly (``supervisor-<block>``)."""
+    label = str(block) if node_name is None else f"{node_name}-{block}"
+    worker_name = f"worker-{label}"
+    worker = WorkerActor.options(name=worker_name, **pinned(node_id)).remote(settings, block)
+    supervisor = SupervisorActor.options(name=f"{SUPERVISOR_PREFIX}{label}", **pinned(node_id))
+    handle = supervisor.remote(settings, block, member_id(settings, block, node_name), worker_name)
+    return worker, handle
+
+
+def wait_blocks_ready(supervisors: list[Any], timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(s["state"] == "idle" and s["worker_pid"] for s in _statuses(supervisors)):
+            return
+        time.sleep(0.2)  # polling a condition with a deadline, not synchronising on time
+    raise ClusterError(f"the working blocks were not ready after {timeout:.0f} s")
+
+
+def stop_blocks(supervisors: list[Any], others: list[Any], timeout: float) -> None:
+    """Let every supervisor finish its job and leave the group, then end all the actors."""
+    pending = [s.stop.remote(timeout) for s in supervisors]
+    try:
+        ray.wait(pending, num_returns=len(pending), timeout=timeout)
+    except Exception as exc:  # a dead actor must not keep the rest from stopping
+        _log.warning("stopping supervisors: %s", exc)
+    for handle in (*supervisors, *others):
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
 
 
 def default_blocks() -> int:
@@ -54,39 +107,23 @@ class Cluster:
         self.address = connect(
             self.settings, start_local=True, num_cpus=max(self.blocks, os.cpu_count() or 1)
         )
-        self.analyzer = AnalyzerActor.options(name=actor_name("analyzer")).remote(self.settings)
+        # Everything this driver starts stays on its node (the head): joined nodes come and go.
+        here = ray.get_runtime_context().get_node_id()
+        self.analyzer = AnalyzerActor.options(name=actor_name("analyzer"), **pinned(here)).remote(
+            self.settings
+        )
         for block in range(self.blocks):
-            worker = WorkerActor.options(name=actor_name("worker", block)).remote(
-                self.settings, block
-            )
-            supervisor = SupervisorActor.options(name=actor_name("supervisor", block)).remote(
-                self.settings, block, member_id(self.settings, block)
-            )
+            worker, supervisor = start_block(self.settings, block, here)
             self.workers.append(worker)
             self.supervisors.append(supervisor)
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(s["state"] == "idle" and s["worker_pid"] for s in self.status()):
-                return
-            time.sleep(0.2)  # polling a condition with a deadline, not synchronising on time
-        raise ClusterError(f"the working blocks were not ready after {timeout:.0f} s")
+        wait_blocks_ready(self.supervisors, timeout)
 
     def status(self) -> list[dict[str, Any]]:
         return _statuses(self.supervisors)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Let every supervisor finish its job and leave the group, then end all actors."""
-        pending = [s.stop.remote(timeout) for s in self.supervisors]
-        try:
-            ray.wait(pending, num_returns=len(pending), timeout=timeout)
-        except Exception as exc:  # a dead actor must not keep the rest from stopping
-            _log.warning("stopping supervisors: %s", exc)
-        for handle in (*self.supervisors, *self.workers, self.analyzer):
-            if handle is not None:
-                ray.kill(handle, no_restart=True)
+        stop_blocks(self.supervisors, [*self.workers, self.analyzer], timeout)
         self.supervisors, self.workers, self.analyzer = [], [], None
 
 
@@ -109,14 +146,27 @@ def _statuses(supervisors: list[Any]) -> list[dict[str, Any]]:
     return result
 
 
+def _block_order(name: str) -> tuple[str, int]:
+    """The head's blocks first (``supervisor-3``), then each joined node's in number order."""
+    label = name.removeprefix(SUPERVISOR_PREFIX)
+    node, _, number = label.rpartition("-")
+    return node, int(number) if number.isdigit() else -1
+
+
 def block_statuses(settings: Settings) -> list[dict[str, Any]]:
-    """Status of every block in the cluster, found by actor name."""
+    """Status of every block in the cluster, found by actor name, with its node's name."""
     connect(settings)
     names = sorted(
         (n for n in ray.util.list_named_actors() if n.startswith(SUPERVISOR_PREFIX)),
-        key=lambda n: int(n.removeprefix(SUPERVISOR_PREFIX)),
+        key=_block_order,
     )
-    return _statuses([ray.get_actor(n) for n in names])
+    rows = _statuses([ray.get_actor(n) for n in names])
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    node_names = {n["NodeID"]: n.get("NodeName") for n in nodes}
+    for name, row in zip(names, rows, strict=True):
+        row["name"] = name
+        row["node_name"] = node_names.get(row.get("node"))
+    return rows
 
 
 def analyzer_snapshot(settings: Settings, timeout: float = STATUS_TIMEOUT_SECONDS * 3) -> Any:

@@ -1,8 +1,10 @@
-"""The outbox: a record's answer and its consumed offset, committed in one Kafka transaction.
+"""The outbox: answers and their consumed offsets, committed in one Kafka transaction.
 
-This is what makes completions exactly-once for ``read_committed`` readers: either the
-completion is visible *and* the request's offset is committed, or neither happened and the
-request will be handled again. Each supervisor owns one stable ``transactional.id``; a
+This is what makes completions exactly-once for ``read_committed`` readers: either a
+completion is visible *and* its request's offset is committed, or neither happened and the
+request will be handled again. One transaction carries the answers to a run of consecutive
+records (never one answer past a record still unanswered in its partition), so its cost is
+shared by every job it answers. Each supervisor owns one stable ``transactional.id``; a
 restarted incarnation calling ``init_transactions`` fences the one it replaces, and the
 consumer group's generation fences a supervisor whose partitions moved elsewhere.
 """
@@ -12,15 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as RawKafkaError
 
 from computeinfra.kafka.clients import make_producer
+from computeinfra.protocol import Completion
 
-__all__ = ["Outbox", "OutboxRecord", "PartitionLost"]
+__all__ = ["AnswerBatch", "Outbox", "OutboxRecord", "PartitionLost", "next_offsets"]
 
 _log = logging.getLogger("computeinfra.outbox")
 TXN_TIMEOUT_SECONDS = 30.0
@@ -58,6 +61,44 @@ class OutboxRecord:
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
+@dataclass
+class AnswerBatch:
+    """Answers waiting for their transaction, in the order their records were consumed."""
+
+    messages: list[Message] = field(default_factory=list)
+    records: list[OutboxRecord] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    first_at: float | None = None  # monotonic time the oldest answer was ready
+
+    def add(
+        self, message: Message, records: Sequence[OutboxRecord], completion: Completion | None
+    ) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        self.messages.append(message)
+        self.records.extend(records)
+        if completion is not None:
+            self.completions.append(completion)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def due_in(self, window: float) -> float:
+        """Seconds until the oldest answer has waited ``window``; infinite when empty."""
+        if self.first_at is None:
+            return float("inf")
+        return self.first_at + window - time.monotonic()
+
+
+def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
+    """The offsets to commit past ``messages``: one past the last one in each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        where = (message.topic() or "", message.partition() or 0)
+        last[where] = max(last.get(where, -1), message.offset() or 0)
+    return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
+
+
 class Outbox:
     def __init__(self, bootstrap: str, transactional_id: str) -> None:
         self._bootstrap = bootstrap
@@ -66,6 +107,7 @@ class Outbox:
         # Producers stuck inside librdkafka: kept referenced so they are never destroyed
         # while a thread is blocked in them (see ``_send_offsets``).
         self._stuck: list[Producer] = []
+        self.transactions = 0  # committed, for ``blocks`` and the benchmarks
 
     def _new_producer(self) -> Producer:
         producer = make_producer(
@@ -79,15 +121,18 @@ class Outbox:
         producer.init_transactions(TXN_TIMEOUT_SECONDS)
         return producer
 
-    def commit(self, consumer: Consumer, message: Message, records: Sequence[OutboxRecord]) -> None:
-        """Publish ``records`` and commit past ``message``, atomically; retry until done.
+    def commit(
+        self, consumer: Consumer, messages: Sequence[Message], records: Sequence[OutboxRecord]
+    ) -> None:
+        """Publish ``records`` and commit past ``messages``, atomically; retry until done.
 
         Raises ``PartitionLost`` if the group fenced us: the new owner handles the record.
         """
         attempt = 0
         while True:
             try:
-                self._transact(consumer, message, records)
+                self._transact(consumer, messages, records)
+                self.transactions += 1
                 return
             except _ProducerReplaced:
                 continue
@@ -107,20 +152,28 @@ class Outbox:
                 attempt += 1
 
     def _transact(
-        self, consumer: Consumer, message: Message, records: Sequence[OutboxRecord]
+        self, consumer: Consumer, messages: Sequence[Message], records: Sequence[OutboxRecord]
     ) -> None:
         self._producer.begin_transaction()
         for record in records:
-            self._producer.produce(
-                record.topic, key=record.key, value=record.value, headers=list(record.headers)
-            )
-        next_offset = TopicPartition(
-            message.topic() or "", message.partition() or 0, (message.offset() or 0) + 1
-        )
-        self._send_offsets(next_offset, consumer)
+            self._produce(record)
+        self._send_offsets(next_offsets(messages), consumer)
         self._commit_transaction()
 
-    def _send_offsets(self, offset: TopicPartition, consumer: Consumer) -> None:
+    def _produce(self, record: OutboxRecord) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    record.topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers) or None,
+                )
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+
+    def _send_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
         """``send_offsets_to_transaction`` under a watchdog.
 
         librdkafka can block in it past its timeout when the group coordinator it cached went
@@ -133,7 +186,7 @@ class Outbox:
         def send() -> None:
             try:
                 producer.send_offsets_to_transaction(
-                    [offset], consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
+                    offsets, consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
                 )
             except BaseException as exc:  # handed to the caller's thread below
                 failure.append(exc)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -18,32 +20,37 @@ import ray
 
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import check_reachable, ensure_topics
-from computeinfra.kafka.broker import LocalBroker
-from computeinfra.kafka.local import local_broker
+from computeinfra.kafka.local import LocalKafka, local_broker
+from computeinfra.web.process import start_web, stop_web
 
 from .connect import remove_state, write_state
 from .launcher import Cluster
 
-__all__ = ["serve"]
+__all__ = ["serve", "wait_for_signal"]
 
 _log = logging.getLogger("computeinfra.up")
 
 
-def _start_broker(settings: Settings, say: Callable[[str], None]) -> LocalBroker | None:
-    """Start the local broker if it is ours to run; return it when we started it."""
+def _start_broker(
+    settings: Settings, say: Callable[[str], None]
+) -> tuple[LocalKafka | None, Settings]:
+    """Start the local broker if it is ours to run; return it when we started it, and the
+    settings naming every local node, so blocks and clients reach the cluster through any."""
     if not settings.uses_local_broker:
         say(f"using Kafka at {settings.bootstrap_servers}")
-        return None
+        return None, settings
     broker = local_broker(settings)
+    local = replace(settings, bootstrap=broker.config.bootstrap)
     if broker.status().running:
         say(f"using the local broker already running at {broker.config.bootstrap}")
-        return None
+        return None, local
     say(f"starting Kafka at {broker.config.bootstrap} (data in {broker.config.data_dir})")
     broker.start()
-    return broker
+    return broker, local
 
 
-def _wait_for_signal() -> None:
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -63,9 +70,12 @@ def serve(
     blocks: int,
     say: Callable[[str], None],
     on_ready: Callable[[Cluster], Any] | None = None,
+    web_port: int = 0,
 ) -> None:
-    broker = _start_broker(settings, say)
+    """Run until a signal; with ``web_port``, the web app runs as a child process too."""
+    broker, settings = _start_broker(settings, say)
     cluster: Cluster | None = None
+    web: subprocess.Popen[bytes] | None = None
     try:
         check_reachable(settings.bootstrap_servers)
         created = ensure_topics(settings)
@@ -81,18 +91,21 @@ def serve(
             bootstrap=settings.bootstrap_servers,
             blocks=blocks,
         )
+        if web_port:
+            web = start_web(web_port, say, {"COMPUTEINFRA_BOOTSTRAP": settings.bootstrap_servers})
         if on_ready is not None:
             on_ready(cluster)
-        _wait_for_signal()
+        wait_for_signal()
         say("stopping…")
     finally:
+        stop_web(web)
         _shutdown(settings, cluster, broker, say)
 
 
 def _shutdown(
     settings: Settings,
     cluster: Cluster | None,
-    broker: LocalBroker | None,
+    broker: LocalKafka | None,
     say: Callable[[str], None],
 ) -> None:
     # Ignore further Ctrl-C while we tear down, so the teardown itself is not cut short.

@@ -1,10 +1,16 @@
 """The supervisor: consumes ``pendingJobs``, validates, drives its worker, publishes answers.
 
-Every record gets exactly one answer: its completion (or dead letter) and its consumed offset
-are committed in one Kafka transaction (see ``outbox.py``). Partitions change hands only
-between jobs, because the supervisor does not poll while a job runs; the poll interval the
-group allows is sized to the longest job instead (see ``max_poll_interval_ms``). Each
-supervisor is a static group member, so a restarted one takes its partitions straight back.
+Every record gets exactly one answer: its completion (or dead letter, or forward to another
+topic) and its consumed offset are committed in one Kafka transaction (``outbox.py``). The
+hot path shares that cost: records are taken in batches, a few attempts are kept queued at
+the worker (``pipeline.py``), and the answers ready within ``commit_window`` share one
+transaction. Answers commit strictly in consumed order, so a committed offset never passes
+a record that has no committed answer.
+
+Partitions change hands only between batches: the supervisor does not poll while jobs run,
+and it commits every answer before it polls again. The poll interval the group allows is
+sized to the longest run between polls (see ``membership.py``). Each supervisor is a static
+group member, so a restarted one takes its partitions straight back.
 """
 
 from __future__ import annotations
@@ -13,46 +19,37 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from computeinfra.config import Settings
-from computeinfra.errors import RequestError
-from computeinfra.kafka.clients import make_consumer
-from computeinfra.protocol import (
-    COMPLETED_TOPIC,
-    DEAD_TOPIC,
-    MAX_ATTEMPTS_CAP,
-    MAX_TIME_LIMIT_SECONDS,
-    PENDING_TOPIC,
-    Completion,
-    Status,
-    encode_completion,
-    key_text,
-)
+from computeinfra.protocol import PENDING_TOPIC
 from computeinfra.tasks.registry import TaskRegistry, load_registry
 
-from .intake import admit
-from .jobs import Assignment, Failure, Outcome, WorkerLost, complete, reject
+from .batching import MAX_JOBS_PER_CALL, BatchPlanner
+from .jobs import Failure, Outcome, complete, judge
+from .membership import BATCH_SECONDS, make_supervisor_consumer
 from .middleware import Middleware, MiddlewareChain
-from .outbox import Outbox, OutboxRecord, PartitionLost
+from .outbox import AnswerBatch, Outbox, PartitionLost
+from .pipeline import AttemptQueue
+from .positions import ReadPositions
+from .slots import Slot, SlotMaker
 from .worker import WorkerPort
 
 __all__ = ["Supervisor"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-# How long the group waits for a silent member before giving its partitions to others.
-SESSION_TIMEOUT_MS = 10_000
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
 STATUS_WORKER_TIMEOUT_SECONDS = 5.0
+MAX_ANSWERS_PER_TRANSACTION = 1000
 
 
-def max_poll_interval_ms(settings: Settings) -> int:
-    """Long enough for the longest job: every attempt at the longest limit, plus backoffs."""
-    per_attempt = MAX_TIME_LIMIT_SECONDS + settings.retry_backoff_max + WORKER_BACK_TIMEOUT_SECONDS
-    return int(min(MAX_ATTEMPTS_CAP * per_attempt * 1000, 86_400_000))
+class _Fenced(Exception):
+    """The group moved on; the batch in hand must be read again."""
 
 
 class Supervisor:
@@ -78,13 +75,17 @@ class Supervisor:
         self.hooks = MiddlewareChain(middleware)
         self.registry = registry or load_registry(settings.task_modules)
         self.topics = tuple(topics)
+        self._slots = SlotMaker(settings, self.registry, self.hooks, block, node)
+        self._planner = BatchPlanner()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._outbox: Outbox | None = None
+        self._answers = AnswerBatch()
+        self._positions = ReadPositions()
         self.state = "starting"
         self.job: str | None = None
-        self.partitions: list[int] = []
+        self._assigned: set[tuple[str, int]] = set()
         self.processed = 0
         self.worker_pid: int | None = None
 
@@ -96,7 +97,7 @@ class Supervisor:
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the job in hand, leave the group, and return."""
+        """Finish the jobs in hand, commit their answers, leave the group, and return."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -110,24 +111,16 @@ class Supervisor:
             "worker_pid": self.worker_pid,
             "state": self.state,
             "job": self.job,
-            "partitions": list(self.partitions),
+            "partitions": sorted(p for t, p in self._assigned if t == PENDING_TOPIC),
+            "lanes": sorted(f"{t}:{p}" for t, p in self._assigned if t != PENDING_TOPIC),
             "processed": self.processed,
+            "transactions": self._outbox.transactions if self._outbox else 0,
         }
 
     def _run(self) -> None:
         self._refresh_worker_pid()
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
-        self._consumer = make_consumer(
-            self.settings.bootstrap_servers,
-            self.settings.group,
-            client_id=self.member_id,
-            **{
-                "group.instance.id": self.member_id,
-                "session.timeout.ms": SESSION_TIMEOUT_MS,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "max.poll.interval.ms": max_poll_interval_ms(self.settings),
-            },
-        )
+        self._consumer = make_supervisor_consumer(self.settings, self.member_id)
         self._consumer.subscribe(
             list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -136,137 +129,179 @@ class Supervisor:
             self._loop(self._consumer)
         finally:
             self.state = "stopping"
+            with contextlib.suppress(_Fenced):
+                self._commit()
             self._consumer.close()
             self._outbox.close()
             self.state = "stopped"
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.partitions = sorted({*self.partitions, *(tp.partition for tp in partitions)})
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
-        self.partitions = [p for p in self.partitions if p not in gone]
+        # Nothing to commit here: answers are never held across a poll (see ``_loop``).
+        # Committing from inside the rebalance callback can deadlock librdkafka's
+        # transactional offset commit against the rebalance it is part of.
+        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _loop(self, consumer: Consumer) -> None:
         while not self._stop.is_set():
-            message = consumer.poll(self.settings.poll_seconds)
-            if message is None:
-                self.hooks.on_idle()
-                continue
-            if message.error():
-                _log.warning("consume error on block %s: %s", self.block, message.error())
-                continue
+            messages = consumer.consume(self.settings.consume_batch, self.settings.poll_seconds)
+            records = [m for m in messages if self._accept(m)]
             try:
-                self._handle(message)
+                if records:
+                    self._process(records)
+                    # Before the next poll, which may rebalance: no answer is held across it.
+                    self._commit()
+                else:
+                    self.hooks.on_idle()
+            except _Fenced:
+                self._rewind()
             finally:
                 self.state, self.job = "idle", None
 
-    # -- one record --------------------------------------------------------------------------
+    def _accept(self, message: Message) -> bool:
+        """Whether ``message`` is a record to answer (not an error event); tracks offsets."""
+        if message.error():
+            _log.warning("consume error on block %s: %s", self.block, message.error())
+            return False
+        self._positions.consumed(message)
+        return True
 
-    def _handle(self, message: Message) -> None:
-        raw_key: bytes | None = message.key()
-        if not raw_key:
-            self.hooks.on_received(None, None)
-            self._answer(message, self._dead_letter(message), None)
-            return
-        self.job = key_text(raw_key)
-        _ts_type, ts_ms = message.timestamp()
-        record_time = ts_ms / 1000 if ts_ms and ts_ms > 0 else None
+    # -- a batch of records --------------------------------------------------------------------
+
+    def _process(self, messages: list[Message]) -> None:
+        slots = [self._slots.make(message) for message in messages]
+        queue = AttemptQueue(self.worker, on_worker_lost=self._wait_for_worker)
         try:
-            completion = self._complete(raw_key, message.value(), record_time)
-        except Exception as exc:  # a bug must still answer the job, never skip or loop on it
-            _log.exception("block %s: internal error on %s", self.block, self.job)
-            completion = reject(
-                self.job,
-                RequestError(f"internal error: {exc!r}"),
-                task=None,
-                result_dir=None,
-                submitted_at=record_time,
-                block=self.block,
-                node=self.node,
-            )
-        record = OutboxRecord(COMPLETED_TOPIC, raw_key, encode_completion(completion))
-        extra = self.hooks.extra_records(completion, message.value())
-        self._answer(message, [record, *extra], completion)
+            finished = self._run_slots(slots, queue)
+        except _Fenced:
+            queue.drain()  # let the worker finish what it was sent before the next batch
+            raise
+        if finished < len(slots):
+            self._commit()
+            self._rewind()  # cut short: the rest is read again after the next poll
 
-    def _complete(
-        self, raw_key: bytes, value: bytes | None, record_time: float | None
-    ) -> Completion:
-        assert self.job is not None
-        request, verdict = admit(raw_key, value, record_time, self.registry, self.settings)
-        self.hooks.on_received(self.job, request.task if request else None)
-        if isinstance(verdict, RequestError):
-            return reject(
-                self.job,
-                verdict,
-                task=request.task if request else None,
-                result_dir=request.result_dir if request else None,
-                submitted_at=(request.submitted_at if request else None) or record_time,
-                block=self.block,
-                node=self.node,
-            )
-        return self._execute(verdict)
+    def _run_slots(self, slots: list[Slot], queue: AttemptQueue) -> int:
+        """Answer ``slots`` in order; returns how many were answered before a cut."""
+        unsent = deque(slot for slot in slots if slot.assignment is not None)
+        sent: deque[Slot] = deque()
+        deadline = time.monotonic() + BATCH_SECONDS
+        for index, slot in enumerate(slots):
+            if slot.assignment is not None:
+                # Stop sending new jobs on stop, or once the batch ran long (after one job,
+                # so that every batch makes progress); the queued ones still finish.
+                cut = self._stop.is_set() or (index > 0 and time.monotonic() > deadline)
+                while unsent and len(queue) < self.settings.pipeline_depth and not cut:
+                    self._send(queue, unsent, sent)
+                if slot.outcome is None and not (sent and sent[0] is slot):
+                    return index
+                try:
+                    self._finish(slot, queue, sent)
+                except _Fenced:
+                    raise
+                except Exception as exc:  # a bug must still answer the job, never skip it
+                    _log.exception("block %s: internal error on %s", self.block, self.job)
+                    self._slots.answer_error(slot, exc)
+            self._answers.add(slot.message, slot.records, slot.completion)
+            if len(self._answers) >= MAX_ANSWERS_PER_TRANSACTION:
+                self._commit()
+        return len(slots)
 
-    def _answer(
-        self, message: Message, records: list[OutboxRecord], completion: Completion | None
-    ) -> None:
-        assert self._outbox is not None and self._consumer is not None
-        try:
-            self._outbox.commit(self._consumer, message, records)
-        except PartitionLost as lost:
-            _log.warning(
-                "block %s could not answer %s, the group moved on (%s); reading it again",
-                self.block,
-                self.job,
-                lost,
-            )
-            self._rewind(message)
-            return
-        self.processed += 1
-        if completion is not None:
-            self.hooks.after_completion(completion)
-
-    def _execute(self, assignment: Assignment) -> Completion:
-        self.state = "busy"
-        while True:
+    def _send(self, queue: AttemptQueue, unsent: deque[Slot], sent: deque[Slot]) -> None:
+        """Send the next job, with the quick ones after it that can share its call."""
+        upcoming = islice(unsent, MAX_JOBS_PER_CALL)
+        tasks = [slot.assignment.task if slot.assignment else "" for slot in upcoming]
+        group = [unsent.popleft() for _ in range(self._planner.take(tasks))]
+        assignments = [slot.assignment for slot in group if slot.assignment is not None]
+        for assignment in assignments:
             self.hooks.before_dispatch(assignment)
-            started = time.time()
-            result = self._attempt(assignment)
-            if isinstance(result, Outcome):
-                return complete(assignment, result, block=self.block, node=self.node)
-            failure = result
-            self.hooks.on_attempt_failed(assignment, failure)
-            delay = self.hooks.retry_delay(assignment, failure)
+        queue.send(assignments)
+        sent.extend(group)
+
+    def _finish(self, slot: Slot, queue: AttemptQueue, sent: deque[Slot]) -> None:
+        """Wait for ``slot``'s job to end (retrying as the policy says) and set its answer."""
+        assignment = slot.assignment
+        assert assignment is not None
+        self.state, self.job = "busy", assignment.key
+        started = time.time()
+        result = judge(slot.outcome or self._collect(queue, sent))
+        ran = result if isinstance(result, Outcome) else result.outcome
+        if ran is not None:  # the task ran to an end: its time says if it is quick
+            self._planner.observe(assignment.task, ran)
+        while isinstance(result, Failure):
+            self.hooks.on_attempt_failed(assignment, result)
+            delay = self.hooks.retry_delay(assignment, result)
             if delay is None:
-                outcome = failure.final_outcome(started)
-                return complete(assignment, outcome, block=self.block, node=self.node)
+                result = result.final_outcome(started)
+                break
+            for later, attempt in zip(list(sent), queue.drain(), strict=True):
+                later.outcome = attempt.result  # collected now, answered in their turn
+            sent.clear()
+            self._commit()  # nothing ready should wait out a backoff
             self.state = "retry-backoff"
             self._stop.wait(delay)  # a stop request cuts the backoff short, not the job
             self.state = "busy"
             assignment = assignment.next_attempt()
+            self.hooks.before_dispatch(assignment)
+            queue.send([assignment])
+            started = time.time()
+            result = judge(queue.collect(self._idle).result)
+        assert isinstance(result, Outcome)
+        self._slots.answer(slot, complete(assignment, result, block=self.block, node=self.node))
 
-    def _attempt(self, assignment: Assignment) -> Outcome | Failure:
-        """Run one attempt; an ``Outcome`` is final, a ``Failure`` may be retried."""
+    def _collect(self, queue: AttemptQueue, sent: deque[Slot]) -> Outcome | Failure:
+        sent.popleft()
+        return queue.collect(self._idle).result
+
+    def _idle(self, deadline: float) -> float:
+        """While the worker is busy: commit answers that have waited long enough."""
+        due = self._answers.due_in(self.settings.commit_window)
+        if due > 0:
+            return min(due, deadline - time.monotonic())
+        self._commit()
+        return deadline - time.monotonic()
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """Commit the answers in hand in one transaction; ``_Fenced`` if the group moved on."""
+        batch, self._answers = self._answers, AnswerBatch()
+        if not batch.messages:
+            return
+        assert self._outbox is not None and self._consumer is not None
+        self.hooks.before_commit()
         try:
-            outcome = self.worker.submit(assignment).outcome(timeout=assignment.time_limit)
-        except WorkerLost as lost:
-            self._wait_for_worker()
-            message = f"the worker process died during attempt {assignment.attempt}: {lost}"
-            return Failure("WorkerLost", message)
-        except TimeoutError:
-            self.worker.kill()
-            self._wait_for_worker()
-            message = (
-                f"attempt {assignment.attempt} ran past its time limit of "
-                f"{assignment.time_limit:g} s; its worker was restarted"
+            self._outbox.commit(self._consumer, batch.messages, batch.records)
+        except PartitionLost as lost:
+            _log.warning(
+                "block %s could not commit %d answer(s), the group moved on (%s); "
+                "reading them again",
+                self.block,
+                len(batch),
+                lost,
             )
-            return Failure("TimeLimitExceeded", message)
-        if outcome.status is Status.FAILED and outcome.error is not None:
-            return Failure(outcome.error.type, outcome.error.message, outcome)
-        return outcome
+            raise _Fenced from lost
+        self._positions.committed(batch.messages)
+        self.processed += len(batch)
+        for completion in batch.completions:
+            self.hooks.after_completion(completion)
+
+    def _rewind(self) -> None:
+        """Read every record without a committed answer again, if its partition is still ours.
+
+        The group may hand the same partition straight back (a broker restart makes every
+        member rejoin); without this the consumer's position would already be past it.
+        """
+        assert self._consumer is not None
+        self._answers = AnswerBatch()
+        self._positions.rewind(self._consumer)
+
+    # -- the worker ----------------------------------------------------------------------------
 
     def _wait_for_worker(self) -> None:
         """Block until the restarted worker answers, so ``blocks`` shows its new pid."""
+        self.hooks.on_worker_restart()
         self.state = "restarting-worker"
         self._refresh_worker_pid(WORKER_BACK_TIMEOUT_SECONDS)
         self.state = "busy"
@@ -277,25 +312,3 @@ class Supervisor:
         except Exception as exc:  # the next submit will surface a real failure
             _log.warning("block %s: worker did not answer: %s", self.block, exc)
             self.worker_pid = None
-
-    def _rewind(self, message: Message) -> None:
-        """Read ``message`` again if its partition is still ours once the group settles.
-
-        The group may hand the same partition straight back (a broker restart makes every
-        member rejoin); without this the consumer's position would already be past it.
-        """
-        assert self._consumer is not None
-        here = TopicPartition(PENDING_TOPIC, message.partition() or 0, message.offset() or 0)
-        # Not assigned here any more: its new owner starts from the committed offset anyway.
-        with contextlib.suppress(KafkaException):
-            self._consumer.seek(here)
-
-    def _dead_letter(self, message: Message) -> list[OutboxRecord]:
-        reason = "the record has no key; every job needs a key to answer to"
-        source = f"{message.topic()}/{message.partition()}/{message.offset()}"
-        _log.warning("block %s dead-letters %s: %s", self.block, source, reason)
-        headers = [
-            ("computeinfra.reason", reason.encode()),
-            ("computeinfra.source", source.encode()),
-        ]
-        return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]

@@ -28,18 +28,22 @@ TRACEBACK_FRAMES = 5
 
 
 class WorkerCall(Protocol):
-    """One attempt in progress on a worker."""
+    """A call in progress on a worker: one attempt or several, run in order."""
 
-    def outcome(self, timeout: float | None = None) -> Outcome:
-        """The attempt's outcome; raises ``WorkerLost`` if the process died and
-        ``TimeoutError`` if no outcome came within ``timeout`` seconds."""
+    def wait(self, timeout: float) -> bool:
+        """Whether the attempt's result (or its failure) is ready, waiting up to ``timeout``."""
+        ...
+
+    def outcome(self, timeout: float | None = None) -> list[Outcome]:
+        """The attempts' outcomes; raises ``WorkerLost`` if the process died and
+        ``TimeoutError`` if they did not come within ``timeout`` seconds."""
         ...
 
 
 class WorkerPort(Protocol):
     """How a supervisor reaches its worker (a Ray actor in production)."""
 
-    def submit(self, assignment: Assignment) -> WorkerCall: ...
+    def submit(self, assignments: list[Assignment]) -> WorkerCall: ...
 
     def kill(self) -> None:
         """End the worker process now; it is restarted."""
@@ -67,6 +71,10 @@ class Worker:
 
     def describe(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at}
+
+    def run_all(self, assignments: list[Assignment]) -> list[Outcome]:
+        """Several attempts in one call, in order (quick jobs share a call's overhead)."""
+        return [self.run(assignment) for assignment in assignments]
 
     def run(self, assignment: Assignment) -> Outcome:
         started = time.time()

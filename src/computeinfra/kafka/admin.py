@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -11,12 +12,13 @@ from confluent_kafka.cimpl import NewTopic
 from computeinfra.config import Settings
 from computeinfra.errors import KafkaError
 from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer
-from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC
+from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC
 
-__all__ = ["check_reachable", "consumer_lag", "ensure_topics"]
+__all__ = ["check_reachable", "consumer_lag", "ensure_lane_topics", "ensure_topics"]
 
 _log = logging.getLogger("computeinfra.kafka")
 TOPIC_ALREADY_EXISTS = 36
+BROKER_DEFAULT = -1  # a replication factor of -1 asks for the broker's default
 # Completions are the job history; keep them a long time by default.
 COMPLETED_RETENTION_MS = 30 * 24 * 3600 * 1000
 
@@ -37,20 +39,51 @@ def check_reachable(bootstrap: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def _topic_settings(settings: Settings) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic config; unset, both are the brokers' defaults
+    (``default.replication.factor``, ``min.insync.replicas``: 3 and 2 on a local quorum)."""
+    replication = settings.replication or BROKER_DEFAULT
+    min_insync = settings.min_insync
+    if min_insync is None and settings.replication is not None:
+        min_insync = 2 if settings.replication >= 3 else 1
+    return replication, {} if min_insync is None else {"min.insync.replicas": str(min_insync)}
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the job topics that are missing; return the names that were created."""
-    admin = _admin(settings.bootstrap_servers)
-    common = {"min.insync.replicas": "2" if settings.replication >= 3 else "1"}
+    replication, common = _topic_settings(settings)
     wanted = [
-        NewTopic(PENDING_TOPIC, settings.partitions, settings.replication, config=common),
+        NewTopic(PENDING_TOPIC, settings.partitions, replication, config=common),
         NewTopic(
             COMPLETED_TOPIC,
             settings.partitions,
-            settings.replication,
+            replication,
             config={**common, "retention.ms": str(COMPLETED_RETENTION_MS)},
         ),
-        NewTopic(DEAD_TOPIC, 1, settings.replication, config=common),
+        NewTopic(DEAD_TOPIC, 1, replication, config=common),
+        # Same partition count as pendingJobs, so a key lands on the same partition number.
+        NewTopic(
+            JOB_STATUS_TOPIC,
+            settings.partitions,
+            replication,
+            config={**common, "cleanup.policy": "compact"},
+        ),
     ]
+    return _create(settings, wanted)
+
+
+def ensure_lane_topics(settings: Settings, names: Sequence[str]) -> list[str]:
+    """Create missing lane topics (``protocol.lane_topic``), ``settings.lane_partitions`` each."""
+    replication, common = _topic_settings(settings)
+    partitions = settings.lane_partitions
+    wanted = [NewTopic(name, partitions, replication, config=common) for name in names]
+    return _create(settings, wanted)
+
+
+def _create(settings: Settings, wanted: list[NewTopic]) -> list[str]:
+    if not wanted:
+        return []
+    admin = _admin(settings.bootstrap_servers)
     created = []
     for name, future in admin.create_topics(wanted, request_timeout=30).items():
         try:

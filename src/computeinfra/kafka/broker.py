@@ -124,6 +124,9 @@ class BrokerConfig:
     num_partitions: int = 1
     # Extra ``server.properties`` lines, applied last so they win (e.g. message.max.bytes).
     overrides: tuple[tuple[str, str], ...] = ()
+    # A static controller quorum (``1@127.0.0.1:9093,2@…``) for a multi-node cluster
+    # (``quorum.py``); empty: this node alone is the quorum (formatted ``--standalone``).
+    voters: str = ""
 
     @property
     def bootstrap(self) -> str:
@@ -131,12 +134,17 @@ class BrokerConfig:
         return f"127.0.0.1:{self.port}"
 
     def server_properties(self) -> dict[str, str]:
-        """Single-node combined mode: every replication factor and ISR is 1."""
+        """Combined mode; alone, every replication factor and ISR is 1 (a quorum of nodes
+        raises them through ``overrides``)."""
         kraft = Path(self.data_dir).resolve() / "kraft"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            **(
+                {"controller.quorum.voters": self.voters}
+                if self.voters
+                else {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
+            ),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
@@ -287,7 +295,9 @@ class LocalBroker:
         """Format the KRaft log dir once; later starts find meta.properties and skip it."""
         if (self._dir / "kraft" / "meta.properties").is_file():
             return
-        cmd = [*self._java(lib), "kafka.tools.StorageTool", "format", "--standalone", "-g"]
+        # Static voters are named in server.properties; every node formats the same way.
+        standalone = [] if self._config.voters else ["--standalone"]
+        cmd = [*self._java(lib), "kafka.tools.StorageTool", "format", *standalone, "-g"]
         cmd += ["-t", self._cluster_id(), "-c", str(self._props)]
         _run(cmd, f"formatting Kafka storage in {self._dir / 'kraft'}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Annotated, Any, Generic, TypeVar
@@ -50,6 +50,9 @@ class Task(Generic[P]):
     ``time_limit`` bounds one attempt (a request may lower it); ``max_attempts`` overrides
     the cluster default (a request may change it up to ``MAX_ATTEMPTS_CAP``); exceptions of
     the ``retry_on`` types, like ``computeinfra.Retry``, make the attempt worth repeating.
+    ``resources`` (``num_cpus``, ``num_gpus``, ``memory`` in bytes, or a custom name given to
+    a node with ``up --join … --resources``) limits its jobs to blocks on nodes that have
+    them (``cluster/middleware/placement.py``).
     """
 
     name: str
@@ -59,8 +62,19 @@ class Task(Generic[P]):
     time_limit: float = DEFAULT_TIME_LIMIT_SECONDS
     max_attempts: int | None = None
     retry_on: tuple[type[BaseException], ...] = ()
+    # Pairs, not a dict, so the task stays hashable; ``needs`` is the mapping.
+    resources: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def needs(self) -> dict[str, float]:
+        return dict(self.resources)
 
     def __post_init__(self) -> None:
+        for name, amount in self.resources:
+            if not name or not isinstance(amount, int | float) or not amount > 0:
+                raise TaskError(
+                    f"task {self.name!r}: resource {name!r} needs a positive amount, not {amount!r}"
+                )
         if not 0 < self.time_limit <= MAX_TIME_LIMIT_SECONDS:
             raise TaskError(
                 f"task {self.name!r}: time_limit must be in (0, "
@@ -91,8 +105,11 @@ def task(
     time_limit: float = DEFAULT_TIME_LIMIT_SECONDS,
     max_attempts: int | None = None,
     retry_on: tuple[type[BaseException], ...] = (),
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[TaskFunction[P]], Task[P]]:
-    """Declare a task: ``@task("resize", payload=ResizePayload)`` over ``def f(payload, ctx)``."""
+    """Declare a task: ``@task("resize", payload=ResizePayload)`` over ``def f(payload, ctx)``.
+
+    ``resources={"num_gpus": 1}`` runs it only where a node has a GPU."""
 
     def wrap(fn: TaskFunction[P]) -> Task[P]:
         doc = description if description is not None else (fn.__doc__ or "").strip()
@@ -104,6 +121,7 @@ def task(
             time_limit=time_limit,
             max_attempts=max_attempts,
             retry_on=retry_on,
+            resources=tuple(sorted((resources or {}).items())),
         )
 
     return wrap

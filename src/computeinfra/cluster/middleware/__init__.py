@@ -18,8 +18,8 @@ from computeinfra.protocol import Completion
 
 if TYPE_CHECKING:
     from computeinfra.cluster.jobs import Assignment, Failure, Forward
-    from computeinfra.errors import RequestError
     from computeinfra.cluster.outbox import OutboxRecord
+    from computeinfra.errors import RequestError
 
 __all__ = ["Middleware", "MiddlewareChain"]
 
@@ -53,6 +53,9 @@ class Middleware:
 
     def before_commit(self) -> None:
         """A transaction of answers is about to commit: flush what must land before them."""
+
+    def on_worker_restart(self) -> None:
+        """The worker process died (or was killed) and is being restarted."""
 
     def after_completion(self, completion: Completion) -> None:
         """The terminal completion was committed."""
@@ -101,6 +104,10 @@ class MiddlewareChain(Middleware):
     def before_commit(self) -> None:
         for m in self.middleware:
             m.before_commit()
+
+    def on_worker_restart(self) -> None:
+        for m in self.middleware:
+            m.on_worker_restart()
 
     def after_completion(self, completion: Completion) -> None:
         for m in self.middleware:

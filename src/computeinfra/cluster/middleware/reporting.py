@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from computeinfra.cluster.events import EventKind, JobEvent
-from computeinfra.cluster.jobs import Assignment, Failure
+from computeinfra.cluster.jobs import Assignment
 
 from . import Middleware
 
@@ -42,11 +42,8 @@ class AnalyzerReporter(Middleware):
     def before_dispatch(self, assignment: Assignment) -> None:
         self._add(JobEvent(EventKind.STARTED, assignment.task, self._block, assignment.key))
 
-    def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
-        if failure.lost_worker:
-            self._add(
-                JobEvent(EventKind.WORKER_RESTART, assignment.task, self._block, assignment.key)
-            )
+    def on_worker_restart(self) -> None:
+        self._add(JobEvent(EventKind.WORKER_RESTART, None, self._block))
 
     def on_idle(self) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS:

@@ -1,0 +1,61 @@
+"""Real work: JPEG-compress generated images, as jobs and with a bare process pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from computeinfra import Client
+from computeinfra.tasks.image_compression import _encode
+
+__all__ = ["compress", "make_images", "ours_seconds", "pool_seconds"]
+
+QUALITY = 50
+SIZE = (1024, 768)
+RESULT_TIMEOUT_SECONDS = 1800.0
+
+
+def noop(_item: int) -> None:
+    return None
+
+
+def compress(path: str) -> int:
+    """The function both sides run: the image-compression task's own encoder."""
+    return len(_encode(Path(path), QUALITY, "jpeg"))
+
+
+def make_images(folder: Path, count: int) -> list[str]:
+    """Mandelbrot images, each a little different, so no two compress the same."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        box = (-2 + i * 0.01, -1.2, 1, 1.2)
+        image = Image.effect_mandelbrot(SIZE, box, 60 + i % 40).convert("RGB")
+        path = folder / f"img{i:04d}.png"
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def pool_seconds(processes: int, fn: Callable[[Any], Any], items: list[Any]) -> float:
+    with multiprocessing.Pool(processes) as pool:
+        pool.map(noop, range(processes))  # start every process before timing
+        start = time.perf_counter()
+        pool.map(fn, items, chunksize=1)
+        return time.perf_counter() - start
+
+
+def ours_seconds(client: Client, images: list[str]) -> dict[str, Any]:
+    """One ``image-compression`` job per image; first submit to last completion."""
+    start = time.perf_counter()
+    handles = [
+        client.submit("image-compression", {"images": [p], "quality": QUALITY}, "bench-images")
+        for p in images
+    ]
+    failures = sum(not h.completion(timeout=RESULT_TIMEOUT_SECONDS).ok for h in handles)
+    return {"jobs": len(images), "failures": failures, "seconds": time.perf_counter() - start}

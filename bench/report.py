@@ -1,0 +1,172 @@
+"""The figures as one table (terminal and README), checked against issue 5's targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["rows", "save", "show", "write_readme"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+COLUMNS = ("measure", "computeinfra", "Celery", "Dramatiq", "bare Pool", "target", "met")
+DASH = "—"
+
+Row = tuple[str, str, str, str, str, str, str]
+
+
+def _met(ok: bool | None) -> str:
+    return DASH if ok is None else ("✓" if ok else "✗")
+
+
+def _peer(report: dict[str, Any], section: str, system: str, key: str, fmt: str) -> str:
+    value = report.get(section, {}).get(system, {}).get(key)
+    return DASH if value is None else format(value, fmt)
+
+
+def _throughput_rows(report: dict[str, Any]) -> list[Row]:
+    tp = report.get("throughput", {})
+    if "computeinfra" not in tp:
+        return []
+    cells = [_peer(report, "throughput", s, "per_second", ",.0f") for s in SYSTEMS]
+    out: list[Row] = [
+        (f"no-op jobs/s ({tp['computeinfra']['jobs']:,} jobs)", *cells, DASH, DASH, DASH)
+    ]
+    for peer, label, target in (("celery", "Celery", 2.0), ("dramatiq", "Dramatiq", 1.0)):
+        if peer in tp:
+            ratio = tp["computeinfra"]["per_second"] / tp[peer]["per_second"]
+            tp[f"ratio_vs_{peer}"] = ratio
+            out.append(
+                (
+                    f"no-op ours/{label}",
+                    f"{ratio:.2f}x",
+                    "",
+                    "",
+                    DASH,
+                    f"≥ {target:g}x",
+                    _met(ratio >= target),
+                )
+            )
+    return out
+
+
+def _latency_rows(report: dict[str, Any]) -> list[Row]:
+    lat = report.get("latency", {})
+    if "computeinfra" not in lat:
+        return []
+    label = f"latency p50/p95/p99 ms at {lat['computeinfra']['rate']:,.0f}/s"
+    cells = []
+    for system in SYSTEMS:
+        got = lat.get(system)
+        figures = (f"{got[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")) if got else ()
+        cells.append("/".join(figures) or DASH)
+    p99 = lat["computeinfra"]["p99_ms"]
+    return [(label, *cells, DASH, "p99 ≤ 50 ms", _met(p99 <= 50))]
+
+
+def _real_rows(report: dict[str, Any]) -> list[Row]:
+    real = report.get("real_work", {})
+    if "computeinfra" not in real:
+        return []
+    ours, pool = real["computeinfra"]["seconds"], real["pool_seconds"]
+    real["ratio_vs_pool"] = ratio = ours / pool
+    label = f"{real['computeinfra']['jobs']} images, wall s (ours/Pool)"
+    return [
+        (
+            label,
+            f"{ours:.2f} ({ratio:.2f}x)",
+            DASH,
+            DASH,
+            f"{pool:.2f}",
+            "≤ 1.10x",
+            _met(ratio <= 1.10),
+        )
+    ]
+
+
+def _scale_rows(report: dict[str, Any]) -> list[Row]:
+    scale = report.get("scale")
+    if not scale:
+        return []
+    out: list[Row] = []
+    for role, g in scale["growth"].items():
+        pct = g["max_growth_pct"]
+        label = f"RSS {role}, {scale['checkpoint']:,} → {scale['jobs']:,} jobs"
+        cell = f"{g['rss_mib_at_checkpoint']:.0f} → {g['rss_mib_at_end']:.0f} MiB"
+        cell += f" ({pct:+.1f}%)" if pct is not None else " (no process found)"
+        out.append((label, cell, DASH, DASH, DASH, "< 10%", _met(pct is not None and pct < 10)))
+    return out
+
+
+def _recovery_rows(report: dict[str, Any]) -> list[Row]:
+    rec = report.get("recovery")
+    if not rec:
+        return []
+    out: list[Row] = []
+    for what, target in (("worker", 2.0), ("supervisor", 10.0)):
+        got = rec[what]
+        cell = f"{got['median_s']:.2f} (max {got['max_s']:.2f})"
+        label = f"{what} SIGKILL → work resumes, s"
+        out.append((label, cell, DASH, DASH, DASH, f"< {target:g} s", _met(got["max_s"] < target)))
+    return out
+
+
+SYSTEMS = ("computeinfra", "celery", "dramatiq")
+
+
+def rows(report: dict[str, Any]) -> list[Row]:
+    """Every measured figure; ratios are also stored back into ``report``."""
+    return [
+        *_throughput_rows(report),
+        *_latency_rows(report),
+        *_real_rows(report),
+        *_scale_rows(report),
+        *_recovery_rows(report),
+    ]
+
+
+def _title(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    return f"{report['blocks']} blocks on {m['cores']} cores ({m['cpu']}), {report['date']}"
+
+
+def show(report: dict[str, Any], table_rows: list[Row], console: Console) -> None:
+    table = Table(*COLUMNS, title=_title(report))
+    for row in table_rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def save(report: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{report['date'].replace(':', '')}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return out
+
+
+def _markdown(report: dict[str, Any], table_rows: list[Row], saved: Path) -> str:
+    lines = [
+        f"Figures of {report['date'][:10]}, {report['blocks']} blocks on "
+        f"{report['machine']['cores']} cores ({report['machine']['cpu']}); raw JSON in "
+        f"`bench/results/{saved.name}`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + " --- |" * len(COLUMNS),
+        *("| " + " | ".join(cell or " " for cell in row) + " |" for row in table_rows),
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(report: dict[str, Any], table_rows: list[Row], saved: Path) -> None:
+    """Replace the README's text between the bench markers with this run's table."""
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise RuntimeError(f"README.md lacks the markers {START} … {END} in its benchmarks section")
+    head, rest = text.split(START, 1)
+    _old, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{_markdown(report, table_rows, saved)}\n{END}{tail}")

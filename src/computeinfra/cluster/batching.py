@@ -1,0 +1,53 @@
+"""Which jobs share one call to the worker.
+
+A Ray call costs the supervisor and the worker a fraction of a millisecond each way: more
+than a quick job itself. Jobs of a task whose recent runs were quick go to the worker
+together, so one call serves several; anything slow, or of a task not seen yet, goes alone,
+so that a crash or a time limit is pinned on exactly one job (see ``pipeline.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from .jobs import Outcome
+
+__all__ = ["BatchPlanner"]
+
+# A job counts as quick when its task's recent run time is under this.
+QUICK_JOB_SECONDS = float(os.environ.get("COMPUTEINFRA_QUICK_JOB_MS", "5")) / 1000
+# Keep one call's expected run time short, so answers are not held back for long.
+CALL_BUDGET_SECONDS = 0.02
+MAX_JOBS_PER_CALL = 32
+# Weight of the newest run in a task's running average.
+SMOOTHING = 0.2
+
+
+class BatchPlanner:
+    """Learns each task's run time from its outcomes and groups quick jobs."""
+
+    def __init__(self, quick_seconds: float = QUICK_JOB_SECONDS) -> None:
+        self._quick = quick_seconds
+        self._run_time: dict[str, float] = {}
+
+    def observe(self, task: str, outcome: Outcome) -> None:
+        took = max(outcome.finished_at - outcome.started_at, 0.0)
+        before = self._run_time.get(task)
+        self._run_time[task] = took if before is None else before + SMOOTHING * (took - before)
+
+    def expected(self, task: str) -> float | None:
+        return self._run_time.get(task)
+
+    def take(self, tasks: Sequence[str]) -> int:
+        """How many of the next jobs (by task name, in order) to send in one call: at
+        least one; more only while each is quick and the call stays within budget."""
+        total = 0.0
+        for count, task in enumerate(tasks[:MAX_JOBS_PER_CALL]):
+            expected = self._run_time.get(task)
+            if expected is None or expected >= self._quick:
+                return max(count, 1)
+            total += expected
+            if count and total > CALL_BUDGET_SECONDS:
+                return count
+        return max(min(len(tasks), MAX_JOBS_PER_CALL), 1)

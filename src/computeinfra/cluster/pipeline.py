@@ -1,0 +1,132 @@
+"""Attempts queued at one worker, so it never waits for its supervisor between jobs.
+
+A Ray actor runs its calls one at a time, in the order they were sent. Keeping a few calls
+queued there hides the round trip (supervisor → worker → supervisor) that otherwise
+separates every two jobs, and a call may carry several quick jobs, so that one round trip
+serves them all (see ``batching.py``). The accounting stays per job:
+
+- results are taken in the order they were sent, so a call cannot have started before the
+  one ahead of it answered. When a call carrying one attempt is lost (its worker died or
+  overran the time limit), that attempt failed, and every call queued behind it never
+  started: they are sent again to the restarted worker, and nothing is counted for them;
+- when a call carrying several jobs is lost, which of them was running is unknown, so none
+  is counted: each is sent again on its own, and a job that kills its worker is then caught
+  and counted by itself;
+- a call's time limit runs from when it could have started: when the call ahead of it
+  answered (or when it was sent, if the worker was idle).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .jobs import Assignment, Failure, Outcome, WorkerLost
+from .worker import WorkerCall, WorkerPort
+
+__all__ = ["Attempt", "AttemptQueue"]
+
+Result = Outcome | Failure
+Idle = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's result, as collected."""
+
+    assignment: Assignment
+    result: Result
+
+
+@dataclass
+class _Call:
+    assignments: list[Assignment]
+    handle: WorkerCall
+    sent_at: float = field(default_factory=time.monotonic)
+    results: deque[Result] | None = None  # set once the call answered
+
+
+class AttemptQueue:
+    """The calls a supervisor has sent to its worker and not yet collected."""
+
+    def __init__(
+        self, worker: WorkerPort, *, on_worker_lost: Callable[[], None] | None = None
+    ) -> None:
+        self._worker = worker
+        self._calls: deque[_Call] = deque()
+        self._on_worker_lost = on_worker_lost or (lambda: None)
+        self._last_answer_at = time.monotonic()
+
+    def __len__(self) -> int:
+        """Calls queued (each carries one job or several)."""
+        return len(self._calls)
+
+    def send(self, assignments: Sequence[Assignment]) -> None:
+        if not self._calls:
+            self._last_answer_at = time.monotonic()  # the worker was idle until now
+        self._calls.append(_Call(list(assignments), self._worker.submit(list(assignments))))
+
+    def collect(self, idle: Idle | None = None) -> Attempt:
+        """Wait for the oldest job's result and return it, removed from the queue.
+
+        ``idle(deadline)`` is called while the worker is still busy with it, with the
+        call's monotonic deadline; it may do other work (commit answers) and returns how
+        long it is willing to keep waiting before it wants to be called again.
+        """
+        head = self._calls[0]
+        while head.results is None:
+            self._answer(head, idle)
+            head = self._calls[0]  # a lost call of several was replaced by single calls
+        assignment = head.assignments[len(head.assignments) - len(head.results)]
+        result = head.results.popleft()
+        if not head.results:
+            self._calls.popleft()
+        return Attempt(assignment, result)
+
+    def drain(self) -> list[Attempt]:
+        """Collect every queued job (each may still fail); used before a retry."""
+        attempts = []
+        while self._calls:
+            attempts.append(self.collect())
+        return attempts
+
+    def _answer(self, head: _Call, idle: Idle | None) -> None:
+        limit = max(a.time_limit for a in head.assignments)
+        deadline = max(head.sent_at, self._last_answer_at) + limit
+        try:
+            while idle is not None and not head.handle.wait(0):
+                pause = idle(deadline)
+                remaining = deadline - time.monotonic()
+                if pause <= 0 or head.handle.wait(max(min(pause, remaining), 0.0)):
+                    break
+            outcomes = head.handle.outcome(timeout=max(deadline - time.monotonic(), 0.0))
+            head.results = deque(outcomes)
+        except WorkerLost as lost:
+            self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")
+        except TimeoutError:
+            self._worker.kill()
+            self._lost(
+                head,
+                f"attempt {{attempt}} ran past its time limit of {limit:g} s; "
+                "its worker was restarted",
+                kind="TimeLimitExceeded",
+            )
+        self._last_answer_at = time.monotonic()
+
+    def _lost(self, head: _Call, message: str, kind: str = "WorkerLost") -> None:
+        """``head`` is lost with its worker; resend what never ran, or ran uncounted."""
+        self._on_worker_lost()
+        behind = list(self._calls)[1:]
+        self._calls.clear()
+        if len(head.assignments) == 1:
+            attempt = head.assignments[0].attempt
+            head.results = deque([Failure(kind, message.format(attempt=attempt))])
+            self._calls.append(head)
+        else:
+            behind = [_Call([a], head.handle) for a in head.assignments] + behind
+        for call in behind:
+            call.handle = self._worker.submit(call.assignments)
+            call.sent_at = time.monotonic()
+            self._calls.append(call)

@@ -1,0 +1,137 @@
+"""Slots: one per consumed record, holding the record's answer once it is known.
+
+A record is answered at intake (dead letter, rejection, forward to another topic) or after
+its job ran (a completion). ``SlotMaker`` turns records into slots and answers them; it owns
+every decision that needs no worker, so the supervisor's loop only schedules.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+
+from computeinfra.config import Settings
+from computeinfra.errors import RequestError
+from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, Completion, encode_completion
+from computeinfra.protocol import key_text as _key_text
+from computeinfra.tasks.registry import TaskRegistry
+
+from .intake import admit
+from .jobs import Assignment, Failure, Forward, Outcome, reject
+from .middleware import MiddlewareChain
+from .outbox import OutboxRecord
+
+__all__ = ["Slot", "SlotMaker"]
+
+_log = logging.getLogger("computeinfra.supervisor")
+FORWARDED_BY_HEADER = "computeinfra.forwarded-by"
+
+
+@dataclass(eq=False)
+class Slot:
+    """A consumed record; ``records`` is its answer, set once known."""
+
+    message: Message
+    assignment: Assignment | None = None  # set while the job is still to run
+    outcome: Outcome | Failure | None = None  # an attempt's result collected ahead of its turn
+    records: list[OutboxRecord] = field(default_factory=list)
+    completion: Completion | None = None
+
+
+class SlotMaker:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: TaskRegistry,
+        hooks: MiddlewareChain,
+        block: int,
+        node: str | None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._hooks = hooks
+        self._block = block
+        self._node = node
+
+    def make(self, message: Message) -> Slot:
+        """A slot for ``message``: with an assignment to run, or already answered."""
+        slot = Slot(message)
+        raw_key: bytes | None = message.key()
+        if not raw_key:
+            self._hooks.on_received(None, None)
+            slot.records = self._dead_letter(message)
+            return slot
+        try:
+            self._intake(slot, raw_key)
+        except Exception as exc:  # a bug must still answer the job, never skip or loop on it
+            _log.exception("block %s: internal error on %s", self._block, _key_text(raw_key))
+            self.answer_error(slot, exc)
+        return slot
+
+    def _intake(self, slot: Slot, raw_key: bytes) -> None:
+        message = slot.message
+        _ts_type, ts_ms = message.timestamp()
+        record_time = ts_ms / 1000 if ts_ms and ts_ms > 0 else None
+        request, verdict = admit(
+            raw_key, message.value(), record_time, self._registry, self._settings
+        )
+        self._hooks.on_received(_key_text(raw_key), request.task if request else None)
+        if isinstance(verdict, Assignment):
+            decision = self._hooks.placement(verdict)
+            if decision is None:
+                slot.assignment = verdict
+                return
+            if isinstance(decision, Forward):
+                slot.records = [self._forward(message, decision)]
+                return
+            verdict = decision
+        submitted = (request.submitted_at if request else None) or record_time
+        completion = reject(
+            _key_text(raw_key),
+            verdict,
+            task=request.task if request else None,
+            result_dir=request.result_dir if request else None,
+            submitted_at=submitted,
+            block=self._block,
+            node=self._node,
+        )
+        self.answer(slot, completion)
+
+    def answer(self, slot: Slot, completion: Completion) -> None:
+        """Set ``slot``'s answer: its completion plus what middleware adds to it."""
+        record = OutboxRecord(COMPLETED_TOPIC, slot.message.key(), encode_completion(completion))
+        extra = self._hooks.extra_records(completion, slot.message.value())
+        slot.records = [record, *extra]
+        slot.completion = completion
+        slot.assignment = None
+
+    def answer_error(self, slot: Slot, exc: Exception) -> None:
+        """Answer with a rejection that names an internal error (a bug, never the user's)."""
+        assignment = slot.assignment
+        completion = reject(
+            _key_text(slot.message.key() or b""),
+            RequestError(f"internal error: {exc!r}"),
+            task=assignment.task if assignment else None,
+            result_dir=assignment.result_dir if assignment else None,
+            submitted_at=assignment.submitted_at if assignment else None,
+            block=self._block,
+            node=self._node,
+        )
+        self.answer(slot, completion)
+
+    def _forward(self, message: Message, forward: Forward) -> OutboxRecord:
+        _log.debug("block %s forwards to %s: %s", self._block, forward.topic, forward.reason)
+        headers = [(FORWARDED_BY_HEADER, f"block-{self._block}: {forward.reason}".encode())]
+        return OutboxRecord(forward.topic, message.key(), message.value() or b"", headers)
+
+    def _dead_letter(self, message: Message) -> list[OutboxRecord]:
+        reason = "the record has no key; every job needs a key to answer to"
+        source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+        _log.warning("block %s dead-letters %s: %s", self._block, source, reason)
+        headers = [
+            ("computeinfra.reason", reason.encode()),
+            ("computeinfra.source", source.encode()),
+        ]
+        return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]

@@ -1,0 +1,168 @@
+"""Live job events: a thread reads the job topics into the board and fans changes out to
+every open ``/api/events`` stream (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from computeinfra.errors import RequestError
+from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    JOB_STATUS_TOPIC,
+    PENDING_TOPIC,
+    decode_completion,
+    decode_job_status,
+    decode_request,
+    key_text,
+)
+from computeinfra.web.board import JobBoard
+from computeinfra.web.models import JobView
+
+__all__ = ["EventHub", "JobFeed", "sse_stream"]
+
+_log = logging.getLogger("computeinfra.web")
+POLL_SECONDS = 0.2
+TOPIC_WAIT_SECONDS = 2.0
+SUBSCRIBER_QUEUE = 1000
+HEARTBEAT_SECONDS = 15.0
+TOPICS = (PENDING_TOPIC, JOB_STATUS_TOPIC, COMPLETED_TOPIC)
+
+
+class EventHub:
+    """Subscribers are asyncio queues; ``publish`` may be called from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]] = set()
+
+    def subscribe(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]:
+        entry = (asyncio.get_running_loop(), asyncio.Queue[str](SUBSCRIBER_QUEUE))
+        with self._lock:
+            self._subscribers.add(entry)
+        return entry
+
+    def unsubscribe(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]) -> None:
+        with self._lock:
+            self._subscribers.discard(entry)
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        frame = f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for loop, queue in subscribers:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                loop.call_soon_threadsafe(_offer, queue, frame)
+
+    def job_changed(self, view: JobView) -> None:
+        kind = "completion" if view.completion is not None else "state"
+        self.publish(kind, view.model_dump(mode="json"))
+
+
+def _offer(queue: asyncio.Queue[str], frame: str) -> None:
+    # A reader too slow to keep up loses events rather than holding memory; it reloads the
+    # list when it reconnects.
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(frame)
+
+
+async def sse_stream(hub: EventHub) -> AsyncIterator[str]:
+    """Frames for one client until it disconnects (Starlette then cancels the generator)."""
+    entry = hub.subscribe()
+    queue = entry[1]
+    try:
+        yield "retry: 2000\n: connected\n\n"
+        while True:
+            try:
+                yield await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+    finally:
+        hub.unsubscribe(entry)
+
+
+class JobFeed:
+    """Reads the last ``tail`` records of each partition of the job topics, then follows them."""
+
+    def __init__(self, bootstrap: str, board: JobBoard, hub: EventHub, tail: int) -> None:
+        self._bootstrap = bootstrap
+        self._board = board
+        self._hub = hub
+        self._tail = tail
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="web-job-feed", daemon=True)
+        self.caught_up = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _starts(self, consumer: Consumer) -> list[TopicPartition]:
+        starts = []
+        for topic in TOPICS:
+            for partition in range(partition_count(consumer, topic)):
+                tp = TopicPartition(topic, partition)
+                low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+                starts.append(TopicPartition(topic, partition, max(low, high - self._tail)))
+        return starts
+
+    def _assign(self) -> Consumer | None:
+        consumer = reader(self._bootstrap, client_id="computeinfra-web")
+        while not self._stop.is_set():
+            try:
+                consumer.assign(self._starts(consumer))
+                return consumer
+            except Exception as exc:  # topics not created yet, or the broker is away
+                _log.warning("web feed waiting for the job topics: %s", exc)
+                self._stop.wait(TOPIC_WAIT_SECONDS)
+        consumer.close()
+        return None
+
+    def _run(self) -> None:
+        consumer = self._assign()
+        if consumer is None:
+            return
+        try:
+            while not self._stop.is_set():
+                message = consumer.poll(POLL_SECONDS)
+                if message is None:
+                    self.caught_up.set()
+                    continue
+                if not message.error():
+                    self._handle(message)
+        finally:
+            consumer.close()
+
+    def _handle(self, message: Message) -> None:
+        raw_key = message.key()
+        if not raw_key:
+            return
+        topic, value = message.topic(), message.value() or b""
+        try:
+            if topic == PENDING_TOPIC:
+                try:
+                    request = decode_request(value)
+                except RequestError:
+                    request = None
+                timestamp = message.timestamp()[1] / 1000
+                view = self._board.request(key_text(raw_key), request, timestamp)
+            elif topic == JOB_STATUS_TOPIC:
+                view = self._board.status(decode_job_status(value))
+            else:
+                view = self._board.completion(decode_completion(value))
+        except ValueError as exc:
+            _log.warning("skipping unreadable %s record: %s", topic, exc)
+            return
+        if view is not None:
+            self._hub.job_changed(view)

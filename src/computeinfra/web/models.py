@@ -1,0 +1,126 @@
+"""The HTTP API's request and response bodies (they make the served OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computeinfra.protocol import Completion, ErrorInfo, JobState, JobStatus
+
+__all__ = [
+    "ErrorBody",
+    "JobList",
+    "JobView",
+    "SubmitJob",
+    "Submitted",
+    "TaskInfo",
+    "Upload",
+    "Uploads",
+    "view_of_completion",
+    "view_of_status",
+]
+
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a sentence saying what was wrong and what to do."""
+
+    message: str
+    field: str | None = Field(default=None, description="The request field at fault, if any.")
+    detail: list[dict[str, Any]] | None = Field(
+        default=None, description="For 422: one entry per problem, FastAPI-style."
+    )
+
+
+class SubmitJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=200, description="A task from GET /api/tasks.")
+    payload: dict[str, Any] = Field(description="The task's parameters; see its schema.")
+    result_dir: str = Field(
+        min_length=1, max_length=1024, description="Folder under the results root."
+    )
+    key: str | None = Field(
+        default=None, pattern=KEY_PATTERN, description="Job key; generated if absent."
+    )
+
+
+class Submitted(BaseModel):
+    key: str
+    state: JobState = JobState.PENDING
+
+
+class JobView(BaseModel):
+    """A job as the app shows it: its latest state, and its completion once it has one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    state: JobState
+    task: str | None = None
+    attempt: int = 0
+    max_attempts: int | None = None
+    block: int | None = None
+    result_dir: str | None = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: ErrorInfo | None = None
+    updated_at: float | None = None
+    completion: Completion | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+class TaskInfo(BaseModel):
+    name: str
+    description: str
+    payload_schema: dict[str, Any]
+
+
+class Upload(BaseModel):
+    name: str = Field(description="The file name as stored.")
+    path: str = Field(description="Absolute path to put in a payload (inside an input root).")
+    bytes: int
+
+
+class Uploads(BaseModel):
+    files: list[Upload]
+
+
+def view_of_completion(completion: Completion) -> JobView:
+    return JobView(
+        key=completion.key,
+        state=JobState(completion.status.value),
+        task=completion.task,
+        attempt=completion.attempts,
+        block=completion.block,
+        result_dir=completion.result_dir,
+        submitted_at=completion.submitted_at,
+        started_at=completion.started_at,
+        finished_at=completion.finished_at,
+        error=completion.error,
+        updated_at=completion.finished_at,
+        completion=completion,
+    )
+
+
+def view_of_status(status: JobStatus) -> JobView:
+    return JobView(
+        key=status.key,
+        state=status.state,
+        task=status.task,
+        attempt=status.attempt,
+        max_attempts=status.max_attempts,
+        block=status.block,
+        result_dir=status.result_dir,
+        submitted_at=status.submitted_at,
+        started_at=status.started_at,
+        finished_at=status.finished_at,
+        error=status.error,
+        updated_at=status.at,
+    )

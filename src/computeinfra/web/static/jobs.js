@@ -1,0 +1,113 @@
+// My jobs (live list) and the job view (completion, error, outputs with previews).
+import { api, bytes, clock, el, refreshMine, runTime, seconds, stateBadge, store } from "/static/app.js";
+
+let everyone = false;  // show every recent job, not only this browser's
+
+export function renderJobs(root) {
+  const body = el("tbody");
+  const toggle = el("input", { type: "checkbox", checked: everyone, id: "everyone" });
+  root.append(
+    el("div", { class: "toolbar" }, el("h1", {}, "My jobs"),
+      el("label", { for: "everyone", class: "muted" }, toggle, " show everyone's recent jobs")),
+    el("section", { class: "card" }, el("table", { id: "jobs" },
+      el("thead", {}, el("tr", {}, ["job", "task", "state", "attempts", "submitted", "queue wait", "run time", "result"].map((h) => el("th", {}, h)))),
+      body)),
+  );
+  const draw = () => {
+    const mine = new Set(store.myKeys());
+    const views = [...store.jobs.values()].filter((v) => everyone || mine.has(v.key))
+      .sort((a, b) => (b.submitted_at || 0) - (a.submitted_at || 0)).slice(0, 300);
+    body.replaceChildren(...views.map(row));
+    if (!views.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No jobs yet: submit one from the Submit page.")));
+  };
+  toggle.addEventListener("change", async () => {
+    everyone = toggle.checked;
+    if (everyone) for (const view of (await api("/api/jobs?limit=300")).jobs) store.put(view);
+    draw();
+  });
+  let queued = false;
+  const listener = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; draw(); }); } };
+  store.listeners.add(listener);
+  draw();
+  refreshMine().then(draw).catch(() => {});
+  return () => store.listeners.delete(listener);
+}
+
+function row(view) {
+  const wait = view.started_at && view.submitted_at ? view.started_at - view.submitted_at : null;
+  const attempts = view.max_attempts ? `${view.attempt}/${view.max_attempts}` : `${view.attempt}`;
+  return el("tr", { class: "job", "data-key": view.key, "data-state": view.state,
+    onclick: () => { location.hash = `#/job/${encodeURIComponent(view.key)}`; } },
+    el("td", { class: "mono" }, view.key.length > 18 ? `${view.key.slice(0, 16)}…` : view.key),
+    el("td", {}, view.task || "—"),
+    el("td", {}, stateBadge(view.state)),
+    el("td", {}, attempts),
+    el("td", {}, clock(view.submitted_at)),
+    el("td", {}, seconds(wait)),
+    el("td", {}, seconds(runTime(view))),
+    el("td", { class: "mono" }, view.result_dir || "—"));
+}
+
+// -- one job --------------------------------------------------------------------------------
+
+export function renderJob(root, key) {
+  const card = el("section", { class: "card" }, el("p", { class: "muted" }, "Loading…"));
+  root.append(el("div", { class: "toolbar" }, el("h1", {}, "Job ", el("span", { class: "mono" }, key)),
+    el("a", { href: "#/jobs" }, "← my jobs")), card);
+  const draw = (view) => card.replaceChildren(...jobDetails(view));
+  const listener = (view) => { if (view.key === key) draw(view); };
+  store.listeners.add(listener);
+  api(`/api/jobs/${encodeURIComponent(key)}`).then((view) => { store.put(view); draw(store.jobs.get(key) || view); })
+    .catch((error) => card.replaceChildren(el("div", { class: "message error" }, error.message)));
+  return () => store.listeners.delete(listener);
+}
+
+function jobDetails(view) {
+  const c = view.completion;
+  const parts = [];
+  if (view.error) parts.push(errorBox(view));
+  parts.push(el("dl", { class: "facts" },
+    fact("state", stateBadge(view.state)),
+    fact("task", view.task || "—"),
+    fact("attempts", view.max_attempts ? `${view.attempt} of at most ${view.max_attempts}` : `${view.attempt}`),
+    fact("submitted", clock(view.submitted_at)),
+    fact("started", clock(view.started_at)),
+    fact("finished", clock(view.finished_at)),
+    fact("queue wait", seconds(view.started_at && view.submitted_at ? view.started_at - view.submitted_at : null)),
+    fact("run time", seconds(runTime(view))),
+    fact("block", view.block ?? "—"),
+    fact("result directory", view.result_dir || "—")));
+  if (c && c.outputs.length) parts.push(el("h2", { style: "margin-top:20px" }, `Output files (${c.outputs.length})`), outputs(c.outputs));
+  if (c) parts.push(el("h2", { style: "margin-top:20px" }, "Completion event"), el("pre", { class: "event" }, JSON.stringify(c, null, 2)));
+  else parts.push(el("p", { class: "muted", style: "margin-top:16px" }, "Waiting for the completion; this page updates by itself."));
+  return parts;
+}
+
+function fact(name, value) { return [el("dt", {}, name), el("dd", {}, value)]; }
+
+function errorBox(view) {
+  const e = view.error;
+  const what = view.state === "rejected" ? "The request was rejected and never ran" : `The job ${view.state}`;
+  return el("div", { class: `error-box ${view.state}` },
+    el("strong", {}, `${what}: `), e.message,
+    e.field ? el("div", { class: "muted" }, `Field at fault: ${e.field}`) : null,
+    el("div", { class: "muted" }, `Error type: ${e.type}`),
+    e.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "event" }, e.traceback)) : null);
+}
+
+const IMAGE = /\.(jpe?g|png|webp|gif)$/i;
+
+function outputs(list) {
+  return el("div", { class: "outputs" }, list.map((out) => {
+    const url = `/api/files/${out.path.split("/").map(encodeURIComponent).join("/")}`;
+    const box = el("div", { class: "output", "data-path": out.path });
+    if (IMAGE.test(out.path)) box.append(el("img", { src: url, alt: out.path, class: "preview" }));
+    box.append(el("div", { class: "name" }, out.path.split("/").pop()));
+    if (out.original_bytes !== undefined) {
+      box.append(el("div", {}, `original ${bytes(out.original_bytes)} → compressed ${bytes(out.compressed_bytes)}`),
+        el("div", {}, "ratio ", el("span", { class: "ratio" }, out.ratio !== null ? `${(out.ratio * 100).toFixed(1)} %` : "—")));
+    } else box.append(el("div", { class: "muted" }, bytes(out.bytes)));
+    box.append(el("a", { href: `${url}?download=true`, download: "" }, "download"));
+    return box;
+  }));
+}

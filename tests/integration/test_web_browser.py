@@ -1,0 +1,115 @@
+"""The web app in a real browser (Debian's chromium, headless, driven by Playwright):
+submit a sleep job, upload an image and compress it, see both notifications from another
+view, open the image job and see its preview. Screenshots of each view are kept."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.helpers import REPO, Stack
+from tests.integration.web_helpers import wait_for_web
+from tests.unit.test_tasks import make_image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 120_000
+ARTIFACTS = REPO / "test-artifacts" / "web"
+DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+UPDATE_ENV = "COMPUTEINFRA_UPDATE_SCREENSHOTS"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def shoot(page: Page, folder: Path, name: str) -> None:
+    """Screenshot into the test's folder and test-artifacts/; into docs/ when asked to."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, ARTIFACTS / path.name)
+    if os.environ.get(UPDATE_ENV) == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_SCREENSHOTS / path.name)
+
+
+def submit_form(page: Page, task: str) -> str:
+    form = page.locator(f"form[data-task='{task}']")
+    form.locator("button[type=submit]").click()
+    link = form.locator(".message.ok a")
+    expect(link).to_be_visible(timeout=TIMEOUT_MS)
+    return link.inner_text()
+
+
+def test_submit_upload_notify_and_preview(stack: Stack, browser: Browser, tmp_path: Path) -> None:
+    wait_for_web(stack)
+    image = make_image(tmp_path / "holiday.png", (640, 480))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(stack.web_url)
+    expect(page.locator("#live.on")).to_be_visible()
+
+    page.locator(".tabs button[data-task='sleep']").click()
+    sleep_form = page.locator("form[data-task='sleep']")
+    sleep_form.locator("[name=seconds]").fill("0.3")
+    sleep_form.locator("[name=result_dir]").fill("browser/sleep")
+    sleep_key = submit_form(page, "sleep")
+
+    page.locator(".tabs button[data-task='image-compression']").click()
+    image_form = page.locator("form[data-task='image-compression']")
+    image_form.locator("input[type=file][data-upload-for=images]").set_input_files(str(image))
+    expect(image_form.locator("figure.upload")).to_have_count(1)
+    assert "holiday.png" in image_form.locator("[name=images]").input_value()
+    image_form.locator("[name=quality]").fill("40")
+    image_form.locator("[name=result_dir]").fill("browser/images")
+    shoot(page, tmp_path, "submit")
+    image_key = submit_form(page, "image-compression")
+
+    # Notifications arrive whichever view is open.
+    page.goto(f"{stack.web_url}/#/metrics")
+    for key in (sleep_key, image_key):
+        expect(page.locator(f".toast[data-key='{key}']")).to_be_visible()
+    expect(page.locator(f".toast[data-key='{image_key}']")).to_contain_text("succeeded")
+    expect(page.locator("#blocks tbody tr")).to_have_count(2)
+    shoot(page, tmp_path, "metrics")
+
+    page.goto(f"{stack.web_url}/#/jobs")
+    for key in (sleep_key, image_key):
+        expect(page.locator(f"tr.job[data-key='{key}']")).to_have_attribute(
+            "data-state", "succeeded"
+        )
+    shoot(page, tmp_path, "jobs")
+
+    page.locator(f".toast[data-key='{image_key}']").click()
+    expect(page).to_have_url(f"{stack.web_url}/#/job/{image_key}")
+    preview = page.locator(".output img.preview")
+    expect(preview).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=preview.element_handle()
+    )
+    expect(page.locator(".output .ratio")).to_contain_text("%")
+    expect(page.locator("pre.event")).to_contain_text('"status": "succeeded"')
+    shoot(page, tmp_path, "job")
+    page.close()

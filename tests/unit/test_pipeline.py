@@ -1,0 +1,172 @@
+"""The attempt queue's accounting, against an in-process worker that runs calls in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from computeinfra.cluster.jobs import Assignment, Failure, Outcome, WorkerLost
+from computeinfra.cluster.pipeline import AttemptQueue
+from computeinfra.protocol import Status
+
+
+class _Payload(BaseModel):
+    pass
+
+
+def _assignment(key: str, time_limit: float = 5.0) -> Assignment:
+    return Assignment(key, "t", _Payload(), "out", None, time_limit=time_limit)
+
+
+class _Call:
+    def __init__(self, assignments: list[Assignment]) -> None:
+        self.assignments = assignments
+        self.done = threading.Event()
+        self.results: list[Outcome] = []
+        self.lost: str | None = None
+
+    def wait(self, timeout: float) -> bool:
+        return self.done.wait(timeout)
+
+    def outcome(self, timeout: float | None = None) -> list[Outcome]:
+        if not self.done.wait(timeout):
+            raise TimeoutError("not yet")
+        if self.lost is not None:
+            raise WorkerLost(self.lost)
+        return self.results
+
+
+class SerialWorker:
+    """Runs submitted calls one at a time, like a Ray actor; ``die_on`` kills it mid-call."""
+
+    def __init__(self, die_on: set[str] | None = None, hang_on: set[str] | None = None) -> None:
+        self.die_on = die_on or set()
+        self.hang_on = hang_on or set()
+        self.ran: list[str] = []
+        self.queue: list[_Call] = []
+        self.kills = 0
+
+    def submit(self, assignments: list[Assignment]) -> _Call:
+        call = _Call(assignments)
+        self.queue.append(call)
+        return call
+
+    def step(self) -> None:
+        """Run queued calls until one dies or hangs; a death fails every queued call."""
+        while self.queue:
+            call = self.queue[0]
+            for assignment in call.assignments:
+                if assignment.key in self.hang_on:
+                    self.hang_on.discard(assignment.key)
+                    return
+                self.ran.append(assignment.key)
+                if assignment.key in self.die_on:
+                    self.die_on.discard(assignment.key)
+                    self.kill()
+                    self.kills -= 1  # a death, not a kill
+                    return
+                call.results.append(Outcome(status=Status.SUCCEEDED, started_at=time.time()))
+            self.queue.pop(0)
+            call.done.set()
+
+    def kill(self) -> None:
+        self.kills += 1
+        for queued in self.queue:
+            queued.lost = "killed"
+            queued.done.set()
+        self.queue.clear()
+
+    def describe(self, timeout: float) -> dict[str, Any]:
+        return {"pid": 1}
+
+
+def test_results_come_back_in_dispatch_order() -> None:
+    worker = SerialWorker()
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a"), _assignment("b")])
+    queue.send([_assignment("c")])
+    worker.step()
+    assert [queue.collect().assignment.key for _ in range(3)] == ["a", "b", "c"]
+    assert len(queue) == 0
+
+
+def test_a_lost_attempt_resends_only_the_ones_behind_it() -> None:
+    worker = SerialWorker(die_on={"b"})
+    lost: list[int] = []
+    queue = AttemptQueue(worker, on_worker_lost=lambda: lost.append(1))
+    for key in "abcd":
+        queue.send([_assignment(key)])
+    worker.step()  # a succeeds, b kills the worker, c and d fail without running
+    first, second = queue.collect(), queue.collect()
+    assert isinstance(first.result, Outcome)
+    assert isinstance(second.result, Failure) and second.result.type == "WorkerLost"
+    assert lost == [1]
+    assert [c.assignments[0].key for c in worker.queue] == ["c", "d"]  # sent again, same attempt
+    worker.step()
+    rest = queue.drain()
+    assert [r.assignment.key for r in rest] == ["c", "d"]
+    assert all(isinstance(r.result, Outcome) and r.assignment.attempt == 1 for r in rest)
+    assert worker.ran == ["a", "b", "c", "d"]
+
+
+def test_an_attempt_past_its_time_limit_kills_the_worker() -> None:
+    worker = SerialWorker(hang_on={"a"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a", time_limit=0.05)])
+    queue.send([_assignment("b")])
+    worker.step()
+    timed_out = queue.collect()
+    assert isinstance(timed_out.result, Failure)
+    assert timed_out.result.type == "TimeLimitExceeded"
+    assert worker.kills == 1
+    worker.step()
+    assert isinstance(queue.collect().result, Outcome)
+
+
+def test_idle_is_offered_the_wait_while_the_worker_is_busy() -> None:
+    worker = SerialWorker()
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a")])
+    calls: list[float] = []
+
+    def idle(deadline: float) -> float:
+        calls.append(deadline)
+        worker.step()  # the other work done while waiting lets the worker finish
+        return 1.0
+
+    assert isinstance(queue.collect(idle).result, Outcome)
+    assert len(calls) == 1 and calls[0] > time.monotonic()
+
+
+def _stepping(worker: SerialWorker) -> Callable[[float], float]:
+    def idle(deadline: float) -> float:
+        worker.step()  # the worker runs while its supervisor waits
+        return 1.0
+
+    return idle
+
+
+def test_a_lost_call_of_several_resends_each_alone_and_counts_none() -> None:
+    worker = SerialWorker(die_on={"b"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a"), _assignment("b"), _assignment("c")])
+    queue.send([_assignment("d")])
+    results = [queue.collect(_stepping(worker)) for _ in range(4)]
+    assert [r.assignment.key for r in results] == ["a", "b", "c", "d"]
+    assert all(isinstance(r.result, Outcome) for r in results)
+    assert worker.ran == ["a", "b", "a", "b", "c", "d"]  # a ran again: its answer was lost
+
+
+def test_the_job_that_kills_its_worker_alone_is_counted() -> None:
+    worker = SerialWorker(die_on={"b"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a"), _assignment("b")])
+    worker.step()  # the pair dies; each will be sent again alone
+    worker.die_on = {"b"}
+    first, second = (queue.collect(_stepping(worker)) for _ in range(2))
+    assert isinstance(first.result, Outcome)
+    assert isinstance(second.result, Failure) and second.result.type == "WorkerLost"
