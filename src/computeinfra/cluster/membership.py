@@ -7,7 +7,11 @@ assignment moves only the partitions that must move.
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_consumer
@@ -16,9 +20,15 @@ from computeinfra.protocol import MAX_ATTEMPTS_CAP, MAX_TIME_LIMIT_SECONDS
 __all__ = [
     "BATCH_SECONDS",
     "SESSION_TIMEOUT_MS",
+    "ConsumerDead",
+    "GroupMember",
+    "consume_records",
+    "is_fatal",
     "make_supervisor_consumer",
     "max_poll_interval_ms",
 ]
+
+_log = logging.getLogger("computeinfra.supervisor")
 
 # How long the group waits for a silent member before giving its partitions to others.
 SESSION_TIMEOUT_MS = 10_000
@@ -51,3 +61,77 @@ def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
             "max.poll.interval.ms": max_poll_interval_ms(settings),
         },
     )
+
+
+class ConsumerDead(Exception):
+    """The consumer hit a fatal error: it never works again and must be replaced."""
+
+
+def is_fatal(error: KafkaError) -> bool:
+    # librdkafka raises a fatal consumer error (a static member fenced by its own instance
+    # id, which happens when a rejoin races a coordinator move) as an event with code
+    # _FATAL, and ``fatal()`` is not set on that event.
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
+def consume_records(consumer: Consumer, count: int, timeout: float) -> list[Message]:
+    """Up to ``count`` records; error events are logged and left out. Raises
+    ``ConsumerDead`` when the consumer is in a fatal state."""
+    try:
+        messages = consumer.consume(count, timeout)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if is_fatal(error):
+            raise ConsumerDead(error.str()) from exc
+        _log.warning("consume error: %s", error)
+        return []
+    records = []
+    for message in messages:
+        error = message.error()
+        if error is None:
+            records.append(message)
+        elif is_fatal(error):
+            raise ConsumerDead(error.str())
+        else:
+            _log.warning("consume error: %s", error)
+    return records
+
+
+class GroupMember:
+    """A supervisor's seat in the consumer group: its consumer and the partitions it holds."""
+
+    def __init__(self, settings: Settings, member_id: str, topics: Sequence[str]) -> None:
+        self.settings = settings
+        self.member_id = member_id
+        self.topics = list(topics)
+        self.assigned: set[tuple[str, int]] = set()
+        self.consumer = self._join()
+
+    def _join(self) -> Consumer:
+        consumer = make_supervisor_consumer(self.settings, self.member_id)
+        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        return consumer
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Nothing to commit here: a supervisor never holds answers across a poll. Committing
+        # from inside the rebalance callback can deadlock librdkafka's transactional offset
+        # commit against the rebalance it is part of.
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def records(self, count: int, timeout: float) -> list[Message]:
+        return consume_records(self.consumer, count, timeout)
+
+    def rejoin(self, reason: ConsumerDead) -> None:
+        """A consumer in a fatal state never recovers: close it and join again, reading from
+        the committed offsets."""
+        _log.warning("%s: consumer failed for good (%s); joining again", self.member_id, reason)
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        self.assigned.clear()
+        self.consumer = self._join()
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -20,10 +20,11 @@ class ReadPositions:
         self._unanswered: dict[Where, int] = {}
         self._consumed_next: dict[Where, int] = {}
 
-    def consumed(self, message: Message) -> None:
-        where = (message.topic() or "", message.partition() or 0)
-        self._unanswered.setdefault(where, message.offset() or 0)
-        self._consumed_next[where] = (message.offset() or 0) + 1
+    def consumed(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            where = (message.topic() or "", message.partition() or 0)
+            self._unanswered.setdefault(where, message.offset() or 0)
+            self._consumed_next[where] = (message.offset() or 0) + 1
 
     def committed(self, messages: Sequence[Message]) -> None:
         """Answers to ``messages`` (a prefix of each partition's records) were committed."""

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from computeinfra.config import Settings
 from computeinfra.protocol import PENDING_TOPIC
@@ -32,7 +32,11 @@ from computeinfra.tasks.registry import TaskRegistry, load_registry
 
 from .batching import MAX_JOBS_PER_CALL, BatchPlanner
 from .jobs import Failure, Outcome, complete, judge
-from .membership import BATCH_SECONDS, make_supervisor_consumer
+from .membership import (
+    BATCH_SECONDS,
+    ConsumerDead,
+    GroupMember,
+)
 from .middleware import Middleware, MiddlewareChain
 from .outbox import AnswerBatch, Outbox, PartitionLost
 from .pipeline import AttemptQueue
@@ -79,13 +83,12 @@ class Supervisor:
         self._planner = BatchPlanner()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consumer: Consumer | None = None
+        self._member: GroupMember | None = None
         self._outbox: Outbox | None = None
         self._answers = AnswerBatch()
         self._positions = ReadPositions()
         self.state = "starting"
         self.job: str | None = None
-        self._assigned: set[tuple[str, int]] = set()
         self.processed = 0
         self.worker_pid: int | None = None
 
@@ -105,14 +108,15 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         # Asked afresh: Ray may have restarted an idle worker without this supervisor noticing.
         self._refresh_worker_pid(STATUS_WORKER_TIMEOUT_SECONDS)
+        assigned = self._member.assigned if self._member else set()
         return {
             "block": self.block,
             "node": self.node,
             "worker_pid": self.worker_pid,
             "state": self.state,
             "job": self.job,
-            "partitions": sorted(p for t, p in self._assigned if t == PENDING_TOPIC),
-            "lanes": sorted(f"{t}:{p}" for t, p in self._assigned if t != PENDING_TOPIC),
+            "partitions": sorted(p for t, p in assigned if t == PENDING_TOPIC),
+            "lanes": sorted(f"{t}:{p}" for t, p in assigned if t != PENDING_TOPIC),
             "processed": self.processed,
             "transactions": self._outbox.transactions if self._outbox else 0,
         }
@@ -120,34 +124,29 @@ class Supervisor:
     def _run(self) -> None:
         self._refresh_worker_pid()
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
-        self._consumer = make_supervisor_consumer(self.settings, self.member_id)
-        self._consumer.subscribe(
-            list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        self._member = GroupMember(self.settings, self.member_id, self.topics)
         self.state = "idle"
         try:
-            self._loop(self._consumer)
+            while not self._stop.is_set():
+                try:
+                    self._loop(self._member)
+                except ConsumerDead as dead:
+                    # No answer is held across a poll, so nothing is lost: the new consumer
+                    # reads from the committed offsets.
+                    self._member.rejoin(dead)
+                    self._answers, self._positions = AnswerBatch(), ReadPositions()
         finally:
             self.state = "stopping"
             with contextlib.suppress(_Fenced):
                 self._commit()
-            self._consumer.close()
+            self._member.close()
             self._outbox.close()
             self.state = "stopped"
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing to commit here: answers are never held across a poll (see ``_loop``).
-        # Committing from inside the rebalance callback can deadlock librdkafka's
-        # transactional offset commit against the rebalance it is part of.
-        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
-
-    def _loop(self, consumer: Consumer) -> None:
+    def _loop(self, member: GroupMember) -> None:
         while not self._stop.is_set():
-            messages = consumer.consume(self.settings.consume_batch, self.settings.poll_seconds)
-            records = [m for m in messages if self._accept(m)]
+            records = member.records(self.settings.consume_batch, self.settings.poll_seconds)
+            self._positions.consumed(records)
             try:
                 if records:
                     self._process(records)
@@ -159,14 +158,6 @@ class Supervisor:
                 self._rewind()
             finally:
                 self.state, self.job = "idle", None
-
-    def _accept(self, message: Message) -> bool:
-        """Whether ``message`` is a record to answer (not an error event); tracks offsets."""
-        if message.error():
-            _log.warning("consume error on block %s: %s", self.block, message.error())
-            return False
-        self._positions.consumed(message)
-        return True
 
     # -- a batch of records --------------------------------------------------------------------
 
@@ -269,10 +260,10 @@ class Supervisor:
         batch, self._answers = self._answers, AnswerBatch()
         if not batch.messages:
             return
-        assert self._outbox is not None and self._consumer is not None
+        assert self._outbox is not None and self._member is not None
         self.hooks.before_commit()
         try:
-            self._outbox.commit(self._consumer, batch.messages, batch.records)
+            self._outbox.commit(self._member.consumer, batch.messages, batch.records)
         except PartitionLost as lost:
             _log.warning(
                 "block %s could not commit %d answer(s), the group moved on (%s); "
@@ -293,9 +284,9 @@ class Supervisor:
         The group may hand the same partition straight back (a broker restart makes every
         member rejoin); without this the consumer's position would already be past it.
         """
-        assert self._consumer is not None
+        assert self._member is not None
         self._answers = AnswerBatch()
-        self._positions.rewind(self._consumer)
+        self._positions.rewind(self._member.consumer)
 
     # -- the worker ----------------------------------------------------------------------------
 
