@@ -93,6 +93,10 @@ def test_submit_upload_notify_and_preview(stack: Stack, browser: Browser, tmp_pa
         expect(page.locator(f".toast[data-key='{key}']")).to_be_visible()
     expect(page.locator(f".toast[data-key='{image_key}']")).to_contain_text("succeeded")
     expect(page.locator("#blocks tbody tr")).to_have_count(2)
+    # The view refreshes on a timer: wait until it counts both jobs, not a stale snapshot.
+    page.wait_for_function(
+        "() => Number(document.querySelector('#completed-last-minute .value')?.textContent) >= 2"
+    )
     shoot(page, tmp_path, "metrics")
 
     page.goto(f"{stack.web_url}/#/jobs")

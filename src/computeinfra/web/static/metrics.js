@@ -34,7 +34,7 @@ function draw({ analyzer, blocks }) {
   const busy = blocks.filter((b) => b.job).length;
   return [
     el("div", { class: "figures" },
-      figure(analyzer.throughput.last_minute, "jobs completed in the last minute"),
+      figure(analyzer.throughput.last_minute, "jobs completed in the last minute", "completed-last-minute"),
       figure(analyzer.backlog ?? "—", "backlog (records not yet answered)"),
       figure(`${busy} / ${blocks.length}`, "blocks busy"),
       figure(analyzer.worker_restarts.total, "worker restarts")),
@@ -45,7 +45,7 @@ function draw({ analyzer, blocks }) {
       card("Queue wait per task (p50 / p95 / p99)", bars(tasks.map(([n, r]) => [n, pcts(r.queue_wait)]), ["p50", "p95", "p99"], seconds)),
       card("Run time per task (p50 / p95 / p99)", bars(tasks.map(([n, r]) => [n, pcts(r.run_time)]), ["p50", "p95", "p99"], seconds))),
     el("div", { class: "grid2" },
-      card(`Failure and rejection rates per task (${done} answered)`, bars(tasks.map(([n, r]) => [n, rates(r)]), ["failed", "rejected"], (v) => `${(v * 100).toFixed(0)} %`, 0.1)),
+      card(`Failure and rejection rates per task (${done} answered)`, bars(tasks.map(([n, r]) => [n, rates(r)]), ["failed", "rejected"], (v) => `${(v * 100).toFixed(0)} %`, 0.2)),
       card("Worker restarts per block", bars(blocks.map((b) => [`block ${b.block}`, [analyzer.worker_restarts.by_block[String(b.block)] || 0]]), ["restarts"], (v) => v.toFixed(0), 4))),
     card("Working blocks", blocksTable(blocks)),
   ];
@@ -58,8 +58,8 @@ function rates(row) {
   return answered ? [row.failed / answered, row.rejected / answered] : [0, 0];
 }
 
-function figure(value, label) {
-  return el("div", { class: "figure" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
+function figure(value, label, id) {
+  return el("div", { class: "figure", id }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
 }
 
 function card(title, content) { return el("section", { class: "card" }, el("h2", {}, title), content); }
@@ -73,6 +73,14 @@ function svg(tag, attrs = {}, text) {
 
 const W = 520, H = 220, PAD = { l: 58, r: 10, t: 10, b: 26 };
 
+// The top of a scale whose four steps are round numbers (1, 2, 2.5 or 5 times a power of ten).
+function niceTop(max) {
+  const raw = max / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= raw * (1 - 1e-9)) * power;
+  return step * 4;
+}
+
 function frame(max, format) {
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
   for (let i = 0; i <= 4; i += 1) {
@@ -84,8 +92,8 @@ function frame(max, format) {
 }
 
 function lineChart(points, color) {
-  const max = Math.max(1, ...points.map(([, v]) => v));
-  const chart = frame(max, (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1)));
+  const max = niceTop(Math.max(4, ...points.map(([, v]) => v)));
+  const chart = frame(max, (v) => (Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)));
   if (points.length < 2) return chart;
   const x0 = points[0][0], x1 = points[points.length - 1][0] || x0 + 1;
   const x = (s) => PAD.l + ((W - PAD.l - PAD.r) * (s - x0)) / Math.max(x1 - x0, 1);
@@ -98,9 +106,9 @@ function lineChart(points, color) {
   return chart;
 }
 
-function bars(groups, series, format, floor = 1e-3) {
+function bars(groups, series, format, floor = 4e-3) {
   // floor: the smallest top of the scale, so an all-zero chart has sensible labels.
-  const max = Math.max(floor, ...groups.flatMap(([, values]) => values));
+  const max = niceTop(Math.max(floor, ...groups.flatMap(([, values]) => values)));
   const chart = frame(max, format);
   const width = (W - PAD.l - PAD.r) / Math.max(groups.length, 1);
   const bar = Math.min(28, (width - 12) / series.length);
