@@ -24,6 +24,7 @@ __all__ = [
     "block_statuses",
     "default_blocks",
     "get_analyzer",
+    "group_settled",
     "start_block",
     "stop_blocks",
     "wait_blocks_ready",
@@ -67,10 +68,27 @@ def start_block(
     return worker, handle
 
 
-def wait_blocks_ready(supervisors: list[Any], timeout: float = READY_TIMEOUT_SECONDS) -> None:
+def group_settled(statuses: list[dict[str, Any]]) -> bool:
+    """Whether these blocks are the whole group and it has shared ``pendingJobs`` out.
+
+    Each block joins on its own, so the first one briefly holds every partition; until the
+    rebalance ends, the partitions on their way to a later block wait (seconds, measured).
+    """
+    counts = [len(s.get("partitions", [])) for s in statuses]
+    return sum(counts) > 0 and max(counts) - min(counts) <= 1
+
+
+def wait_blocks_ready(
+    supervisors: list[Any], timeout: float = READY_TIMEOUT_SECONDS, *, settled: bool = False
+) -> None:
+    """Wait until every block is idle with a live worker and, with ``settled``, until the
+    group has shared the partitions among them (only a cluster's first blocks can tell)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(s["state"] == "idle" and s["worker_pid"] for s in _statuses(supervisors)):
+        statuses = _statuses(supervisors)
+        if all(s["state"] == "idle" and s["worker_pid"] for s in statuses) and (
+            not settled or group_settled(statuses)
+        ):
             return
         time.sleep(0.2)  # polling a condition with a deadline, not synchronising on time
     raise ClusterError(f"the working blocks were not ready after {timeout:.0f} s")
@@ -116,7 +134,8 @@ class Cluster:
             worker, supervisor = start_block(self.settings, block, here)
             self.workers.append(worker)
             self.supervisors.append(supervisor)
-        wait_blocks_ready(self.supervisors, timeout)
+        # The first blocks of a cluster: nobody else shares the group yet.
+        wait_blocks_ready(self.supervisors, timeout, settled=True)
 
     def status(self) -> list[dict[str, Any]]:
         return _statuses(self.supervisors)
