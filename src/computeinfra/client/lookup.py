@@ -116,10 +116,22 @@ def _pending(key: str, found: Found) -> JobLookup:
     )
 
 
+def _terminal(found: Found | None) -> bool:
+    try:
+        return found is not None and decode_job_status(found[0]).terminal
+    except ValueError:
+        return False
+
+
 def job_state(bootstrap: str, key: str) -> JobLookup:
     """A key's state: its completion (authoritative), else its last ``jobStatus``, else
     ``pending`` if its request is queued, else unknown (``state`` is ``None``)."""
     found = find_last_in(bootstrap, (COMPLETED_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC), key)
+    # The terminal status commits in the completion's transaction; seeing one without the
+    # other means that transaction landed between reading the two topics' ends.
+    late = COMPLETED_TOPIC not in found and _terminal(found.get(JOB_STATUS_TOPIC))
+    if late and (again := find_last(bootstrap, COMPLETED_TOPIC, key)):
+        found[COMPLETED_TOPIC] = again
     if COMPLETED_TOPIC in found:
         completion = decode_completion(found[COMPLETED_TOPIC][0])
         return JobLookup(
