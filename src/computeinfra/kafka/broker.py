@@ -1,21 +1,18 @@
-"""Fetch and run a real local Apache Kafka 4.x broker in KRaft mode (no ZooKeeper).
+"""Run a real local Apache Kafka 4.x broker in KRaft mode (no ZooKeeper).
 
-Development and tests need a real broker without a Kafka install or Docker: the jars
-come from Maven Central once per version (``pom.xml`` here) into a cache, and one JVM
-is both controller and broker, listening on 127.0.0.1 only. Everything it owns lives
-in ``data_dir``: ``kraft/``, ``server.properties``, ``cluster.id``, ``broker.pid``,
-``server.log`` and ``broker.out`` (the JVM console). The pid file lets a later process
-find and stop the broker; it is trusted only if it names a live Kafka JVM started
-with *this* data_dir (Linux ``/proc``), so stale pid files never block a start.
+The jars come from Maven Central (``jars.py``). One JVM is both controller and broker,
+listening on 127.0.0.1 only. Everything it owns lives in ``data_dir``: ``kraft/``,
+``server.properties``, ``cluster.id``, ``broker.pid``, ``server.log`` and ``broker.out``
+(the JVM console). The pid file lets a later process find and stop the broker; it is
+trusted only if it names a live Kafka JVM started with *this* data_dir (Linux ``/proc``),
+so stale pid files never block a start.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import os
-import re
 import shutil
 import signal
 import socket
@@ -30,6 +27,8 @@ from confluent_kafka.admin import AdminClient
 
 from computeinfra.errors import BrokerError
 
+from .jars import KAFKA_VERSION, cache_dir, ensure_kafka_jars, require_tool, run_tool, tail
+
 __all__ = [
     "KAFKA_VERSION",
     "BrokerConfig",
@@ -39,76 +38,10 @@ __all__ = [
     "ensure_kafka_jars",
 ]
 
-KAFKA_VERSION: str = os.environ.get("COMPUTEINFRA_KAFKA_VERSION", "4.1.1")
-
 _HERE = Path(__file__).resolve().parent
-_POM = _HERE / "pom.xml"
 _LOG4J_CONFIG = _HERE / "log4j2.yaml"
 _MAIN_CLASS = "kafka.Kafka"
-_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _POLL_INTERVAL = 0.2
-_TAIL_LINES = 40
-
-
-def cache_dir() -> Path:
-    """Where fetched jars are kept, shared by every checkout (``COMPUTEINFRA_CACHE``)."""
-    env = os.environ.get("COMPUTEINFRA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "computeinfra"
-
-
-def _require(tool: str) -> str:
-    """Resolve an external tool up front, so its absence is one clear error, not a trace."""
-    path = shutil.which(tool)
-    if path is None:
-        raise BrokerError(
-            f"{tool!r} is not on PATH: the local Kafka broker needs Java 17+ and Maven"
-        )
-    return path
-
-
-def _tail(text: str, lines: int = _TAIL_LINES) -> str:
-    """The end of a long output is where the JVM or Maven says what went wrong."""
-    plain = _ANSI_RE.sub("", text)  # Maven colours its output even in batch mode
-    return "\n".join(plain.strip().splitlines()[-lines:])
-
-
-def _run(cmd: list[str], what: str) -> None:
-    """Run Maven or a Kafka tool; a failure raises with the end of its output."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        output = _tail(proc.stdout + proc.stderr)
-        raise BrokerError(f"{what} failed (exit {proc.returncode}):\n{output}")
-
-
-def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
-    """Return ``<cache>/kafka-<version>/lib``, running mvn once if it is not cached yet.
-
-    A marker file is written only after a complete copy, so an interrupted download
-    is redone rather than leaving a broken classpath. A file lock keeps two
-    processes from fetching into the same directory at once.
-    """
-    if not _VERSION_RE.match(version):
-        raise BrokerError(f"invalid Kafka version {version!r}: expected e.g. {KAFKA_VERSION}")
-    home = cache_dir() / f"kafka-{version}"
-    lib, marker = home / "lib", home / ".complete"
-    if marker.is_file():
-        return lib
-    _require("java")
-    mvn = _require("mvn")
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file():  # another process finished while we waited
-            return lib
-        shutil.rmtree(lib, ignore_errors=True)
-        cmd = [mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies"]
-        cmd += [f"-DoutputDirectory={lib}", f"-Dkafka.version={version}"]
-        _run(cmd, f"fetching the Kafka {version} jars with Maven")
-        if not (lib / f"kafka_2.13-{version}.jar").is_file():
-            raise BrokerError(f"Maven ran but {lib} has no kafka_2.13-{version}.jar")
-        marker.write_text(f"{version}\n")
-    return lib
 
 
 @dataclass(frozen=True)
@@ -287,7 +220,7 @@ class LocalBroker:
 
     def _java(self, lib: Path) -> list[str]:
         """The JVM command line shared by the storage tool and the broker."""
-        jvm = [_require("java"), f"-Xmx{self._config.heap}", "-XX:+ExitOnOutOfMemoryError"]
+        jvm = [require_tool("java"), f"-Xmx{self._config.heap}", "-XX:+ExitOnOutOfMemoryError"]
         logs = [f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}", f"-Dkafka.logs.dir={self._dir}"]
         return [*jvm, "-Djava.awt.headless=true", *logs, "-cp", f"{lib}/*"]
 
@@ -299,7 +232,7 @@ class LocalBroker:
         standalone = [] if self._config.voters else ["--standalone"]
         cmd = [*self._java(lib), "kafka.tools.StorageTool", "format", *standalone, "-g"]
         cmd += ["-t", self._cluster_id(), "-c", str(self._props)]
-        _run(cmd, f"formatting Kafka storage in {self._dir / 'kraft'}")
+        run_tool(cmd, f"formatting Kafka storage in {self._dir / 'kraft'}")
 
     def _launch(self, lib: Path) -> None:
         """Start the JVM in its own session, so a terminal Ctrl-C reaches only our
@@ -322,7 +255,7 @@ class LocalBroker:
         parts = [f"Kafka broker {what}"]
         for log in (self._dir / "broker.out", self._dir / "server.log"):
             text = log.read_text(errors="replace") if log.is_file() else ""
-            parts.append(f"--- {log} ---\n{_tail(text) or '(empty)'}")
+            parts.append(f"--- {log} ---\n{tail(text) or '(empty)'}")
         return BrokerError("\n".join(parts))
 
     def _wait_ready(self, deadline: float) -> None:
