@@ -17,6 +17,8 @@ import statistics
 import time
 from typing import Any
 
+import ray
+
 from computeinfra import Client
 from computeinfra.client import new_key
 from computeinfra.cluster.launcher import block_statuses
@@ -95,10 +97,15 @@ def _summary(seconds: list[float]) -> dict[str, Any]:
 
 def run_recovery(client: Client, settings: Settings, repeats: int) -> dict[str, Any]:
     worker, supervisor = [], []
-    for _ in range(repeats):
-        _wait("every block idle", lambda: _healthy(settings), HEALTHY_TIMEOUT_SECONDS)
-        worker.append(_worker_once(client, settings))
-    for rep in range(repeats):
-        _wait("every block idle", lambda: _healthy(settings), HEALTHY_TIMEOUT_SECONDS)
-        supervisor.append(_supervisor_once(client, settings, rep))
+    try:
+        for _ in range(repeats):
+            _wait("every block idle", lambda: _healthy(settings), HEALTHY_TIMEOUT_SECONDS)
+            worker.append(_worker_once(client, settings))
+        for rep in range(repeats):
+            _wait("every block idle", lambda: _healthy(settings), HEALTHY_TIMEOUT_SECONDS)
+            supervisor.append(_supervisor_once(client, settings, rep))
+    finally:
+        # Leave the cluster before it stops: a Ray driver whose cluster is gone exits the
+        # whole process a minute later, which would end the bench in the middle of the peers.
+        ray.shutdown()
     return {"worker": _summary(worker), "supervisor": _summary(supervisor)}
