@@ -22,6 +22,7 @@ def test_worker_loss_and_timeouts_are_retried_until_max_attempts() -> None:
     lost = Failure("WorkerLost", "died")
     assert policy.retry_delay(assignment(1), lost) == 0.0  # the restart is the pause
     assert policy.retry_delay(assignment(2), lost) == 1.0
+    assert policy.retry_delay(assignment(1), Failure("TimeLimitExceeded", "slow")) == 0.5
     assert policy.retry_delay(assignment(2), Failure("TimeLimitExceeded", "slow")) == 1.0
     assert policy.retry_delay(assignment(3), lost) is None
     assert policy.retry_delay(assignment(1, max_attempts=1), lost) is None

@@ -48,6 +48,8 @@ __all__ = ["Supervisor"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
+WORKER_ASK_TIMEOUT_SECONDS = 5.0
+WORKER_POLL_SECONDS = 0.05
 STATUS_WORKER_TIMEOUT_SECONDS = 5.0
 MAX_ANSWERS_PER_TRANSACTION = 1000
 
@@ -291,11 +293,33 @@ class Supervisor:
     # -- the worker ----------------------------------------------------------------------------
 
     def _wait_for_worker(self) -> None:
-        """Block until the restarted worker answers, so ``blocks`` shows its new pid."""
+        """Block until a new worker process answers, and only then send it anything.
+
+        Ray fails a call to a worker it is still restarting at once (ActorUnavailableError),
+        and a call sent right after ``kill`` can still reach the old process and die with
+        it; either would spend an attempt of a job that never ran.
+        """
         self.hooks.on_worker_restart()
         self.state = "restarting-worker"
-        self._refresh_worker_pid(WORKER_BACK_TIMEOUT_SECONDS)
+        lost_pid, deadline = self.worker_pid, time.monotonic() + WORKER_BACK_TIMEOUT_SECONDS
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            pid = self._worker_pid_now(WORKER_ASK_TIMEOUT_SECONDS)
+            if pid is not None and pid != lost_pid:
+                self.worker_pid = pid
+                break
+            self._stop.wait(WORKER_POLL_SECONDS)  # polling a condition with a deadline
+        else:
+            if not self._stop.is_set():  # sending will surface the failure
+                _log.warning(
+                    "block %s: no new worker after %.0f s", self.block, WORKER_BACK_TIMEOUT_SECONDS
+                )
         self.state = "busy"
+
+    def _worker_pid_now(self, timeout: float) -> int | None:
+        try:
+            return int(self.worker.describe(timeout)["pid"])
+        except Exception:  # restarting: asked again until the deadline
+            return None
 
     def _refresh_worker_pid(self, timeout: float = 60.0) -> None:
         try:

@@ -34,10 +34,12 @@ class RetryPolicy(Middleware):
         retryable = failure.outcome is None or failure.outcome.retryable
         if not retryable or assignment.attempt >= assignment.max_attempts:
             return None
-        if failure.lost_worker and assignment.attempt == 1:
+        if failure.type == "WorkerLost" and assignment.attempt == 1:
             # Ray restarts the process before the job can run again, and that restart is
             # already the pause (bench: 0.5 s of a worker's 1.1 s resume was this backoff).
             # From the second loss on, the backoff applies, so a job that keeps killing its
-            # worker is not retried in a tight loop.
+            # worker is not retried in a tight loop. Not after a time limit: the supervisor
+            # has only asked Ray to kill that worker, and a call sent at once can still
+            # reach the old process and die with it.
             return 0.0
         return backoff_seconds(assignment.attempt, self.base, self.cap)
