@@ -93,6 +93,10 @@ class Supervisor:
         self.job: str | None = None
         self.processed = 0
         self.worker_pid: int | None = None
+        # The process jobs are sent to, as this supervisor last confirmed it. Not
+        # ``worker_pid``, which status() refreshes from another thread: after a loss it may
+        # already name the new process, which must not be mistaken for the lost one.
+        self._sending_to: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class Supervisor:
 
     def _run(self) -> None:
         self._refresh_worker_pid()
+        self._sending_to = self.worker_pid
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
         self._member = GroupMember(self.settings, self.member_id, self.topics)
         self.state = "idle"
@@ -301,11 +306,11 @@ class Supervisor:
         """
         self.hooks.on_worker_restart()
         self.state = "restarting-worker"
-        lost_pid, deadline = self.worker_pid, time.monotonic() + WORKER_BACK_TIMEOUT_SECONDS
+        lost_pid, deadline = self._sending_to, time.monotonic() + WORKER_BACK_TIMEOUT_SECONDS
         while not self._stop.is_set() and time.monotonic() < deadline:
             pid = self._worker_pid_now(WORKER_ASK_TIMEOUT_SECONDS)
             if pid is not None and pid != lost_pid:
-                self.worker_pid = pid
+                self.worker_pid = self._sending_to = pid
                 break
             self._stop.wait(WORKER_POLL_SECONDS)  # polling a condition with a deadline
         else:
