@@ -321,14 +321,14 @@ class Supervisor:
         self.state = "busy"
 
     def _worker_pid_now(self, timeout: float) -> int | None:
+        """The worker's pid, or None if it did not answer (dead, restarting or busy)."""
         try:
             return int(self.worker.describe(timeout)["pid"])
-        except Exception:  # restarting: asked again until the deadline
+        except Exception as exc:  # the next submit will surface a real failure
+            _log.debug("block %s: worker did not answer: %s", self.block, exc)
             return None
 
     def _refresh_worker_pid(self, timeout: float = 60.0) -> None:
-        try:
-            self.worker_pid = int(self.worker.describe(timeout)["pid"])
-        except Exception as exc:  # the next submit will surface a real failure
-            _log.warning("block %s: worker did not answer: %s", self.block, exc)
-            self.worker_pid = None
+        self.worker_pid = self._worker_pid_now(timeout)
+        if self.worker_pid is None:
+            _log.warning("block %s: worker did not answer within %.0f s", self.block, timeout)
