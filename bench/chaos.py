@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.chaos import run_chaos
 
 from computeinfra import Client
-from computeinfra.devstack import dev_stack
+from computeinfra.testing.stack import dev_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

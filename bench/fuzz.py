@@ -17,7 +17,7 @@ from tests.fuzz import run_fuzz
 
 from computeinfra import Client
 from computeinfra.cluster.launcher import block_statuses
-from computeinfra.devstack import dev_stack
+from computeinfra.testing.stack import dev_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from computeinfra.devstack import free_port
+from computeinfra.testing.stack import free_port
 
 __all__ = ["RedisServer", "redis_server"]
 

@@ -43,7 +43,7 @@ from scale import run_scale
 from workloads import Driver, latency_at_rate, throughput
 
 from computeinfra import Client
-from computeinfra.devstack import DevStack, dev_stack
+from computeinfra.testing.stack import DevStack, dev_stack
 
 SECTIONS = ("throughput", "latency", "realwork", "scale", "recovery")
 QUICK = {

@@ -20,7 +20,7 @@ from PIL import Image
 
 from computeinfra import Client, JobHandle, Status
 from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
-from computeinfra.devstack import DevStack
+from computeinfra.testing.stack import DevStack
 from tests.helpers import completions_for, wait_for
 
 TASKS = ("sleep", "image-compression")

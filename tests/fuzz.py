@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from computeinfra import Client
-from computeinfra.devstack import DevStack
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC
+from computeinfra.testing.stack import DevStack
 from tests.helpers import read_topic, wait_for
 
 VALID = b'{"task": "sleep", "payload": {"seconds": 0}, "result_dir": "fuzz"}'

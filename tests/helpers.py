@@ -12,9 +12,9 @@ from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from computeinfra.devstack import DevStack
 from computeinfra.kafka.clients import partition_count, reader
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
+from computeinfra.testing.stack import DevStack
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]

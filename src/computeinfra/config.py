@@ -1,65 +1,91 @@
-"""Settings, read once from ``COMPUTEINFRA_*`` environment variables.
+"""Settings: the one module that reads the environment (``COMPUTEINFRA_*``, ``RAY_ADDRESS``).
 
-Paths are made absolute when read, because the same ``Settings`` object is shipped to Ray
-actors whose working directory is not the caller's.
+Every variable is listed, with its default and meaning, in docs/configuration.md; a unit
+test fails when one read here is missing there, and another when the environment is read
+anywhere else in ``src/``. Paths are made absolute when read, because the same ``Settings``
+object is shipped to Ray actors whose working directory is not the caller's.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from computeinfra.errors import ConfigError
 
-__all__ = ["DEFAULT_BOOTSTRAP", "Settings"]
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "Settings",
+    "ToolSettings",
+    "child_environment",
+    "prepare_process_environment",
+    "ray_keeps_loopback",
+]
 
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_BOOTSTRAP = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+DEFAULT_WEB_PORT = 8080
+UPLOADS_FOLDER = "uploads"
+# Ray reads these once, when it is first imported (see ``prepare_process_environment``).
+RAY_DEFAULTS = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",
+}
 
 
-def _env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
+class _Env:
+    """Typed reads of one environment mapping, each error naming the variable."""
 
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
 
-def _env_optional_int(name: str, minimum: int) -> int | None:
-    """A whole number, or ``None`` when unset: the default is then worked out later."""
-    return _env_int(name, 0, minimum) if os.environ.get(name) else None
+    def text(self, name: str, default: str = "") -> str:
+        return self._environ.get(name) or default
 
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.text(name).strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigError(f"{name}={value} must be at least {minimum}")
+        return value
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    def optional_integer(self, name: str, minimum: int) -> int | None:
+        """A whole number, or ``None`` when unset: the default is then worked out later."""
+        return self.integer(name, 0, minimum) if self.text(name).strip() else None
 
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        raw = self.text(name).strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+        if value < minimum:
+            raise ConfigError(f"{name}={value:g} must be at least {minimum:g}")
+        return value
 
-def _env_path(name: str, default: Path) -> Path:
-    raw = os.environ.get(name)
-    return Path(raw).expanduser().resolve() if raw else default.expanduser().resolve()
+    def path(self, name: str, default: Path | None) -> Path | None:
+        raw = self.text(name)
+        chosen = Path(raw) if raw else default
+        return chosen.expanduser().resolve() if chosen is not None else None
 
-
-def _env_list(name: str, sep: str = ",") -> tuple[str, ...]:
-    raw = os.environ.get(name, "")
-    return tuple(part.strip() for part in raw.split(sep) if part.strip())
+    def names(self, name: str, sep: str = ",") -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.text(name).split(sep) if part.strip())
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a client, supervisor or worker needs to agree on.
+    """Everything a client, supervisor, worker or the web app needs to agree on.
 
     ``bootstrap`` is ``None`` when no external Kafka was named: the local broker is used.
     """
@@ -80,9 +106,14 @@ class Settings:
     # The address this host's Ray node binds and advertises: loopback unless a real
     # multi-host cluster says otherwise (docs/deploy.md).
     node_ip: str = "127.0.0.1"
+    ray_address: str | None = None
+    # Blocks `up` starts when --blocks is not given; None: one per core.
+    blocks: int | None = None
     results_root: Path = field(default_factory=lambda: Path("results").resolve())
     input_roots: tuple[Path, ...] = ()
     task_modules: tuple[str, ...] = ()
+    # User middleware, ``package.module:Class``, run after the built-in ones.
+    middleware: tuple[str, ...] = ()
     group: str = "computeinfra-supervisors"
     namespace: str = "computeinfra"
     max_request_bytes: int = 512 * 1024
@@ -95,42 +126,43 @@ class Settings:
     pipeline_depth: int = 4
     consume_batch: int = 200
     commit_window: float = 0.01
+    # A task whose recent run time is under this shares a worker call with others.
+    quick_job_seconds: float = 0.005
+    # How long a view of the Ray cluster's nodes is reused by placement.
+    nodes_cache_seconds: float = 2.0
+    # How long a failed actor call waits for Ray's word on why (Ray's default is 1,000 ms).
+    ray_death_info_wait_ms: int = 100
+    # The web app: port (0: none), uploads folder (None: <first input root>/uploads),
+    # the upload size limit, jobs kept in the live list, records read back per partition.
+    web_port: int = DEFAULT_WEB_PORT
+    uploads_root: Path | None = None
+    max_upload_bytes: int = 32 * 1024 * 1024
+    web_recent_jobs: int = 5000
+    web_tail_records: int = 500
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Settings:
-        """Read the environment; ``overrides`` (e.g. from CLI flags) win over it."""
-        results_root = _env_path("COMPUTEINFRA_RESULTS_ROOT", Path("results"))
-        roots_raw = _env_list("COMPUTEINFRA_INPUT_ROOTS", os.pathsep)
-        input_roots = (
-            tuple(Path(p).expanduser().resolve() for p in roots_raw)
-            if roots_raw
-            else (Path.cwd().resolve(), results_root)
-        )
-        port = _env_int("COMPUTEINFRA_KAFKA_PORT", DEFAULT_KAFKA_PORT, 1)
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``environ`` (the process environment by default); ``overrides`` (e.g. from
+        CLI flags) win over it."""
+        env = _Env(os.environ if environ is None else environ)
+        results_root = env.path("COMPUTEINFRA_RESULTS_ROOT", Path("results"))
+        assert results_root is not None
+        roots = env.names("COMPUTEINFRA_INPUT_ROOTS", os.pathsep)
+        port = env.integer("COMPUTEINFRA_KAFKA_PORT", DEFAULT_KAFKA_PORT, 1)
         settings = cls(
-            bootstrap=os.environ.get("COMPUTEINFRA_BOOTSTRAP") or None,
-            home=_env_path("COMPUTEINFRA_HOME", Path("~/.local/share/computeinfra")),
+            bootstrap=env.text("COMPUTEINFRA_BOOTSTRAP") or None,
+            home=env.path("COMPUTEINFRA_HOME", Path("~/.local/share/computeinfra")) or Path(),
             kafka_port=port,
-            kafka_controller_port=_env_int("COMPUTEINFRA_KAFKA_CONTROLLER_PORT", port + 1, 1),
-            partitions=_env_int("COMPUTEINFRA_PARTITIONS", 12, 1),
-            replication=_env_optional_int("COMPUTEINFRA_REPLICATION", 1),
-            min_insync=_env_optional_int("COMPUTEINFRA_MIN_INSYNC", 1),
-            kafka_nodes=_env_optional_int("COMPUTEINFRA_KAFKA_NODES", 1),
-            lane_partitions=_env_int("COMPUTEINFRA_LANE_PARTITIONS", 1, 1),
-            node_ip=os.environ.get("COMPUTEINFRA_NODE_IP") or "127.0.0.1",
+            kafka_controller_port=env.integer("COMPUTEINFRA_KAFKA_CONTROLLER_PORT", port + 1, 1),
+            input_roots=(
+                tuple(Path(p).expanduser().resolve() for p in roots)
+                if roots
+                else (Path.cwd().resolve(), results_root)
+            ),
             results_root=results_root,
-            input_roots=input_roots,
-            task_modules=_env_list("COMPUTEINFRA_TASKS"),
-            group=os.environ.get("COMPUTEINFRA_GROUP") or "computeinfra-supervisors",
-            namespace=os.environ.get("COMPUTEINFRA_NAMESPACE") or "computeinfra",
-            max_request_bytes=_env_int("COMPUTEINFRA_MAX_REQUEST_BYTES", 512 * 1024, 1),
-            max_attempts=_env_int("COMPUTEINFRA_MAX_ATTEMPTS", 3, 1),
-            retry_backoff=_env_float("COMPUTEINFRA_RETRY_BACKOFF", 0.5),
-            retry_backoff_max=_env_float("COMPUTEINFRA_RETRY_BACKOFF_MAX", 30.0),
-            poll_seconds=_env_float("COMPUTEINFRA_POLL_SECONDS", 0.2),
-            pipeline_depth=_env_int("COMPUTEINFRA_PIPELINE_DEPTH", 4, 1),
-            consume_batch=_env_int("COMPUTEINFRA_CONSUME_BATCH", 200, 1),
-            commit_window=_env_float("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
+            **_cluster_fields(env),
+            **_hot_path_fields(env),
+            **_web_fields(env),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -151,3 +183,100 @@ class Settings:
     def run_dir(self) -> Path:
         """Where a running ``computeinfra up`` leaves its address for other commands."""
         return self.home / "run"
+
+    @property
+    def default_blocks(self) -> int:
+        return self.blocks or os.cpu_count() or 1
+
+
+def _cluster_fields(env: _Env) -> dict[str, Any]:
+    return {
+        "partitions": env.integer("COMPUTEINFRA_PARTITIONS", 12, 1),
+        "replication": env.optional_integer("COMPUTEINFRA_REPLICATION", 1),
+        "min_insync": env.optional_integer("COMPUTEINFRA_MIN_INSYNC", 1),
+        "kafka_nodes": env.optional_integer("COMPUTEINFRA_KAFKA_NODES", 1),
+        "lane_partitions": env.integer("COMPUTEINFRA_LANE_PARTITIONS", 1, 1),
+        "node_ip": env.text("COMPUTEINFRA_NODE_IP", "127.0.0.1"),
+        "ray_address": env.text("RAY_ADDRESS") or None,
+        "blocks": env.optional_integer("COMPUTEINFRA_BLOCKS", 1),
+        "task_modules": env.names("COMPUTEINFRA_TASKS"),
+        "middleware": env.names("COMPUTEINFRA_MIDDLEWARE"),
+        "group": env.text("COMPUTEINFRA_GROUP", "computeinfra-supervisors"),
+        "namespace": env.text("COMPUTEINFRA_NAMESPACE", "computeinfra"),
+        "nodes_cache_seconds": env.number("COMPUTEINFRA_NODES_CACHE_SECONDS", 2.0),
+        "ray_death_info_wait_ms": env.integer("COMPUTEINFRA_RAY_DEATH_INFO_WAIT_MS", 100),
+    }
+
+
+def _hot_path_fields(env: _Env) -> dict[str, Any]:
+    return {
+        "max_request_bytes": env.integer("COMPUTEINFRA_MAX_REQUEST_BYTES", 512 * 1024, 1),
+        "max_attempts": env.integer("COMPUTEINFRA_MAX_ATTEMPTS", 3, 1),
+        "retry_backoff": env.number("COMPUTEINFRA_RETRY_BACKOFF", 0.5),
+        "retry_backoff_max": env.number("COMPUTEINFRA_RETRY_BACKOFF_MAX", 30.0),
+        "poll_seconds": env.number("COMPUTEINFRA_POLL_SECONDS", 0.2),
+        "pipeline_depth": env.integer("COMPUTEINFRA_PIPELINE_DEPTH", 4, 1),
+        "consume_batch": env.integer("COMPUTEINFRA_CONSUME_BATCH", 200, 1),
+        "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
+        "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
+    }
+
+
+def _web_fields(env: _Env) -> dict[str, Any]:
+    return {
+        "web_port": env.integer("COMPUTEINFRA_WEB_PORT", DEFAULT_WEB_PORT),
+        "uploads_root": env.path("COMPUTEINFRA_UPLOADS_ROOT", None),
+        "max_upload_bytes": env.integer("COMPUTEINFRA_MAX_UPLOAD_BYTES", 32 * 1024 * 1024, 1),
+        "web_recent_jobs": env.integer("COMPUTEINFRA_WEB_RECENT_JOBS", 5000, 1),
+        "web_tail_records": env.integer("COMPUTEINFRA_WEB_TAIL_RECORDS", 500, 0),
+    }
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Settings of the tooling around the system (the local broker, its jars, client
+    security), read where no ``Settings`` is at hand."""
+
+    kafka_version: str = "4.1.1"
+    cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "computeinfra")
+    # The local broker shares a small machine with the cluster it serves. Measured on 2
+    # cores: the C2 JIT compiler's threads used more CPU than the broker's request handling
+    # while 400 images were compressed, and C1 alone with the serial collector took no-op
+    # throughput from 1,300 to 2,300 jobs/s. A broker on its own machine may want defaults.
+    kafka_jvm_opts: str = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    kafka_client_config: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ToolSettings:
+        env = _Env(os.environ if environ is None else environ)
+        defaults = cls()
+        return cls(
+            kafka_version=env.text("COMPUTEINFRA_KAFKA_VERSION", defaults.kafka_version),
+            cache=env.path("COMPUTEINFRA_CACHE", defaults.cache) or defaults.cache,
+            kafka_jvm_opts=env.text("COMPUTEINFRA_KAFKA_JVM_OPTS", defaults.kafka_jvm_opts),
+            kafka_client_config=env.path("COMPUTEINFRA_KAFKA_CONFIG", None),
+        )
+
+
+def prepare_process_environment() -> None:
+    """Tell Ray, before it is imported: bind to and advertise loopback only (a single-host
+    cluster), send no usage statistics, and require the token in ~/.ray/auth_token from every
+    process that connects (set explicitly so the CLI, which joins, agrees with `up`, which
+    starts). Each can be overridden from the environment."""
+    for name, value in RAY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def ray_keeps_loopback() -> bool:
+    """Whether Ray is kept on loopback (the user did not ask for a multi-host cluster)."""
+    return os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0"
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process of ours: this one's, plus ``extra``."""
+    return {**os.environ, **(extra or {})}
+
+
+# Importing computeinfra imports this module first, so this runs before anything of ours
+# imports Ray.
+prepare_process_environment()

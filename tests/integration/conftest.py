@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from computeinfra.client import Client
-from computeinfra.devstack import DevStack, dev_stack
+from computeinfra.testing.stack import DevStack, dev_stack
 
 HERE = Path(__file__).resolve().parent
 BLOCKS = 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from computeinfra.devstack import free_port
+from computeinfra.testing.stack import free_port
 from tests.helpers import REPO, run_cli, wait_for
 from tests.unit.test_tasks import make_image
 

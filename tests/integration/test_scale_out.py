@@ -3,7 +3,7 @@ own process tree on 127.0.0.1. One broker and the whole node die in the middle o
 every job still gets exactly one answer. Tasks that declare resources run only where a node
 has them, or are rejected with a reason.
 
-This module runs its own cluster (``computeinfra.devcluster``), not the session stack.
+This module runs its own cluster (``computeinfra.testing.cluster``), not the session stack.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from confluent_kafka.admin import AdminClient
 
 from computeinfra import Client, Status
 from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
-from computeinfra.devcluster import ClusterStack, cluster_stack
 from computeinfra.protocol import PENDING_TOPIC, lane_topic
+from computeinfra.testing.cluster import ClusterStack, cluster_stack
 from tests.chaos import ChaosReport, _check, _counts, _images
 from tests.helpers import read_topic, run_cli, wait_for
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from computeinfra import Client, Status
-from computeinfra.cluster.jobs import Assignment, Outcome
-from computeinfra.cluster.membership import make_supervisor_consumer
-from computeinfra.cluster.supervisor import Supervisor
-from computeinfra.cluster.worker import Worker
+from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.membership import make_supervisor_consumer
+from computeinfra.block.supervisor import Supervisor
+from computeinfra.block.worker import Worker
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import ensure_lane_topics
 from computeinfra.kafka.clients import make_producer

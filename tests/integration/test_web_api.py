@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from computeinfra.devstack import free_port
+from computeinfra.testing.stack import free_port
 from tests.helpers import REPO, Stack, run_cli, wait_for
 from tests.integration.web_helpers import wait_for_web
 from tests.unit.test_tasks import make_image

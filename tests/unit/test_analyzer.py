@@ -1,6 +1,6 @@
-from computeinfra.cluster.analyzer import Analyzer
-from computeinfra.cluster.events import EventKind, JobEvent
-from computeinfra.cluster.feed import task_of
+from computeinfra.analyzer.analyzer import Analyzer
+from computeinfra.analyzer.events import EventKind, JobEvent
+from computeinfra.analyzer.feed import task_of
 from computeinfra.protocol import Completion, Status
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from computeinfra.cluster.jobs import Assignment
-from computeinfra.cluster.middleware.status import StatusPublisher
+from computeinfra.block.jobs import Assignment
+from computeinfra.block.middleware.status import StatusPublisher
 from computeinfra.protocol import (
     JOB_STATUS_TOPIC,
     Completion,

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from computeinfra.cluster.jobs import Assignment, Failure, Outcome, WorkerLost
-from computeinfra.cluster.pipeline import AttemptQueue
+from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
+from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.protocol import Status
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from computeinfra.cluster.jobs import Assignment, Failure, Outcome
-from computeinfra.cluster.middleware.dead_letter import DeadLetterFailures
-from computeinfra.cluster.middleware.retries import RetryPolicy, backoff_seconds
+from computeinfra.block.jobs import Assignment, Failure, Outcome
+from computeinfra.block.middleware.dead_letter import DeadLetterFailures
+from computeinfra.block.middleware.retries import RetryPolicy, backoff_seconds
 from computeinfra.protocol import DEAD_TOPIC, Completion, ErrorInfo, Status
 from computeinfra.tasks.sleep import SleepPayload
 

@@ -9,12 +9,12 @@ import pytest
 from pydantic import BaseModel
 
 from computeinfra import TaskContext, task
-from computeinfra.cluster.jobs import Assignment, Forward
-from computeinfra.cluster.middleware.placement import ResourcePlacement, lacking, ray_resources
-from computeinfra.cluster.node import NodeSpec, parse_resources
+from computeinfra.block.jobs import Assignment, Forward
+from computeinfra.block.middleware.placement import ResourcePlacement, lacking, ray_resources
 from computeinfra.errors import BrokerError, ConfigError, RequestError, TaskError
 from computeinfra.kafka.quorum import BrokerQuorum, QuorumConfig, recorded_nodes
 from computeinfra.protocol import LANE_PREFIX, lane_topic
+from computeinfra.runtime.node import NodeSpec, parse_resources
 from computeinfra.tasks.registry import TaskRegistry
 
 

@@ -10,13 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses, default_blocks
-from computeinfra.cluster.run import serve
+from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses
 from computeinfra.config import Settings
 from computeinfra.errors import ConfigError
+from computeinfra.runtime.up import serve
 from computeinfra.schemas import write_schemas
 from computeinfra.tasks.registry import load_registry
-from computeinfra.web.process import web_port_from_env
 
 from . import scale
 from .output import console, err_console, print_json
@@ -80,14 +79,14 @@ def up(
     if join is not None:
         if head:
             raise ConfigError("--head and --join exclude each other: a node is one or the other")
-        return scale.join(join, blocks or default_blocks(), resources, node_name)
+        return scale.join(join, blocks, resources, node_name)
     if resources or node_name:
         raise ConfigError("--resources and --node-name go with --join")
     settings = Settings.from_env()
     if no_kafka:
         settings = replace(settings, bootstrap=settings.bootstrap_servers)
-    count = blocks or default_blocks()
-    web_port = web_port_from_env() if web else 0
+    count = blocks or settings.default_blocks
+    web_port = settings.web_port if web else 0
 
     def ready(cluster: Cluster) -> None:
         console.print(_blocks_table(cluster.status()))

@@ -1,20 +1,21 @@
-"""``computeinfra up --join ADDRESS``: the processing-node side of ``up`` (``cluster/node.py``)."""
+"""``computeinfra up --join ADDRESS``: the processing-node side of ``up`` (``runtime/node.py``)."""
 
 from __future__ import annotations
 
 import socket
 
-from computeinfra.cluster.node import JoinedNode, NodeSpec, parse_resources, serve_node
 from computeinfra.config import Settings
+from computeinfra.runtime.node import JoinedNode, NodeSpec, parse_resources, serve_node
 
 from .output import console, err_console
 
 __all__ = ["join"]
 
 
-def join(address: str, blocks: int, resources: str | None, node_name: str | None) -> None:
+def join(address: str, blocks: int | None, resources: str | None, node_name: str | None) -> None:
     """Start a Ray node joining ``address`` and ``blocks`` working blocks on it."""
     settings = Settings.from_env()
+    blocks = blocks or settings.default_blocks
     spec = NodeSpec(
         address=address,
         blocks=blocks,

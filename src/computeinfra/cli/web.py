@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from computeinfra.web import WEB_HOST, WebSettings, serve
+from computeinfra.runtime.web import serve_web
+from computeinfra.web import WEB_HOST, WebSettings
 
 from .output import err_console
 
@@ -22,7 +23,7 @@ def web(
     """Serve the web app: submit forms, live job list, notifications, metrics, /metrics."""
     settings = WebSettings.from_env(port=port)
     err_console.print(f"web app at http://{host}:{settings.port} (Ctrl-C stops)")
-    serve(settings, host)
+    serve_web(settings, host)
 
 
 def register(app: typer.Typer) -> None:

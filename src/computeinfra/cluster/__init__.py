@@ -1,6 +1,7 @@
-"""Task performance: supervisors, workers and the analyzer, and the launcher that runs them.
+"""Ray, and only Ray: the actor factory (``actors``), the launcher that places blocks and the
+analyzer on nodes (``launcher``), node directories (``nodes``) and joining a cluster
+(``connect``).
 
-The logic lives in plain classes (``Supervisor``, ``Worker``, ``Analyzer``) so it can be
-tested without a cluster; ``computeinfra.cluster.actors`` is the one place that makes them
-Ray actors.
+The logic the actors run lives in plain classes in ``computeinfra.block`` and
+``computeinfra.analyzer``, which import no Ray and are tested without a cluster.
 """

@@ -15,22 +15,22 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
+from computeinfra.analyzer.analyzer import Analyzer
+from computeinfra.analyzer.events import JobEvent
+from computeinfra.analyzer.feed import TopicFeed
+from computeinfra.block.jobs import Assignment, Outcome, WorkerLost
+from computeinfra.block.middleware.dead_letter import DeadLetterFailures
+from computeinfra.block.middleware.placement import ResourcePlacement
+from computeinfra.block.middleware.reporting import AnalyzerReporter
+from computeinfra.block.middleware.retries import RetryPolicy
+from computeinfra.block.middleware.status import StatusPublisher
+from computeinfra.block.supervisor import Supervisor
+from computeinfra.block.worker import Worker
+from computeinfra.cluster.nodes import RayNodeDirectory
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
 from computeinfra.protocol import PENDING_TOPIC, Completion
 from computeinfra.tasks.registry import load_registry
-
-from .analyzer import Analyzer
-from .events import JobEvent
-from .feed import TopicFeed
-from .jobs import Assignment, Outcome, WorkerLost
-from .middleware.dead_letter import DeadLetterFailures
-from .middleware.placement import RayNodeDirectory, ResourcePlacement
-from .middleware.reporting import AnalyzerReporter
-from .middleware.retries import RetryPolicy
-from .middleware.status import StatusPublisher
-from .supervisor import Supervisor
-from .worker import Worker
 
 __all__ = ["AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
 
@@ -94,7 +94,10 @@ class _SupervisorHost:
         node = ray.get_runtime_context().get_node_id()
         registry = load_registry(settings.task_modules)
         placement = ResourcePlacement(
-            registry, node, RayNodeDirectory(), lambda names: ensure_lane_topics(settings, names)
+            registry,
+            node,
+            RayNodeDirectory(settings.nodes_cache_seconds),
+            lambda names: ensure_lane_topics(settings, names),
         )
         self.supervisor = Supervisor(
             settings,

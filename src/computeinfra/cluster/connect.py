@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from computeinfra.config import Settings
+from computeinfra.config import Settings, ray_keeps_loopback
 from computeinfra.errors import ClusterError
 
 __all__ = ["connect", "read_state", "remove_state", "write_state"]
@@ -19,11 +18,6 @@ STATE_FILE = "cluster.json"
 LOOPBACK = "127.0.0.1"
 # The Ray node `computeinfra up` starts; nodes that join are named by `up --join --node-name`.
 HEAD_NODE_NAME = "head"
-# How long a failed call to an actor waits for the cluster's word on why (Ray's default is
-# 1,000 ms). Every call to a worker that was just killed waits this out before the
-# supervisor hears of it: SIGKILL to the job sent again took 1.6 s with the default and
-# 0.55 s with 100 ms (bench/recovery.py). Set on the head; joining nodes inherit it.
-DEATH_INFO_WAIT_MS = int(os.environ.get("COMPUTEINFRA_RAY_DEATH_INFO_WAIT_MS", "100"))
 
 
 def _keep_loopback() -> None:
@@ -35,7 +29,7 @@ def _keep_loopback() -> None:
     """
     from ray._private import ray_constants
 
-    if os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR) == "0":
+    if ray_keeps_loopback():
         ray_constants.ENABLE_RAY_CLUSTER = False
 
 
@@ -79,7 +73,7 @@ def connect(
     if not ray.is_initialized():
         _keep_loopback()
         common: dict[str, Any] = {"namespace": settings.namespace, "logging_level": logging.WARNING}
-        env_address = address or os.environ.get("RAY_ADDRESS")
+        env_address = address or settings.ray_address
         # Which Ray node on this host a driver attaches to, and the address a head binds.
         common["_node_ip_address"] = settings.node_ip
         if env_address:
@@ -89,7 +83,13 @@ def connect(
                 _node_name=HEAD_NODE_NAME,
                 num_cpus=num_cpus,
                 include_dashboard=False,
-                _system_config={"timeout_ms_task_wait_for_death_info": DEATH_INFO_WAIT_MS},
+                # How long a failed call to an actor waits for the cluster's word on why.
+                # Every call to a worker that was just killed waits this out before the
+                # supervisor hears of it: SIGKILL to the job sent again took 1.6 s with Ray's
+                # 1,000 ms and 0.55 s with 100 ms (bench/recovery.py). Joining nodes inherit it.
+                _system_config={
+                    "timeout_ms_task_wait_for_death_info": settings.ray_death_info_wait_ms
+                },
                 **common,
             )
         else:

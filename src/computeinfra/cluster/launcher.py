@@ -22,7 +22,6 @@ __all__ = [
     "Cluster",
     "analyzer_snapshot",
     "block_statuses",
-    "default_blocks",
     "get_analyzer",
     "group_settled",
     "start_block",
@@ -104,10 +103,6 @@ def stop_blocks(supervisors: list[Any], others: list[Any], timeout: float) -> No
     for handle in (*supervisors, *others):
         if handle is not None:
             ray.kill(handle, no_restart=True)
-
-
-def default_blocks() -> int:
-    return int(os.environ.get("COMPUTEINFRA_BLOCKS") or os.cpu_count() or 1)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from computeinfra.config import ToolSettings
 from computeinfra.errors import BrokerError
 
 from .jars import KAFKA_VERSION, cache_dir, ensure_kafka_jars, require_tool, run_tool, tail
@@ -43,11 +44,6 @@ _HERE = Path(__file__).resolve().parent
 _LOG4J_CONFIG = _HERE / "log4j2.yaml"
 _MAIN_CLASS = "kafka.Kafka"
 _POLL_INTERVAL = 0.2
-# The local broker shares a small machine with the cluster it serves. Measured on 2 cores:
-# the C2 JIT compiler's threads used more CPU than the broker's request handling while 400
-# images were compressed, and C1 alone with the serial collector took no-op throughput
-# from 1,300 to 2,300 jobs/s. A broker on its own machine may want the JVM's defaults.
-DEFAULT_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 @dataclass(frozen=True)
@@ -227,7 +223,7 @@ class LocalBroker:
     def _java(self, lib: Path) -> list[str]:
         """The JVM command line shared by the storage tool and the broker."""
         jvm = [require_tool("java"), f"-Xmx{self._config.heap}", "-XX:+ExitOnOutOfMemoryError"]
-        jvm += shlex.split(os.environ.get("COMPUTEINFRA_KAFKA_JVM_OPTS", DEFAULT_JVM_OPTS))
+        jvm += shlex.split(ToolSettings.from_env().kafka_jvm_opts)
         logs = [f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}", f"-Dkafka.logs.dir={self._dir}"]
         return [*jvm, "-Djava.awt.headless=true", *logs, "-cp", f"{lib}/*"]
 

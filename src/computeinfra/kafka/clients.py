@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from computeinfra.config import ToolSettings
 from computeinfra.errors import ConfigError, KafkaError
 
 __all__ = ["make_consumer", "make_producer", "partition_count", "reader"]
@@ -47,7 +46,7 @@ class _Quieter(logging.Filter):
 
 _log.addFilter(_Quieter())
 METADATA_TIMEOUT_SECONDS = 10.0
-KAFKA_CONFIG_ENV = "COMPUTEINFRA_KAFKA_CONFIG"
+KAFKA_CONFIG_ENV = "COMPUTEINFRA_KAFKA_CONFIG"  # named in errors; read in config.py
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -67,11 +66,11 @@ def parse_properties(text: str) -> dict[str, str]:
 @functools.cache
 def security_config() -> dict[str, str]:
     """Extra librdkafka settings (SASL, SSL, …) from the file ``COMPUTEINFRA_KAFKA_CONFIG``."""
-    path = os.environ.get(KAFKA_CONFIG_ENV)
-    if not path:
+    path = ToolSettings.from_env().kafka_client_config
+    if path is None:
         return {}
     try:
-        return parse_properties(Path(path).read_text())
+        return parse_properties(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{KAFKA_CONFIG_ENV}={path}: {exc.strerror}") from None
 

@@ -8,17 +8,17 @@ by every checkout. The helpers that run Maven also run Kafka's own tools for the
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from computeinfra.config import ToolSettings
 from computeinfra.errors import BrokerError
 
 __all__ = ["KAFKA_VERSION", "cache_dir", "ensure_kafka_jars", "require_tool", "run_tool", "tail"]
 
-KAFKA_VERSION: str = os.environ.get("COMPUTEINFRA_KAFKA_VERSION", "4.1.1")
+KAFKA_VERSION: str = ToolSettings.from_env().kafka_version
 
 _POM = Path(__file__).resolve().parent / "pom.xml"
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
@@ -28,8 +28,7 @@ _TAIL_LINES = 40
 
 def cache_dir() -> Path:
     """Where fetched jars are kept, shared by every checkout (``COMPUTEINFRA_CACHE``)."""
-    env = os.environ.get("COMPUTEINFRA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "computeinfra"
+    return ToolSettings.from_env().cache
 
 
 def require_tool(tool: str) -> str:

@@ -6,7 +6,7 @@ by reading the job topics, and joins Ray only to read the analyzer's figures.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,15 +19,21 @@ from computeinfra.web.board import JobBoard
 from computeinfra.web.config import WebSettings
 from computeinfra.web.errors import install_error_handlers
 from computeinfra.web.events import EventHub, JobFeed
-from computeinfra.web.figures import ClusterFigures
+from computeinfra.web.figures import ClusterFigures, Figures
 from computeinfra.web.pages import STATIC_DIR, pages
 from computeinfra.web.state import AppState
 
 __all__ = ["STATIC_DIR", "create_app"]
 
 
-def create_app(settings: Settings | WebSettings | None = None, *, follow: bool = True) -> FastAPI:
-    """The app for ``settings``; ``follow=False`` skips the topic reader (for unit tests)."""
+def create_app(
+    settings: Settings | WebSettings | None = None,
+    *,
+    follow: bool = True,
+    figures: Callable[[Settings], Figures] | None = None,
+) -> FastAPI:
+    """The app for ``settings``; ``follow=False`` skips the topic reader (for unit tests);
+    ``figures`` reads the cluster's (``computeinfra.runtime.web`` passes Ray's)."""
     web = settings if isinstance(settings, WebSettings) else WebSettings.from_env(settings)
     board = JobBoard(web.recent_jobs)
     hub = EventHub()
@@ -36,7 +42,7 @@ def create_app(settings: Settings | WebSettings | None = None, *, follow: bool =
         registry=load_registry(web.core.task_modules),
         board=board,
         hub=hub,
-        figures=ClusterFigures(web.core),
+        figures=ClusterFigures(web.core, figures) if figures else ClusterFigures(web.core),
     )
 
     @asynccontextmanager

@@ -1,34 +1,16 @@
-"""The web app's own settings, from ``COMPUTEINFRA_WEB_*`` environment variables."""
+"""The web app's settings: a checked view of ``Settings``' web fields (read in config.py)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from computeinfra.config import Settings
+from computeinfra.config import DEFAULT_WEB_PORT, UPLOADS_FOLDER, Settings
 from computeinfra.errors import ConfigError
 
 __all__ = ["DEFAULT_WEB_PORT", "WEB_HOST", "WebSettings"]
 
 WEB_HOST = "127.0.0.1"
-DEFAULT_WEB_PORT = 8080
-DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
-# Jobs kept in the live list, and records per partition read back when the app starts.
-DEFAULT_RECENT_JOBS = 5000
-DEFAULT_TAIL_RECORDS = 500
-UPLOADS_FOLDER = "uploads"
-
-
-def _int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name) or ""
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
 
 
 def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
@@ -42,21 +24,16 @@ class WebSettings:
     core: Settings
     port: int = DEFAULT_WEB_PORT
     uploads_root: Path = Path(UPLOADS_FOLDER)
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    recent_jobs: int = DEFAULT_RECENT_JOBS
-    tail_records: int = DEFAULT_TAIL_RECORDS
+    max_upload_bytes: int = Settings.max_upload_bytes
+    recent_jobs: int = Settings.web_recent_jobs
+    tail_records: int = Settings.web_tail_records
 
     @classmethod
     def from_env(cls, core: Settings | None = None, port: int | None = None) -> WebSettings:
         core = core or Settings.from_env()
         if not core.input_roots:
             raise ConfigError("no input roots: set COMPUTEINFRA_INPUT_ROOTS")
-        raw_uploads = os.environ.get("COMPUTEINFRA_UPLOADS_ROOT")
-        uploads = (
-            Path(raw_uploads).expanduser().resolve()
-            if raw_uploads
-            else core.input_roots[0] / UPLOADS_FOLDER
-        )
+        uploads = core.uploads_root or core.input_roots[0] / UPLOADS_FOLDER
         if not _inside(uploads, core.input_roots):
             raise ConfigError(
                 f"COMPUTEINFRA_UPLOADS_ROOT={uploads} is outside the input roots; put it under "
@@ -64,9 +41,9 @@ class WebSettings:
             )
         return cls(
             core=core,
-            port=port if port is not None else _int("COMPUTEINFRA_WEB_PORT", DEFAULT_WEB_PORT),
+            port=port if port is not None else core.web_port,
             uploads_root=uploads,
-            max_upload_bytes=_int("COMPUTEINFRA_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1),
-            recent_jobs=_int("COMPUTEINFRA_WEB_RECENT_JOBS", DEFAULT_RECENT_JOBS, 1),
-            tail_records=_int("COMPUTEINFRA_WEB_TAIL_RECORDS", DEFAULT_TAIL_RECORDS, 0),
+            max_upload_bytes=core.max_upload_bytes,
+            recent_jobs=core.web_recent_jobs,
+            tail_records=core.web_tail_records,
         )

@@ -1,5 +1,6 @@
-"""The analyzer's figures and the blocks' states, fetched from Ray and cached briefly so
-that many viewers and scrapers cost one Ray call per ``CACHE_SECONDS``."""
+"""The analyzer's figures and the blocks' states, cached briefly so that many viewers and
+scrapers cost one fetch per ``CACHE_SECONDS``. The fetch is given by whoever runs the app
+(``computeinfra.runtime.web`` reads Ray): this package never imports the cluster."""
 
 from __future__ import annotations
 
@@ -14,29 +15,18 @@ from computeinfra.errors import ClusterError
 __all__ = ["ClusterFigures", "Figures"]
 
 CACHE_SECONDS = 1.0
-RAY_TIMEOUT_SECONDS = 10.0
 Figures = dict[str, Any]
 
 
-def _from_ray(settings: Settings) -> Figures:
-    # Imported here: the app serves everything else without Ray, and starts faster.
-    from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
-
-    try:
-        snapshot = analyzer_snapshot(settings, RAY_TIMEOUT_SECONDS)
-        blocks = block_statuses(settings)
-    except ClusterError:
-        raise
-    except Exception as exc:  # Ray's own errors: the cluster is away or restarting
-        raise ClusterError(f"cannot read the analyzer from Ray: {exc}") from exc
-    return {"analyzer": snapshot, "blocks": blocks, "at": time.time()}
+def _no_cluster(_settings: Settings) -> Figures:
+    raise ClusterError("this web app was started without a cluster to read figures from")
 
 
 class ClusterFigures:
     """``get()`` returns ``{"analyzer", "blocks", "at"}`` or raises ``ClusterError``."""
 
     def __init__(
-        self, settings: Settings, fetch: Callable[[Settings], Figures] = _from_ray
+        self, settings: Settings, fetch: Callable[[Settings], Figures] = _no_cluster
     ) -> None:
         self._settings = settings
         self._fetch = fetch

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from computeinfra.cluster.events import EventKind, JobEvent
-from computeinfra.cluster.jobs import Assignment
+from computeinfra.analyzer.events import EventKind, JobEvent
+from computeinfra.block.jobs import Assignment
 
 from . import Middleware
 

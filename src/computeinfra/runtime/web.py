@@ -1,8 +1,9 @@
-"""The web app as a child process of ``computeinfra up``, started and stopped by pid."""
+"""The web app as run by the system: served with the cluster's figures read from Ray
+(``serve_web``, for ``computeinfra web``), and as a child process of ``computeinfra up``,
+started and stopped by pid."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -12,19 +13,35 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from computeinfra.web.config import DEFAULT_WEB_PORT, WEB_HOST
+from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
+from computeinfra.config import Settings, child_environment
+from computeinfra.errors import ClusterError
+from computeinfra.web import WEB_HOST, WebSettings, serve
+from computeinfra.web.figures import Figures
 
-__all__ = ["WEB_PORT_ENV", "start_web", "stop_web", "web_port_from_env"]
+__all__ = ["ray_figures", "serve_web", "start_web", "stop_web"]
 
 WEB_PORT_ENV = "COMPUTEINFRA_WEB_PORT"
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
+RAY_TIMEOUT_SECONDS = 10.0
 
 
-def web_port_from_env() -> int:
-    """The port ``up`` serves the web app on; 0 turns it off."""
-    raw = os.environ.get(WEB_PORT_ENV) or ""
-    return int(raw) if raw.strip().isdigit() else DEFAULT_WEB_PORT
+def ray_figures(settings: Settings) -> Figures:
+    """The analyzer's figures and every block's state, read from the Ray cluster."""
+    try:
+        snapshot = analyzer_snapshot(settings, RAY_TIMEOUT_SECONDS)
+        blocks = block_statuses(settings)
+    except ClusterError:
+        raise
+    except Exception as exc:  # Ray's own errors: the cluster is away or restarting
+        raise ClusterError(f"cannot read the analyzer from Ray: {exc}") from exc
+    return {"analyzer": snapshot, "blocks": blocks, "at": time.time()}
+
+
+def serve_web(settings: WebSettings, host: str = WEB_HOST) -> None:
+    """``computeinfra web``: serve until a signal, with the cluster's figures from Ray."""
+    serve(settings, host, figures=ray_figures)
 
 
 def _command(port: int) -> list[str]:
@@ -45,7 +62,7 @@ def start_web(
     """Start ``computeinfra web`` and wait until it listens; ``None`` if it could not start
     (the cluster runs on without it)."""
     process = subprocess.Popen(
-        _command(port), env={**os.environ, **(env or {}), WEB_PORT_ENV: str(port)}
+        _command(port), env=child_environment({**(env or {}), WEB_PORT_ENV: str(port)})
     )
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while not _listening(port):

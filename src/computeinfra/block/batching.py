@@ -8,15 +8,14 @@ so that a crash or a time limit is pinned on exactly one job (see ``pipeline.py`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from .jobs import Outcome
 
 __all__ = ["BatchPlanner"]
 
-# A job counts as quick when its task's recent run time is under this.
-QUICK_JOB_SECONDS = float(os.environ.get("COMPUTEINFRA_QUICK_JOB_MS", "5")) / 1000
+# A job counts as quick when its task's recent run time is under this (a setting).
+QUICK_JOB_SECONDS = 0.005
 # Keep one call's expected run time short, so answers are not held back for long.
 CALL_BUDGET_SECONDS = 0.02
 MAX_JOBS_PER_CALL = 32
@@ -35,9 +34,6 @@ class BatchPlanner:
         took = max(outcome.finished_at - outcome.started_at, 0.0)
         before = self._run_time.get(task)
         self._run_time[task] = took if before is None else before + SMOOTHING * (took - before)
-
-    def expected(self, task: str) -> float | None:
-        return self._run_time.get(task)
 
     def take(self, tasks: Sequence[str]) -> int:
         """How many of the next jobs (by task name, in order) to send in one call: at

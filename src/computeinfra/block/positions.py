@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from .outbox import next_offsets
+from .transaction import next_offsets
 
 __all__ = ["ReadPositions"]
 
@@ -34,9 +34,6 @@ class ReadPositions:
                 self._unanswered[where] = offset.offset
             else:
                 self._unanswered.pop(where, None)
-
-    def first_unanswered(self) -> dict[Where, int]:
-        return dict(self._unanswered)
 
     def rewind(self, consumer: Consumer) -> None:
         """Seek back to every record without a committed answer, where still assigned."""

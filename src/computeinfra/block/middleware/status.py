@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from computeinfra.cluster.jobs import Assignment
-from computeinfra.cluster.outbox import OutboxRecord
+from computeinfra.block.jobs import Assignment
+from computeinfra.block.transaction import OutboxRecord
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import (
     JOB_STATUS_TOPIC,

@@ -29,13 +29,12 @@ from typing import Any
 import psutil
 import ray
 
+from computeinfra.cluster.connect import LOOPBACK, connect
+from computeinfra.cluster.launcher import start_block, stop_blocks, wait_blocks_ready
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError, ConfigError
 from computeinfra.kafka.admin import check_reachable
-
-from .connect import LOOPBACK, connect
-from .launcher import start_block, stop_blocks, wait_blocks_ready
-from .run import wait_for_signal
+from computeinfra.runtime.up import wait_for_signal
 
 __all__ = ["JoinedNode", "NodeSpec", "parse_resources", "serve_node"]
 

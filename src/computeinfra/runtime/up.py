@@ -18,13 +18,12 @@ from typing import Any
 
 import ray
 
+from computeinfra.cluster.connect import remove_state, write_state
+from computeinfra.cluster.launcher import Cluster
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import check_reachable, ensure_topics
 from computeinfra.kafka.local import LocalKafka, local_broker
-from computeinfra.web.process import start_web, stop_web
-
-from .connect import remove_state, write_state
-from .launcher import Cluster
+from computeinfra.runtime.web import start_web, stop_web
 
 __all__ = ["serve", "wait_for_signal"]
 

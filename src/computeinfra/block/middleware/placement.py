@@ -8,19 +8,17 @@ is rejected at once with what is missing and how to add a node that has it: it n
 for a node that may never come.
 
 The node directory (which nodes are alive, and their resources) is an interface, so the
-policy is tested without Ray; ``RayNodeDirectory`` reads ``ray.nodes()`` with a short cache.
+policy is tested without Ray; ``computeinfra.cluster.nodes.RayNodeDirectory`` reads
+``ray.nodes()`` with a short cache.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from computeinfra.cluster.jobs import Assignment, Forward
+from computeinfra.block.jobs import Assignment, Forward
 from computeinfra.errors import RequestError
 from computeinfra.protocol import lane_topic
 from computeinfra.tasks.registry import TaskRegistry
@@ -29,14 +27,11 @@ from . import Middleware
 
 __all__ = [
     "NodeDirectory",
-    "RayNodeDirectory",
     "ResourcePlacement",
     "lacking",
     "ray_resources",
 ]
 
-# How long a view of the cluster's nodes is reused: a lost node is seen this much later.
-NODES_CACHE_SECONDS = float(os.environ.get("COMPUTEINFRA_NODES_CACHE_SECONDS") or 2.0)
 # Task-facing names (as in ``ray.remote``) for Ray's own resource names.
 RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
 
@@ -57,36 +52,6 @@ class NodeDirectory(Protocol):
     def alive(self) -> dict[str, dict[str, Any]]:
         """Live nodes by node id: ``{"name": str, "resources": {name: total}}``."""
         ...
-
-
-class RayNodeDirectory:
-    """The Ray cluster's live nodes, read at most once per ``NODES_CACHE_SECONDS``."""
-
-    def __init__(self, ttl: float = NODES_CACHE_SECONDS) -> None:
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._cached: tuple[float, dict[str, dict[str, Any]]] = (-ttl, {})
-
-    def alive(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            at, nodes = self._cached
-            if time.monotonic() - at >= self._ttl:
-                nodes = self._read()
-                self._cached = (time.monotonic(), nodes)
-            return nodes
-
-    @staticmethod
-    def _read() -> dict[str, dict[str, Any]]:
-        import ray
-
-        return {
-            node["NodeID"]: {
-                "name": node.get("NodeName") or node["NodeID"][:12],
-                "resources": dict(node.get("Resources") or {}),
-            }
-            for node in ray.nodes()  # type: ignore[no-untyped-call]
-            if node.get("Alive")
-        }
 
 
 def _describe(resources: Resources) -> str:

@@ -13,7 +13,6 @@ from computeinfra.protocol import Completion, ErrorInfo, Output, Status
 
 __all__ = [
     "Assignment",
-    "AttemptTimedOut",
     "Failure",
     "Forward",
     "Outcome",
@@ -26,10 +25,6 @@ __all__ = [
 
 class WorkerLost(Exception):
     """The worker process died (killed, crashed, out of memory) before answering."""
-
-
-class AttemptTimedOut(Exception):
-    """The attempt ran past its time limit; its worker was killed and is restarting."""
 
 
 @dataclass(frozen=True)

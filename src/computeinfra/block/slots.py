@@ -18,10 +18,10 @@ from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, Completion, encod
 from computeinfra.protocol import key_text as _key_text
 from computeinfra.tasks.registry import TaskRegistry
 
-from .intake import admit
+from .admit import admit
 from .jobs import Assignment, Failure, Forward, Outcome, reject
 from .middleware import MiddlewareChain
-from .outbox import OutboxRecord
+from .transaction import OutboxRecord
 
 __all__ = ["Slot", "SlotMaker"]
 

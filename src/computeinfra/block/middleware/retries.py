@@ -9,7 +9,7 @@ is the job's answer at once, and an invalid request is never retried (it never g
 
 from __future__ import annotations
 
-from computeinfra.cluster.jobs import Assignment, Failure
+from computeinfra.block.jobs import Assignment, Failure
 
 from . import Middleware
 

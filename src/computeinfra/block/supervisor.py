@@ -38,10 +38,10 @@ from .membership import (
     GroupMember,
 )
 from .middleware import Middleware, MiddlewareChain
-from .outbox import AnswerBatch, Outbox, PartitionLost
 from .pipeline import AttemptQueue
 from .positions import ReadPositions
 from .slots import Slot, SlotMaker
+from .transaction import AnswerBatch, Outbox, PartitionLost
 from .worker import WorkerPort
 
 __all__ = ["Supervisor"]
@@ -82,7 +82,7 @@ class Supervisor:
         self.registry = registry or load_registry(settings.task_modules)
         self.topics = tuple(topics)
         self._slots = SlotMaker(settings, self.registry, self.hooks, block, node)
-        self._planner = BatchPlanner()
+        self._planner = BatchPlanner(settings.quick_job_seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._member: GroupMember | None = None

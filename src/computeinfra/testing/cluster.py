@@ -25,11 +25,11 @@ from pathlib import Path
 import psutil
 
 from computeinfra.cluster.connect import read_state
-from computeinfra.config import Settings
-from computeinfra.devstack import _settings_under
+from computeinfra.config import Settings, child_environment
 from computeinfra.errors import ClusterError
 from computeinfra.kafka.local import local_broker
 from computeinfra.kafka.quorum import BrokerQuorum
+from computeinfra.testing.stack import settings_under
 
 __all__ = ["ClusterStack", "cluster_stack", "free_port_range"]
 
@@ -64,7 +64,7 @@ def _clean_env(env: Mapping[str, str]) -> dict[str, str]:
     """Ours, over an environment rid of any other stack's settings (a test session's)."""
     inherited = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in child_environment().items()
         if not k.startswith("COMPUTEINFRA_") and k != "RAY_ADDRESS"
     }
     return {**inherited, **env}
@@ -161,7 +161,7 @@ def _start_kafka(root: Path, env: Mapping[str, str]) -> BrokerQuorum:
         capture_output=True,
         timeout=READY_TIMEOUT_SECONDS,
     )
-    kafka = local_broker(_settings_under(env))
+    kafka = local_broker(settings_under(env))
     assert isinstance(kafka, BrokerQuorum)
     return kafka
 
@@ -199,7 +199,7 @@ def cluster_stack(
     try:
         # The head and the nodes are told where Kafka is, as on separate hosts.
         env = {**kafka_env, "COMPUTEINFRA_BOOTSTRAP": kafka.config.bootstrap}
-        settings = _settings_under(env)
+        settings = settings_under(env)
         head = _start_head(root, env, head_blocks)
         try:
             _wait_log(head, root / "head.log", READY_MARK, READY_TIMEOUT_SECONDS, "the head")

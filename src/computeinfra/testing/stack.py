@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from computeinfra.cluster.connect import read_state
-from computeinfra.config import Settings
+from computeinfra.config import Settings, child_environment
 from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import BrokerConfig, LocalBroker
@@ -56,17 +55,9 @@ class DevStack:
         return f"http://127.0.0.1:{self.env['COMPUTEINFRA_WEB_PORT']}"
 
 
-def _settings_under(env: Mapping[str, str]) -> Settings:
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        return Settings.from_env()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def settings_under(env: Mapping[str, str]) -> Settings:
+    """The settings a child process started with ``env`` over ours would read."""
+    return Settings.from_env(child_environment(env))
 
 
 def _up_command(blocks: int) -> list[str]:
@@ -117,7 +108,7 @@ def dev_stack(
         **(extra_env or {}),
     }
     (root / "inputs").mkdir(parents=True, exist_ok=True)
-    settings = _settings_under(env)
+    settings = settings_under(env)
     broker.start()
     try:
         ensure_topics(settings)
@@ -125,7 +116,7 @@ def dev_stack(
         with log.open("wb") as out:
             process = subprocess.Popen(
                 _up_command(blocks),
-                env={**os.environ, **env},
+                env=child_environment(env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=root,

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from computeinfra.protocol import Completion
 
 if TYPE_CHECKING:
-    from computeinfra.cluster.jobs import Assignment, Failure, Forward
-    from computeinfra.cluster.outbox import OutboxRecord
+    from computeinfra.block.jobs import Assignment, Failure, Forward
+    from computeinfra.block.transaction import OutboxRecord
     from computeinfra.errors import RequestError
 
 __all__ = ["Middleware", "MiddlewareChain"]
