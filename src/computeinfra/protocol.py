@@ -28,13 +28,16 @@ __all__ = [
     "LANE_PREFIX",
     "PENDING_TOPIC",
     "PROTOCOL_VERSION",
+    "BlockState",
     "Completion",
     "ErrorInfo",
+    "FailureKind",
     "JobRequest",
     "JobState",
     "JobStatus",
     "Output",
     "Status",
+    "TerminalState",
     "decode_completion",
     "decode_job_status",
     "decode_request",
@@ -64,12 +67,50 @@ MAX_ATTEMPTS_CAP = 10
 MAX_TIME_LIMIT_SECONDS = 3600.0
 
 
-class Status(StrEnum):
-    """Terminal states of a job. Every key ends with exactly one of them."""
+class JobState(StrEnum):
+    """Where a job is in its life: ``pending`` and ``running``, then exactly one terminal
+    state (``TerminalState``), which its completion carries."""
 
+    PENDING = "pending"
+    RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+# The one enum of job states; ``Status`` is its name in the public API since version 0.1.
+Status = JobState
+TerminalState = Literal[JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED]
+
+
+class FailureKind(StrEnum):
+    """``error.type`` of a job that failed for a reason of the system's, not of its task's
+    own code (a task's exception is named by its class)."""
+
+    WORKER_LOST = "WorkerLost"  # the worker process died (killed, crashed, out of memory)
+    TIME_LIMIT = "TimeLimitExceeded"  # an attempt ran past its time limit; its worker killed
+    MIDDLEWARE = "MiddlewareError"  # a middleware hook raised while the job was handled
+    INTERNAL = "InternalError"  # a bug of ours; the job still gets its one answer
+
+
+class BlockState(StrEnum):
+    """What a working block is doing, as ``computeinfra blocks`` and ``/metrics`` show it."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RETRY_BACKOFF = "retry-backoff"
+    RESTARTING_WORKER = "restarting-worker"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    # Its consume thread died; it is being restarted (the error says why).
+    DEAD = "dead"
+    # Its supervisor did not answer a status request (its actor is gone or restarting).
+    UNREACHABLE = "unreachable"
 
 
 class JobRequest(BaseModel):
@@ -132,7 +173,7 @@ class Completion(BaseModel):
     version: Literal[1] = PROTOCOL_VERSION
     key: str
     task: str | None = Field(description="Null when the request was not readable.")
-    status: Status
+    status: TerminalState
     result_dir: str | None
     outputs: list[Output] = Field(default_factory=list)
     result: Any = Field(default=None, description="The task's JSON summary, if it returns one.")
@@ -213,16 +254,6 @@ def key_problem(key: bytes) -> str | None:
     return None
 
 
-class JobState(StrEnum):
-    """Where a job is in its life: ``pending`` and ``running``, then a terminal ``Status``."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REJECTED = "rejected"
-
-
 class JobStatus(BaseModel):
     """A lifecycle step of a job, published on the compacted ``jobStatus`` topic under its key.
 
@@ -252,7 +283,7 @@ class JobStatus(BaseModel):
 
     @property
     def terminal(self) -> bool:
-        return self.state not in (JobState.PENDING, JobState.RUNNING)
+        return self.state.terminal
 
 
 def encode_job_status(status: JobStatus) -> bytes:

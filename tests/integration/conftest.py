@@ -18,11 +18,15 @@ BLOCKS = 2
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    root = tmp_path_factory.mktemp("stack")
+    (root / "flags").mkdir()
     extra = {
         "COMPUTEINFRA_TASKS": "sample_tasks",
+        "COMPUTEINFRA_MIDDLEWARE": "sample_middleware:SampleHooks",
+        "SAMPLE_MIDDLEWARE_FLAGS": str(root / "flags"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
     }
-    with dev_stack(tmp_path_factory.mktemp("stack"), BLOCKS, extra) as running:
+    with dev_stack(root, BLOCKS, extra) as running:
         saved = {name: os.environ.get(name) for name in running.env}
         os.environ.update(running.env)  # the test process reads the same settings as the stack
         try:

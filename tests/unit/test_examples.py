@@ -22,3 +22,18 @@ def test_readme_user_task_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(RequestError, match="payload.times"):
         shout.validate({"text": "hi", "times": 0})
     sys.modules.pop("my_tasks", None)
+
+
+def test_readme_middleware_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from computeinfra.block.jobs import Assignment
+    from computeinfra.block.middleware import HookError, MiddlewareChain
+    from computeinfra.block.middleware.loading import load_middleware
+    from computeinfra.tasks.sleep import SleepPayload
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    chain = MiddlewareChain(load_middleware(["middleware:AuditTrail"]))
+    chain.before_dispatch(Assignment("a", "sleep", SleepPayload(seconds=0), "out", None))
+    blocked = Assignment("b", "word-count", SleepPayload(seconds=0), "out", None)
+    with pytest.raises(HookError, match="AuditTrail.before_dispatch raised PermissionError"):
+        chain.before_dispatch(blocked)
+    sys.modules.pop("middleware", None)

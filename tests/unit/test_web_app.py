@@ -109,7 +109,8 @@ def test_safe_names() -> None:
 
 def test_metrics_text_from_the_analyzer_figures() -> None:
     figures = ClusterFigures(Settings(), fetch=lambda _s: {"analyzer": SNAPSHOT, "blocks": [
-        {"block": 0, "job": "k"}, {"block": 1, "job": None}]})  # fmt: skip
+        {"block": 0, "job": "k", "restarts": 1, "hook_errors": 4},
+        {"block": 1, "job": None, "state": "dead", "error": "SystemExit"}]})  # fmt: skip
     text = exposition(figures).decode()
     assert 'computeinfra_jobs_completed_total{status="failed",task="sleep"} 1.0' in text
     assert 'computeinfra_queue_wait_seconds_bucket{le="1.0",task="sleep"} 3.0' in text
@@ -117,6 +118,9 @@ def test_metrics_text_from_the_analyzer_figures() -> None:
     assert 'computeinfra_worker_restarts_total{block="1"} 2.0' in text
     assert "computeinfra_consumer_lag 5.0" in text
     assert "computeinfra_blocks_busy 1.0" in text
+    assert 'computeinfra_block_restarts_total{block="0"} 1.0' in text
+    assert 'computeinfra_middleware_errors_total{block="0"} 4.0' in text
+    assert 'computeinfra_block_dead{block="1"} 1.0' in text
 
 
 def test_stats_without_ray_is_a_503_saying_so(

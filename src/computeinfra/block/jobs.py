@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from computeinfra.errors import RequestError
-from computeinfra.protocol import Completion, ErrorInfo, Output, Status
+from computeinfra.protocol import ErrorInfo, FailureKind, Output, Status
 
 __all__ = [
     "Assignment",
@@ -17,9 +16,7 @@ __all__ = [
     "Forward",
     "Outcome",
     "WorkerLost",
-    "complete",
     "judge",
-    "reject",
 ]
 
 
@@ -73,7 +70,7 @@ class Outcome:
 class Failure:
     """Why an attempt did not succeed, as the retry policy sees it."""
 
-    type: str  # "WorkerLost", "TimeLimitExceeded", or the task's exception class
+    type: FailureKind | str  # a kind of ours, or the task's exception class
     message: str
     outcome: Outcome | None = None  # what the worker reported, when it could report
 
@@ -97,46 +94,3 @@ def judge(result: Outcome | Failure) -> Outcome | Failure:
     if isinstance(result, Outcome) and result.status is Status.FAILED and result.error:
         return Failure(result.error.type, result.error.message, result)
     return result
-
-
-def complete(
-    assignment: Assignment, outcome: Outcome, *, block: int | None, node: str | None
-) -> Completion:
-    return Completion(
-        key=assignment.key,
-        task=assignment.task,
-        status=outcome.status,
-        result_dir=assignment.result_dir,
-        outputs=list(outcome.outputs),
-        result=outcome.result,
-        error=outcome.error,
-        attempts=assignment.attempt,
-        submitted_at=assignment.submitted_at,
-        started_at=outcome.started_at,
-        finished_at=outcome.finished_at,
-        block=block,
-        node=node,
-    )
-
-
-def reject(
-    key: str,
-    error: RequestError,
-    *,
-    task: str | None,
-    result_dir: str | None,
-    submitted_at: float | None,
-    block: int | None = None,
-    node: str | None = None,
-) -> Completion:
-    return Completion(
-        key=key,
-        task=task,
-        status=Status.REJECTED,
-        result_dir=result_dir,
-        error=ErrorInfo(type=type(error).__name__, message=str(error), field=error.field),
-        attempts=0,
-        submitted_at=submitted_at,
-        block=block,
-        node=node,
-    )

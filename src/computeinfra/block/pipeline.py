@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from computeinfra.protocol import FailureKind
+
 from .jobs import Assignment, Failure, Outcome, WorkerLost
 from .worker import WorkerCall, WorkerPort
 
@@ -111,11 +113,11 @@ class AttemptQueue:
                 head,
                 f"attempt {{attempt}} ran past its time limit of {limit:g} s; "
                 "its worker was restarted",
-                kind="TimeLimitExceeded",
+                kind=FailureKind.TIME_LIMIT,
             )
         self._last_answer_at = time.monotonic()
 
-    def _lost(self, head: _Call, message: str, kind: str = "WorkerLost") -> None:
+    def _lost(self, head: _Call, message: str, kind: FailureKind = FailureKind.WORKER_LOST) -> None:
         """``head`` is lost with its worker; resend what never ran, or ran uncounted."""
         self._on_worker_lost()
         behind = list(self._calls)[1:]

@@ -7,6 +7,7 @@ every decision that needs no worker, so the supervisor's loop only schedules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -14,13 +15,20 @@ from confluent_kafka import Message
 
 from computeinfra.config import Settings
 from computeinfra.errors import RequestError
-from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, Completion, encode_completion
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    DEAD_TOPIC,
+    Completion,
+    FailureKind,
+    encode_completion,
+)
 from computeinfra.protocol import key_text as _key_text
 from computeinfra.tasks.registry import TaskRegistry
 
 from .admit import admit
-from .jobs import Assignment, Failure, Forward, Outcome, reject
-from .middleware import MiddlewareChain
+from .answers import answer_records, failed, reject
+from .jobs import Assignment, Failure, Forward, Outcome
+from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
 __all__ = ["Slot", "SlotMaker"]
@@ -60,11 +68,14 @@ class SlotMaker:
         slot = Slot(message)
         raw_key: bytes | None = message.key()
         if not raw_key:
-            self._hooks.on_received(None, None)
+            with contextlib.suppress(HookError):  # logged and counted; the record is dead
+                self._hooks.on_received(None, None)
             slot.records = self._dead_letter(message)
             return slot
         try:
             self._intake(slot, raw_key)
+        except HookError as error:
+            self.answer_hook_error(slot, error)
         except Exception as exc:  # a bug must still answer the job, never skip or loop on it
             _log.exception("block %s: internal error on %s", self._block, _key_text(raw_key))
             self.answer_error(slot, exc)
@@ -77,12 +88,19 @@ class SlotMaker:
         request, verdict = admit(
             raw_key, message.value(), record_time, self._registry, self._settings
         )
-        self._hooks.on_received(_key_text(raw_key), request.task if request else None)
+        if isinstance(verdict, Assignment):
+            slot.assignment = verdict  # so that a hook failing now is answered against it
+        try:
+            self._hooks.on_received(_key_text(raw_key), request.task if request else None)
+        except HookError:
+            if slot.assignment is not None:
+                raise
+            # Logged and counted; an invalid request still gets its rejection below.
         if isinstance(verdict, Assignment):
             decision = self._hooks.placement(verdict)
             if decision is None:
-                slot.assignment = verdict
                 return
+            slot.assignment = None
             if isinstance(decision, Forward):
                 slot.records = [self._forward(message, decision)]
                 return
@@ -100,12 +118,41 @@ class SlotMaker:
         self.answer(slot, completion)
 
     def answer(self, slot: Slot, completion: Completion) -> None:
-        """Set ``slot``'s answer: its completion plus what middleware adds to it."""
-        record = OutboxRecord(COMPLETED_TOPIC, slot.message.key(), encode_completion(completion))
-        extra = self._hooks.extra_records(completion, slot.message.value())
-        slot.records = [record, *extra]
+        """Set ``slot``'s answer: its completion plus what middleware adds to it. If a
+        middleware fails to add its records, the answer is that failure instead."""
+        key, value = slot.message.key(), slot.message.value()
+        try:
+            slot.records = answer_records(key, completion, value, self._hooks)
+        except HookError as error:
+            if slot.assignment is not None:  # a job, not a rejection: it fails with the hook
+                completion = self._hook_failure(slot.assignment, error, completion.attempts)
+            slot.records = self._records_despite_hooks(key, completion, value)
         slot.completion = completion
         slot.assignment = None
+
+    def _records_despite_hooks(
+        self, key: bytes | None, completion: Completion, value: bytes | None
+    ) -> list[OutboxRecord]:
+        """The answer's records; just the completion if a middleware fails again."""
+        try:
+            return answer_records(key, completion, value, self._hooks)
+        except HookError:
+            return [OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))]
+
+    def answer_hook_error(self, slot: Slot, error: HookError, attempts: int = 0) -> None:
+        """A hook raised while ``slot``'s job was handled: the job fails with it."""
+        assert slot.assignment is not None, "only a job's hooks raise HookError"
+        self.answer(slot, self._hook_failure(slot.assignment, error, attempts))
+
+    def _hook_failure(self, assignment: Assignment, error: HookError, attempts: int) -> Completion:
+        return failed(
+            assignment,
+            FailureKind.MIDDLEWARE,
+            str(error),
+            attempts=attempts,
+            block=self._block,
+            node=self._node,
+        )
 
     def answer_error(self, slot: Slot, exc: Exception) -> None:
         """Answer with a rejection that names an internal error (a bug, never the user's)."""

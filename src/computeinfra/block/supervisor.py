@@ -15,7 +15,6 @@ group member, so a restarted one takes its partitions straight back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -27,30 +26,31 @@ from typing import Any
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
-from computeinfra.protocol import PENDING_TOPIC
+from computeinfra.protocol import PENDING_TOPIC, BlockState
 from computeinfra.tasks.registry import TaskRegistry, load_registry
 
+from .answers import complete
 from .batching import MAX_JOBS_PER_CALL, BatchPlanner
-from .jobs import Failure, Outcome, complete, judge
+from .jobs import Failure, Outcome, judge
 from .membership import (
     BATCH_SECONDS,
     ConsumerDead,
     GroupMember,
 )
-from .middleware import Middleware, MiddlewareChain
+from .middleware import HookError, Middleware, MiddlewareChain
 from .pipeline import AttemptQueue
 from .positions import ReadPositions
 from .slots import Slot, SlotMaker
 from .transaction import AnswerBatch, Outbox, PartitionLost
 from .worker import WorkerPort
+from .worker_link import WorkerLink
 
 __all__ = ["Supervisor"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-WORKER_BACK_TIMEOUT_SECONDS = 120.0
-WORKER_ASK_TIMEOUT_SECONDS = 5.0
-WORKER_POLL_SECONDS = 0.05
 STATUS_WORKER_TIMEOUT_SECONDS = 5.0
+# Pause before a dead consume thread starts again (so a fault that repeats does not spin).
+RESTART_PAUSE_SECONDS = 1.0
 MAX_ANSWERS_PER_TRANSACTION = 1000
 
 
@@ -89,14 +89,13 @@ class Supervisor:
         self._outbox: Outbox | None = None
         self._answers = AnswerBatch()
         self._positions = ReadPositions()
-        self.state = "starting"
+        self.state: BlockState = BlockState.STARTING
         self.job: str | None = None
         self.processed = 0
-        self.worker_pid: int | None = None
-        # The process jobs are sent to, as this supervisor last confirmed it. Not
-        # ``worker_pid``, which status() refreshes from another thread: after a loss it may
-        # already name the new process, which must not be mistaken for the lost one.
-        self._sending_to: int | None = None
+        self._attempts_made = 0  # of the job being finished, for a hook that fails on it
+        self._link = WorkerLink(worker, block, self._stop)
+        self.error: str | None = None  # why the consume thread last died
+        self.restarts = 0  # times the consume thread died and started again
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,7 +112,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         # Asked afresh: Ray may have restarted an idle worker without this supervisor noticing.
-        self._refresh_worker_pid(STATUS_WORKER_TIMEOUT_SECONDS)
+        self._link.refresh(STATUS_WORKER_TIMEOUT_SECONDS)
         assigned = self._member.assigned if self._member else set()
         return {
             "block": self.block,
@@ -125,30 +124,68 @@ class Supervisor:
             "lanes": sorted(f"{t}:{p}" for t, p in assigned if t != PENDING_TOPIC),
             "processed": self.processed,
             "transactions": self._outbox.transactions if self._outbox else 0,
+            "restarts": self.restarts,
+            "error": self.error,
+            "hook_errors": self.hooks.errors,
         }
 
     def _run(self) -> None:
-        self._refresh_worker_pid()
-        self._sending_to = self.worker_pid
+        """The consume thread. Whatever ends a round of it (a bug, a broker away for longer
+        than a client survives), the block says so and starts again with new clients, reading
+        from the committed offsets: it never stops consuming while its actor lives."""
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except BaseException as exc:  # any end of a round, SystemExit from a hook included
+                self._died(exc)
+        self._shut_down()
+
+    def _serve(self) -> None:
+        self._link.refresh()
+        self._link.send_to_current()
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
         self._member = GroupMember(self.settings, self.member_id, self.topics)
-        self.state = "idle"
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._loop(self._member)
-                except ConsumerDead as dead:
-                    # No answer is held across a poll, so nothing is lost: the new consumer
-                    # reads from the committed offsets.
-                    self._member.rejoin(dead)
-                    self._answers, self._positions = AnswerBatch(), ReadPositions()
-        finally:
-            self.state = "stopping"
-            with contextlib.suppress(_Fenced):
+        self.state = BlockState.IDLE
+        while not self._stop.is_set():
+            try:
+                self._loop(self._member)
+            except ConsumerDead as dead:
+                # No answer is held across a poll, so nothing is lost: the new consumer
+                # reads from the committed offsets.
+                self._member.rejoin(dead)
+                self._answers, self._positions = AnswerBatch(), ReadPositions()
+
+    def _died(self, exc: BaseException) -> None:
+        """The consume thread's round ended by ``exc``: report it, drop what is uncommitted
+        (it is read again), and pause before the next round."""
+        self.state, self.job = BlockState.DEAD, None
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.restarts += 1
+        _log.error(
+            "block %s: consume thread died, restarting it: %s", self.block, exc, exc_info=exc
+        )
+        self._close_clients()
+        self._answers, self._positions = AnswerBatch(), ReadPositions()
+        self._stop.wait(RESTART_PAUSE_SECONDS)
+
+    def _shut_down(self) -> None:
+        self.state = BlockState.STOPPING
+        if self._member is not None and self._outbox is not None:
+            try:
                 self._commit()
-            self._member.close()
-            self._outbox.close()
-            self.state = "stopped"
+            except Exception as exc:  # _Fenced or the broker away: the records are read again
+                _log.warning("block %s: last commit on stop failed: %s", self.block, exc)
+        self._close_clients()
+        self.state = BlockState.STOPPED
+
+    def _close_clients(self) -> None:
+        member, outbox, self._member, self._outbox = self._member, self._outbox, None, None
+        for client in (member, outbox):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception as exc:  # a client in a bad state must not block the rest
+                    _log.warning("block %s: closing %s: %s", self.block, type(client), exc)
 
     def _loop(self, member: GroupMember) -> None:
         while not self._stop.is_set():
@@ -164,7 +201,7 @@ class Supervisor:
             except _Fenced:
                 self._rewind()
             finally:
-                self.state, self.job = "idle", None
+                self.state, self.job = BlockState.IDLE, None
 
     # -- a batch of records --------------------------------------------------------------------
 
@@ -192,6 +229,7 @@ class Supervisor:
                 cut = self._stop.is_set() or (index > 0 and time.monotonic() > deadline)
                 while unsent and len(queue) < self.settings.pipeline_depth and not cut:
                     self._send(queue, unsent, sent)
+            if slot.assignment is not None:  # still to run (not answered on dispatch)
                 if slot.outcome is None and not (sent and sent[0] is slot):
                     return index
                 try:
@@ -211,17 +249,28 @@ class Supervisor:
         upcoming = islice(unsent, MAX_JOBS_PER_CALL)
         tasks = [slot.assignment.task if slot.assignment else "" for slot in upcoming]
         group = [unsent.popleft() for _ in range(self._planner.take(tasks))]
-        assignments = [slot.assignment for slot in group if slot.assignment is not None]
-        for assignment in assignments:
-            self.hooks.before_dispatch(assignment)
-        queue.send(assignments)
-        sent.extend(group)
+        ready = [slot for slot in group if self._dispatching(slot)]
+        if ready:
+            queue.send([slot.assignment for slot in ready if slot.assignment is not None])
+            sent.extend(ready)
 
-    def _finish(self, slot: Slot, queue: AttemptQueue, sent: deque[Slot]) -> None:
+    def _dispatching(self, slot: Slot) -> bool:
+        """Run ``before_dispatch``; if a hook raises, the job is answered with that instead
+        of being sent."""
+        assert slot.assignment is not None
+        try:
+            self.hooks.before_dispatch(slot.assignment)
+        except HookError as error:
+            self._slots.answer_hook_error(slot, error, attempts=slot.assignment.attempt - 1)
+            return False
+        return True
+
+    def _run_to_end(self, slot: Slot, queue: AttemptQueue, sent: deque[Slot]) -> None:
         """Wait for ``slot``'s job to end (retrying as the policy says) and set its answer."""
         assignment = slot.assignment
         assert assignment is not None
-        self.state, self.job = "busy", assignment.key
+        self.state, self.job = BlockState.BUSY, assignment.key
+        self._attempts_made = assignment.attempt
         started = time.time()
         result = judge(slot.outcome or self._collect(queue, sent))
         ran = result if isinstance(result, Outcome) else result.outcome
@@ -237,16 +286,25 @@ class Supervisor:
                 later.outcome = attempt.result  # collected now, answered in their turn
             sent.clear()
             self._commit()  # nothing ready should wait out a backoff
-            self.state = "retry-backoff"
+            self.state = BlockState.RETRY_BACKOFF
             self._stop.wait(delay)  # a stop request cuts the backoff short, not the job
-            self.state = "busy"
+            self.state = BlockState.BUSY
             assignment = assignment.next_attempt()
             self.hooks.before_dispatch(assignment)
             queue.send([assignment])
+            self._attempts_made = assignment.attempt
             started = time.time()
             result = judge(queue.collect(self._idle).result)
         assert isinstance(result, Outcome)
         self._slots.answer(slot, complete(assignment, result, block=self.block, node=self.node))
+
+    def _finish(self, slot: Slot, queue: AttemptQueue, sent: deque[Slot]) -> None:
+        """Wait for ``slot``'s job to end and set its answer; a hook that raises on the way
+        is the job's answer instead."""
+        try:
+            self._run_to_end(slot, queue, sent)
+        except HookError as error:
+            self._slots.answer_hook_error(slot, error, attempts=self._attempts_made)
 
     def _collect(self, queue: AttemptQueue, sent: deque[Slot]) -> Outcome | Failure:
         sent.popleft()
@@ -298,37 +356,12 @@ class Supervisor:
     # -- the worker ----------------------------------------------------------------------------
 
     def _wait_for_worker(self) -> None:
-        """Block until a new worker process answers, and only then send it anything.
-
-        Ray fails a call to a worker it is still restarting at once (ActorUnavailableError),
-        and a call sent right after ``kill`` can still reach the old process and die with
-        it; either would spend an attempt of a job that never ran.
-        """
+        """Block until a new worker process answers, and only then send it anything."""
         self.hooks.on_worker_restart()
-        self.state = "restarting-worker"
-        lost_pid, deadline = self._sending_to, time.monotonic() + WORKER_BACK_TIMEOUT_SECONDS
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            pid = self._worker_pid_now(WORKER_ASK_TIMEOUT_SECONDS)
-            if pid is not None and pid != lost_pid:
-                self.worker_pid = self._sending_to = pid
-                break
-            self._stop.wait(WORKER_POLL_SECONDS)  # polling a condition with a deadline
-        else:
-            if not self._stop.is_set():  # sending will surface the failure
-                _log.warning(
-                    "block %s: no new worker after %.0f s", self.block, WORKER_BACK_TIMEOUT_SECONDS
-                )
-        self.state = "busy"
+        self.state = BlockState.RESTARTING_WORKER
+        self._link.wait_for_new()
+        self.state = BlockState.BUSY
 
-    def _worker_pid_now(self, timeout: float) -> int | None:
-        """The worker's pid, or None if it did not answer (dead, restarting or busy)."""
-        try:
-            return int(self.worker.describe(timeout)["pid"])
-        except Exception as exc:  # the next submit will surface a real failure
-            _log.debug("block %s: worker did not answer: %s", self.block, exc)
-            return None
-
-    def _refresh_worker_pid(self, timeout: float = 60.0) -> None:
-        self.worker_pid = self._worker_pid_now(timeout)
-        if self.worker_pid is None:
-            _log.warning("block %s: worker did not answer within %.0f s", self.block, timeout)
+    @property
+    def worker_pid(self) -> int | None:
+        return self._link.pid

@@ -13,6 +13,7 @@ from rich.table import Table
 from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses
 from computeinfra.config import Settings
 from computeinfra.errors import ConfigError
+from computeinfra.protocol import BlockState
 from computeinfra.runtime.up import serve
 from computeinfra.schemas import write_schemas
 from computeinfra.tasks.registry import load_registry
@@ -27,18 +28,30 @@ STATS_TIMEOUT_SECONDS = 30.0
 
 def _blocks_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(
-        "block", "node", "state", "job", "supervisor pid", "worker pid", "processed", "partitions"
+        "block",
+        "node",
+        "state",
+        "job",
+        "supervisor pid",
+        "worker pid",
+        "processed",
+        "partitions",
+        "restarts",
     )
     for row in rows:
+        state = str(row.get("state"))
+        if row.get("state") in (BlockState.DEAD, BlockState.UNREACHABLE) and row.get("error"):
+            state += f": {row['error']}"
         table.add_row(
             str(row.get("block")),
             str(row.get("node_name") or (row.get("node") or "—")[:12]),
-            str(row.get("state")),
+            state,
             str(row.get("job") or "—"),
             str(row.get("supervisor_pid")),
             str(row.get("worker_pid")),
             str(row.get("processed", "")),
             ",".join(map(str, row.get("partitions", []))),
+            str(row.get("restarts", 0)),
         )
     return table
 

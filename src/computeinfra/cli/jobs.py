@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import Message
 
 from computeinfra.client.lookup import job_state
 from computeinfra.client.sdk import Client
 from computeinfra.config import Settings
 from computeinfra.errors import JobTimeout, RequestError
 from computeinfra.kafka.admin import check_reachable
-from computeinfra.kafka.clients import end_offsets, partition_count, reader
+from computeinfra.kafka.follow import BEGINNING, END, TopicFollower
 from computeinfra.protocol import COMPLETED_TOPIC, decode_completion
 
 from .batch import read_jsonl, submit_many
@@ -25,6 +26,8 @@ __all__ = ["register"]
 
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 3
+# How often `watch` wakes while nothing arrives, so Ctrl-C is served promptly.
+WATCH_WAKE_SECONDS = 0.5
 
 
 def _read_payload(raw: str) -> dict[str, Any]:
@@ -105,20 +108,22 @@ def watch(
     """Print a line per completion as it arrives (Ctrl-C to stop)."""
     settings = Settings.from_env()
     check_reachable(settings.bootstrap_servers)
-    consumer = reader(settings.bootstrap_servers, client_id="computeinfra-watch")
-    partitions = partition_count(consumer, COMPLETED_TOPIC)
-    start = end_offsets(consumer, COMPLETED_TOPIC, partitions)
-    if from_beginning:
-        for tp in start:
-            tp.offset = OFFSET_BEGINNING
-    consumer.assign(start)
+    arrived: queue.Queue[Message] = queue.Queue()
+    follower = TopicFollower(
+        settings.bootstrap_servers,
+        (COMPLETED_TOPIC,),
+        arrived.put,
+        start=BEGINNING if from_beginning else END,
+        client_id="computeinfra-watch",
+    ).start(assign_now=True)
     # On stderr in both modes: it tells a person (and a script) that watching has begun.
     err_console.print("watching completedJobs (Ctrl-C to stop)…")
     seen = 0
     try:
         while count is None or seen < count:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
+            try:
+                message = arrived.get(timeout=WATCH_WAKE_SECONDS)
+            except queue.Empty:
                 continue
             completion = decode_completion(message.value() or b"")
             seen += 1
@@ -128,7 +133,7 @@ def watch(
                 console.print(notification_line(completion), soft_wrap=True)
             sys.stdout.flush()
     finally:
-        consumer.close()
+        follower.stop()
 
 
 def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:

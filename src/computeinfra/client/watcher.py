@@ -8,9 +8,9 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Message, Producer
 
-from computeinfra.kafka.clients import end_offsets, partition_count, reader
+from computeinfra.kafka.follow import END, TopicFollower
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
 
 __all__ = ["CompletionWatcher", "settle"]
@@ -34,18 +34,20 @@ class CompletionWatcher:
     """
 
     def __init__(self, bootstrap: str, producer: Producer | None = None) -> None:
-        self._consumer: Consumer = reader(bootstrap, client_id="computeinfra-watcher")
-        partitions = partition_count(self._consumer, COMPLETED_TOPIC)
-        # Explicit offsets, not OFFSET_END: a job that completes before the first fetch
-        # would otherwise be skipped.
-        self._consumer.assign(end_offsets(self._consumer, COMPLETED_TOPIC, partitions))
-        self._producer = producer
         self._lock = threading.Lock()
         self._waiting: dict[str, list[Future[Completion]]] = {}
         self._recent: OrderedDict[str, Completion] = OrderedDict()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="computeinfra-watcher", daemon=True)
-        self._thread.start()
+        # From the end as it is now, fixed before the first submit can complete.
+        self._follower = TopicFollower(
+            bootstrap,
+            (COMPLETED_TOPIC,),
+            self._handle,
+            start=END,
+            client_id="computeinfra-watcher",
+            # Delivery reports for submits are served on the same thread.
+            between_polls=(lambda: producer.poll(0)) if producer is not None else None,
+            poll_seconds=POLL_SECONDS,
+        ).start(assign_now=True)
 
     def expect(self, key: str) -> Future[Completion]:
         """A future for ``key``'s next completion (or one seen since the watcher started)."""
@@ -77,21 +79,13 @@ class CompletionWatcher:
         for future in futures:
             settle(future, completion)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._producer is not None:
-                self._producer.poll(0)  # serve delivery reports for submits
-            message = self._consumer.poll(POLL_SECONDS)
-            if message is None or message.error():
-                continue
-            try:
-                self._resolve(decode_completion(message.value() or b""))
-            except ValueError as exc:
-                _log.warning(
-                    "skipping unreadable completion at offset %s: %s", message.offset(), exc
-                )
+    def _handle(self, message: Message) -> None:
+        try:
+            completion = decode_completion(message.value() or b"")
+        except ValueError as exc:
+            _log.warning("skipping unreadable completion at offset %s: %s", message.offset(), exc)
+            return
+        self._resolve(completion)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
+        self._follower.stop()

@@ -20,6 +20,7 @@ from computeinfra.analyzer.events import JobEvent
 from computeinfra.analyzer.feed import TopicFeed
 from computeinfra.block.jobs import Assignment, Outcome, WorkerLost
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
+from computeinfra.block.middleware.loading import load_middleware
 from computeinfra.block.middleware.placement import ResourcePlacement
 from computeinfra.block.middleware.reporting import AnalyzerReporter
 from computeinfra.block.middleware.retries import RetryPolicy
@@ -109,6 +110,7 @@ class _SupervisorHost:
                 RetryPolicy(settings.retry_backoff, settings.retry_backoff_max),
                 DeadLetterFailures(),
                 StatusPublisher(settings.bootstrap_servers, block, node),
+                *load_middleware(settings.middleware),
             ],
             node=node,
             member_id=member_id,

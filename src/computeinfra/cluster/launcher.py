@@ -14,6 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError
+from computeinfra.protocol import BlockState
 
 from .actors import AnalyzerActor, SupervisorActor, WorkerActor, actor_name
 from .connect import connect
@@ -85,7 +86,7 @@ def wait_blocks_ready(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         statuses = _statuses(supervisors)
-        if all(s["state"] == "idle" and s["worker_pid"] for s in statuses) and (
+        if all(s["state"] == BlockState.IDLE and s["worker_pid"] for s in statuses) and (
             not settled or group_settled(statuses)
         ):
             return
@@ -151,7 +152,7 @@ def _statuses(supervisors: list[Any]) -> list[dict[str, Any]]:
             result.append(
                 {
                     "block": index,
-                    "state": "unreachable",
+                    "state": BlockState.UNREACHABLE,
                     "error": str(exc),
                     "worker_pid": None,
                     "job": None,

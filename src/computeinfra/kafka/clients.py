@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from computeinfra.config import ToolSettings
 from computeinfra.errors import ConfigError, KafkaError
@@ -129,14 +129,3 @@ def partition_count(client: Consumer | Producer, topic: str) -> int:
             "or create it with `computeinfra kafka topics`"
         )
     return len(found.partitions)
-
-
-def end_offsets(client: Consumer, topic: str, partitions: int) -> list[TopicPartition]:
-    """The current end of every partition, as explicit offsets to start reading from."""
-    result = []
-    for partition in range(partitions):
-        _low, high = client.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_SECONDS
-        )
-        result.append(TopicPartition(topic, partition, high))
-    return result

@@ -11,10 +11,10 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from computeinfra.errors import RequestError
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
+from computeinfra.kafka.follow import TopicFollower, tail
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     JOB_STATUS_TOPIC,
@@ -30,8 +30,6 @@ from computeinfra.web.models import JobView
 __all__ = ["EventHub", "JobFeed", "sse_stream"]
 
 _log = logging.getLogger("computeinfra.web")
-POLL_SECONDS = 0.2
-TOPIC_WAIT_SECONDS = 2.0
 SUBSCRIBER_QUEUE = 1000
 HEARTBEAT_SECONDS = 15.0
 TOPICS = (PENDING_TOPIC, JOB_STATUS_TOPIC, COMPLETED_TOPIC)
@@ -92,57 +90,19 @@ async def sse_stream(hub: EventHub) -> AsyncIterator[str]:
 class JobFeed:
     """Reads the last ``tail`` records of each partition of the job topics, then follows them."""
 
-    def __init__(self, bootstrap: str, board: JobBoard, hub: EventHub, tail: int) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, bootstrap: str, board: JobBoard, hub: EventHub, tail_records: int) -> None:
         self._board = board
         self._hub = hub
-        self._tail = tail
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="web-job-feed", daemon=True)
-        self.caught_up = threading.Event()
+        self._follower = TopicFollower(
+            bootstrap, TOPICS, self._handle, start=tail(tail_records), client_id="computeinfra-web"
+        )
+        self.caught_up = self._follower.caught_up
 
     def start(self) -> None:
-        self._thread.start()
+        self._follower.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _starts(self, consumer: Consumer) -> list[TopicPartition]:
-        starts = []
-        for topic in TOPICS:
-            for partition in range(partition_count(consumer, topic)):
-                tp = TopicPartition(topic, partition)
-                low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-                starts.append(TopicPartition(topic, partition, max(low, high - self._tail)))
-        return starts
-
-    def _assign(self) -> Consumer | None:
-        consumer = reader(self._bootstrap, client_id="computeinfra-web")
-        while not self._stop.is_set():
-            try:
-                consumer.assign(self._starts(consumer))
-                return consumer
-            except Exception as exc:  # topics not created yet, or the broker is away
-                _log.warning("web feed waiting for the job topics: %s", exc)
-                self._stop.wait(TOPIC_WAIT_SECONDS)
-        consumer.close()
-        return None
-
-    def _run(self) -> None:
-        consumer = self._assign()
-        if consumer is None:
-            return
-        try:
-            while not self._stop.is_set():
-                message = consumer.poll(POLL_SECONDS)
-                if message is None:
-                    self.caught_up.set()
-                    continue
-                if not message.error():
-                    self._handle(message)
-        finally:
-            consumer.close()
+        self._follower.stop()
 
     def _handle(self, message: Message) -> None:
         raw_key = message.key()

@@ -15,7 +15,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from computeinfra.errors import ClusterError
-from computeinfra.protocol import Status
+from computeinfra.protocol import BlockState, Status
 from computeinfra.web.figures import ClusterFigures
 
 __all__ = ["CONTENT_TYPE", "ClusterCollector", "exposition"]
@@ -73,6 +73,7 @@ def _cluster_metrics(analyzer: dict[str, Any], blocks: list[dict[str, Any]]) -> 
         yield GaugeMetricFamily(
             f"{PREFIX}_consumer_lag", "Records on pendingJobs not yet committed.", value=backlog
         )
+    yield from _block_metrics(blocks)
     busy = sum(1 for b in blocks if b.get("job"))
     yield GaugeMetricFamily(f"{PREFIX}_blocks", "Working blocks.", value=len(blocks))
     yield GaugeMetricFamily(f"{PREFIX}_blocks_busy", "Blocks running a job.", value=busy)
@@ -80,6 +81,28 @@ def _cluster_metrics(analyzer: dict[str, Any], blocks: list[dict[str, Any]]) -> 
     yield GaugeMetricFamily(
         f"{PREFIX}_throughput_per_second", "Completions per second, last minute.", value=throughput
     )
+
+
+def _block_metrics(blocks: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per block: consume-thread restarts, middleware hooks that raised, and whether it is
+    dead right now (its thread died and is starting again)."""
+    restarts = CounterMetricFamily(
+        f"{PREFIX}_block_restarts",
+        "Times a block's consume thread died and restarted.",
+        labels=["block"],
+    )
+    hook_errors = CounterMetricFamily(
+        f"{PREFIX}_middleware_errors", "Middleware hooks that raised.", labels=["block"]
+    )
+    dead = GaugeMetricFamily(
+        f"{PREFIX}_block_dead", "1 while a block's consume thread is dead.", labels=["block"]
+    )
+    for row in blocks:
+        name = str(row.get("name") or row.get("block"))
+        restarts.add_metric([name], row.get("restarts") or 0)
+        hook_errors.add_metric([name], row.get("hook_errors") or 0)
+        dead.add_metric([name], 1 if row.get("state") == BlockState.DEAD else 0)
+    yield from (restarts, hook_errors, dead)
 
 
 class ClusterCollector(Collector):

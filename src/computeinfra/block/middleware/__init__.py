@@ -6,13 +6,20 @@ loop stays free of policy branches. Hooks that decide something return ``None`` 
 
 - ``retries.RetryPolicy``: failed attempts are retried with exponential backoff;
 - ``dead_letter.DeadLetterFailures``: a job that fails for good is copied to ``deadJobs``;
-- ``reporting.AnalyzerReporter``: lifecycle events go to the analyzer.
+- ``reporting.AnalyzerReporter``: lifecycle events go to the analyzer;
+- ``status.StatusPublisher``: each job's lifecycle goes to ``jobStatus``;
+- ``placement.ResourcePlacement``: jobs run only where their task's resources are;
+- ``loading``: user middleware named by ``COMPUTEINFRA_MIDDLEWARE``, after the built-ins.
+
+No hook can stop a block: ``MiddlewareChain`` turns a hook that raises on a job into that
+job's ``failed`` completion, and logs and counts one that raises outside a job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from computeinfra.protocol import Completion
 
@@ -21,7 +28,9 @@ if TYPE_CHECKING:
     from computeinfra.block.transaction import OutboxRecord
     from computeinfra.errors import RequestError
 
-__all__ = ["Middleware", "MiddlewareChain"]
+__all__ = ["HookError", "Middleware", "MiddlewareChain"]
+
+_log = logging.getLogger("computeinfra.middleware")
 
 
 class Middleware:
@@ -64,55 +73,83 @@ class Middleware:
         """The consumer polled and found nothing; a moment for periodic work."""
 
 
+class HookError(Exception):
+    """A middleware hook raised while a job was handled: that job's answer is a ``failed``
+    completion of kind ``MiddlewareError`` naming the middleware and the hook."""
+
+    def __init__(self, middleware: str, hook: str, cause: BaseException) -> None:
+        super().__init__(f"middleware {middleware}.{hook} raised {type(cause).__name__}: {cause}")
+        self.middleware = middleware
+        self.hook = hook
+        self.cause = cause
+
+
 class MiddlewareChain(Middleware):
-    """Calls every middleware in order."""
+    """Calls every middleware in order, and keeps a failing one from stopping the block.
+
+    A hook that raises while a job is handled raises ``HookError`` (the caller answers that
+    job with it); one that raises outside a job (``on_idle``, ``on_worker_restart``,
+    ``before_commit``, ``after_completion``) is logged and counted, and the chain goes on.
+    """
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
         self.middleware = tuple(middleware)
+        self.errors = 0  # hooks that raised, for ``blocks`` and ``/metrics``
+
+    def _failed(self, m: Middleware, hook: str, exc: Exception) -> HookError:
+        self.errors += 1
+        error = HookError(type(m).__name__, hook, exc)
+        _log.error("%s", error, exc_info=exc)
+        return error
+
+    def _each(self, hook: str, *args: Any) -> Iterator[Any]:
+        """Each middleware's answer to a job hook, in order; ``HookError`` if one raises."""
+        for m in self.middleware:
+            try:
+                yield getattr(m, hook)(*args)
+            except Exception as exc:
+                raise self._failed(m, hook, exc) from exc
+
+    def _all(self, hook: str, *args: Any) -> None:
+        """Call a hook that is not about one job on every middleware; failures are logged."""
+        for m in self.middleware:
+            try:
+                getattr(m, hook)(*args)
+            except Exception as exc:
+                self._failed(m, hook, exc)
 
     def on_received(self, key: str | None, task: str | None) -> None:
-        for m in self.middleware:
-            m.on_received(key, task)
+        for _ in self._each("on_received", key, task):
+            pass
 
     def placement(self, assignment: Assignment) -> Forward | RequestError | None:
-        for m in self.middleware:
-            decision = m.placement(assignment)
-            if decision is not None:
-                return decision
-        return None
+        return next((d for d in self._each("placement", assignment) if d is not None), None)
 
     def before_dispatch(self, assignment: Assignment) -> None:
-        for m in self.middleware:
-            m.before_dispatch(assignment)
+        for _ in self._each("before_dispatch", assignment):
+            pass
 
     def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
-        for m in self.middleware:
-            m.on_attempt_failed(assignment, failure)
+        for _ in self._each("on_attempt_failed", assignment, failure):
+            pass
 
     def retry_delay(self, assignment: Assignment, failure: Failure) -> float | None:
-        for m in self.middleware:
-            delay = m.retry_delay(assignment, failure)
-            if delay is not None:
-                return delay
-        return None
+        delays = self._each("retry_delay", assignment, failure)
+        return next((d for d in delays if d is not None), None)
 
     def extra_records(
         self, completion: Completion, request_value: bytes | None
     ) -> Sequence[OutboxRecord]:
-        return [r for m in self.middleware for r in m.extra_records(completion, request_value)]
+        return [r for rs in self._each("extra_records", completion, request_value) for r in rs]
 
     def before_commit(self) -> None:
-        for m in self.middleware:
-            m.before_commit()
+        self._all("before_commit")
 
     def on_worker_restart(self) -> None:
-        for m in self.middleware:
-            m.on_worker_restart()
+        self._all("on_worker_restart")
 
     def after_completion(self, completion: Completion) -> None:
-        for m in self.middleware:
-            m.after_completion(completion)
+        self._all("after_completion", completion)
 
     def on_idle(self) -> None:
-        for m in self.middleware:
-            m.on_idle()
+        self._all("on_idle")

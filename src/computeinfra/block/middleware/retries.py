@@ -10,6 +10,7 @@ is the job's answer at once, and an invalid request is never retried (it never g
 from __future__ import annotations
 
 from computeinfra.block.jobs import Assignment, Failure
+from computeinfra.protocol import FailureKind
 
 from . import Middleware
 
@@ -34,7 +35,7 @@ class RetryPolicy(Middleware):
         retryable = failure.outcome is None or failure.outcome.retryable
         if not retryable or assignment.attempt >= assignment.max_attempts:
             return None
-        if failure.type == "WorkerLost" and assignment.attempt == 1:
+        if failure.type == FailureKind.WORKER_LOST and assignment.attempt == 1:
             # Ray restarts the process before the job can run again, and that restart is
             # already the pause (bench: 0.5 s of a worker's 1.1 s resume was this backoff).
             # From the second loss on, the backoff applies, so a job that keeps killing its

@@ -66,7 +66,7 @@ def running_status(assignment: Assignment, block: int, node: str | None) -> JobS
 def terminal_status(completion: Completion) -> JobStatus:
     return JobStatus(
         key=completion.key,
-        state=JobState(completion.status.value),
+        state=completion.status,
         task=completion.task,
         result_dir=completion.result_dir,
         attempt=completion.attempts,

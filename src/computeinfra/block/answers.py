@@ -1,0 +1,104 @@
+"""Answers: the one place a ``Completion`` is built, and the records that carry it.
+
+A record's answer is its completion on ``completedJobs`` plus what middleware adds in the
+same transaction (its terminal status, a dead letter). Every path that ends a job — it ran,
+it was rejected at intake, a hook failed on it, a bug of ours — comes through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from computeinfra.errors import RequestError
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    Completion,
+    ErrorInfo,
+    FailureKind,
+    Status,
+    encode_completion,
+)
+
+from .jobs import Assignment, Outcome
+from .middleware import MiddlewareChain
+from .transaction import OutboxRecord
+
+__all__ = ["answer_records", "complete", "failed", "reject"]
+
+
+def complete(
+    assignment: Assignment, outcome: Outcome, *, block: int | None, node: str | None
+) -> Completion:
+    return Completion(
+        key=assignment.key,
+        task=assignment.task,
+        status=outcome.status,
+        result_dir=assignment.result_dir,
+        outputs=list(outcome.outputs),
+        result=outcome.result,
+        error=outcome.error,
+        attempts=assignment.attempt,
+        submitted_at=assignment.submitted_at,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        block=block,
+        node=node,
+    )
+
+
+def failed(
+    assignment: Assignment,
+    kind: FailureKind,
+    message: str,
+    *,
+    attempts: int,
+    started_at: float | None = None,
+    block: int | None = None,
+    node: str | None = None,
+) -> Completion:
+    """A job that failed for a reason of the system's (``kind``), not of its task's code."""
+    return Completion(
+        key=assignment.key,
+        task=assignment.task,
+        status=Status.FAILED,
+        result_dir=assignment.result_dir,
+        error=ErrorInfo(type=kind, message=message),
+        attempts=attempts,
+        submitted_at=assignment.submitted_at,
+        started_at=started_at,
+        block=block,
+        node=node,
+    )
+
+
+def reject(
+    key: str,
+    error: RequestError,
+    *,
+    task: str | None,
+    result_dir: str | None,
+    submitted_at: float | None,
+    block: int | None = None,
+    node: str | None = None,
+) -> Completion:
+    return Completion(
+        key=key,
+        task=task,
+        status=Status.REJECTED,
+        result_dir=result_dir,
+        error=ErrorInfo(type=type(error).__name__, message=str(error), field=error.field),
+        attempts=0,
+        submitted_at=submitted_at,
+        block=block,
+        node=node,
+    )
+
+
+def answer_records(
+    key: bytes | None, completion: Completion, request_value: bytes | None, hooks: MiddlewareChain
+) -> list[OutboxRecord]:
+    """The records that answer a job under its raw ``key``: its completion, then what
+    middleware adds to it. Raises ``HookError`` if a middleware's ``extra_records`` does."""
+    record = OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))
+    extra: Sequence[OutboxRecord] = hooks.extra_records(completion, request_value)
+    return [record, *extra]
