@@ -166,6 +166,29 @@ def test_a_retry_removes_what_a_killed_attempt_left(tmp_path: Path) -> None:
     retry = TaskContext(
         key="k", attempt=2, results_root=first.results_root, result_dir=first.result_dir
     )
+    assert retry.left_behind()
     assert retry.discard_stale_temporaries() == 1
     retry.write_bytes("big.bin", b"whole")
     assert sorted(p.name for p in retry.result_dir.iterdir()) == ["big.bin", "x.bin"]
+
+
+def test_a_job_read_again_by_another_block_finds_what_its_killed_attempt_left(
+    tmp_path: Path,
+) -> None:
+    # Its block died with it, so the new owner runs it as attempt 1 again.
+    first = make_ctx(tmp_path)
+    writing = first.open_output("big.bin")
+    writing.__enter__().write(b"half")  # killed here: no rename, no cleanup
+    again = TaskContext(
+        key="k", attempt=1, results_root=first.results_root, result_dir=first.result_dir
+    )
+    assert again.left_behind()
+    assert again.discard_stale_temporaries() == 1
+    assert not again.left_behind()
+    finished = TaskContext(
+        key="done", attempt=1, results_root=first.results_root, result_dir=first.result_dir
+    )
+    finished.write_bytes("d.bin", b"d")
+    assert not TaskContext(
+        key="done", attempt=1, results_root=first.results_root, result_dir=first.result_dir
+    ).left_behind()

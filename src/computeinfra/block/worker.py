@@ -87,7 +87,9 @@ class Worker:
             results_root=self.settings.results_root,
             result_dir=result_dir,
         )
-        if assignment.attempt > 1:
+        # Not only on a retry: a job whose block died is read again by another block as
+        # attempt 1, and its killed attempt's temporaries are still there.
+        if ctx.left_behind():
             ctx.discard_stale_temporaries()
         try:
             result = task(assignment.payload, ctx)

@@ -21,6 +21,7 @@ from computeinfra.protocol import Output
 __all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file"]
 
 TEMP_SUFFIX = ".tmp"
+WRITING_SUFFIX = ".writing"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TaskContext:
     results_root: Path
     result_dir: Path
     outputs: list[Output] = field(default_factory=list)
+    _writing: int = field(default=0, repr=False)  # temporary files open now
 
     def output_path(self, name: str) -> Path:
         return safe_output_path(self.result_dir, name)
@@ -64,6 +66,7 @@ class TaskContext:
         """
         target = self.output_path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._mark_writing(+1)
         fd, tmp_name = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.{self._tag}.", suffix=TEMP_SUFFIX
         )
@@ -76,12 +79,32 @@ class TaskContext:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+        finally:
+            self._mark_writing(-1)
         self._record(target, meta)
 
     @property
     def _tag(self) -> str:
         """Marks this job's temporary files, so a later attempt can find and remove them."""
         return hashlib.sha1(self.key.encode(), usedforsecurity=False).hexdigest()[:12]
+
+    @property
+    def _marker(self) -> Path:
+        return self.result_dir / f".{self._tag}{WRITING_SUFFIX}"
+
+    def _mark_writing(self, change: int) -> None:
+        """A mark lies beside the outputs while this attempt has temporary files open: an
+        attempt that is killed leaves it behind, and the next one, wherever it runs and
+        whatever attempt number its block gives it, finds it with one ``stat``."""
+        if change > 0 and not self._writing:
+            self._marker.touch()
+        self._writing += change
+        if not self._writing:
+            self._marker.unlink(missing_ok=True)
+
+    def left_behind(self) -> bool:
+        """Whether an earlier attempt of this job may have left temporary files."""
+        return self.attempt > 1 or self._marker.exists()
 
     def discard_stale_temporaries(self) -> int:
         """Remove temporary files an earlier, killed attempt of this job left behind."""
@@ -90,6 +113,7 @@ class TaskContext:
             for stale in self.result_dir.rglob(f".*.{self._tag}.*{TEMP_SUFFIX}"):
                 stale.unlink(missing_ok=True)
                 removed += 1
+        self._marker.unlink(missing_ok=True)
         return removed
 
     def write_bytes(self, name: str, data: bytes, **meta: Any) -> Output:
