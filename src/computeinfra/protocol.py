@@ -28,6 +28,7 @@ __all__ = [
     "LANE_PREFIX",
     "PENDING_TOPIC",
     "PROTOCOL_VERSION",
+    "TERMINAL_STATES",
     "BlockState",
     "Completion",
     "ErrorInfo",
@@ -85,6 +86,12 @@ class JobState(StrEnum):
 # The one enum of job states; ``Status`` is its name in the public API since version 0.1.
 Status = JobState
 TerminalState = Literal[JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED]
+# The states a completion can carry, in the order summaries list them.
+TERMINAL_STATES: tuple[TerminalState, ...] = (
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.REJECTED,
+)
 
 
 class FailureKind(StrEnum):

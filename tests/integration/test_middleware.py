@@ -25,7 +25,7 @@ def _flags(stack: DevStack) -> Path:
 def _run_jobs(client: Client, count: int, poison: int | None = None) -> dict[str, Any]:
     keys = [f"{HOOK_FAIL_PREFIX if i == poison else 'mw-'}{uuid.uuid4().hex}" for i in range(count)]
     handles = [client.submit("sleep", {"seconds": 0}, result_dir="mw", key=key) for key in keys]
-    return {h.key: h.result(timeout=TIMEOUT) for h in handles}
+    return {h.key: h.completion(timeout=TIMEOUT) for h in handles}
 
 
 def test_a_raising_hook_fails_only_its_job(stack: DevStack, client: Client) -> None:

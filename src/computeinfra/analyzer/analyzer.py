@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from computeinfra.metrics import QuantileSketch, SlidingRate
-from computeinfra.protocol import Completion, Status
+from computeinfra.protocol import TERMINAL_STATES, Completion
 
 from .events import EventKind, JobEvent
 
@@ -56,7 +56,7 @@ class Histogram:
 class TaskStats:
     submitted: int = 0
     attempts: int = 0
-    completed: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
+    completed: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in TERMINAL_STATES})
     queue_wait: QuantileSketch = field(default_factory=QuantileSketch)
     run_time: QuantileSketch = field(default_factory=QuantileSketch)
     queue_wait_histogram: Histogram = field(default_factory=Histogram)
@@ -119,7 +119,7 @@ class Analyzer:
         tasks = {name: stats.snapshot() for name, stats in sorted(self._tasks.items())}
         totals = {
             key: sum(t[key] for t in tasks.values())
-            for key in ("submitted", *(s.value for s in Status), "in_flight")
+            for key in ("submitted", *(s.value for s in TERMINAL_STATES), "in_flight")
         }
         return {
             "since": self._since,

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from computeinfra.client.sdk import Client, JobHandle
 from computeinfra.errors import RequestError
-from computeinfra.protocol import Completion, Status
+from computeinfra.protocol import TERMINAL_STATES, Completion, Status
 
 from .output import console, err_console
 
@@ -91,8 +91,8 @@ def _summary(handles: list[JobHandle]) -> Table:
 
 
 def _totals(completions: list[Completion], submitted: int) -> str:
-    counts = {s: sum(1 for c in completions if c.status is s) for s in Status}
-    parts = [f"{counts[s]} {s.value}" for s in Status]
+    counts = {s: sum(1 for c in completions if c.status is s) for s in TERMINAL_STATES}
+    parts = [f"{counts[s]} {s.value}" for s in TERMINAL_STATES]
     missing = submitted - len(completions)
     if missing:
         parts.append(f"{missing} not complete")

@@ -15,7 +15,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from computeinfra.errors import ClusterError
-from computeinfra.protocol import BlockState, Status
+from computeinfra.protocol import TERMINAL_STATES, BlockState
 from computeinfra.web.figures import ClusterFigures
 
 __all__ = ["CONTENT_TYPE", "ClusterCollector", "exposition"]
@@ -52,7 +52,7 @@ def _job_metrics(analyzer: dict[str, Any]) -> Iterator[Metric]:
         submitted.add_metric([task], row.get("submitted", 0))
         attempts.add_metric([task], row.get("attempts", 0))
         in_flight.add_metric([task], row.get("in_flight", 0))
-        for status in Status:
+        for status in TERMINAL_STATES:
             completed.add_metric([task, status.value], row.get(status.value, 0))
     yield from (submitted, completed, attempts, in_flight)
     yield _histogram(
