@@ -107,6 +107,9 @@ class Settings:
     # multi-host cluster says otherwise (docs/deploy.md).
     node_ip: str = "127.0.0.1"
     ray_address: str | None = None
+    # This host's name in its blocks' Kafka ids (transactional and group member ids); None:
+    # the hostname. Set it where hostnames change between restarts (containers).
+    host_id: str | None = None
     # Blocks `up` starts when --blocks is not given; None: one per core.
     blocks: int | None = None
     results_root: Path = field(default_factory=lambda: Path("results").resolve())
@@ -117,6 +120,8 @@ class Settings:
     group: str = "computeinfra-supervisors"
     namespace: str = "computeinfra"
     max_request_bytes: int = 512 * 1024
+    # The largest JSON ``result`` a task may return; big outputs belong in files.
+    max_result_bytes: int = 256 * 1024
     max_attempts: int = 3
     retry_backoff: float = 0.5
     retry_backoff_max: float = 30.0
@@ -198,6 +203,7 @@ def _cluster_fields(env: _Env) -> dict[str, Any]:
         "lane_partitions": env.integer("COMPUTEINFRA_LANE_PARTITIONS", 1, 1),
         "node_ip": env.text("COMPUTEINFRA_NODE_IP", "127.0.0.1"),
         "ray_address": env.text("RAY_ADDRESS") or None,
+        "host_id": env.text("COMPUTEINFRA_HOST_ID") or None,
         "blocks": env.optional_integer("COMPUTEINFRA_BLOCKS", 1),
         "task_modules": env.names("COMPUTEINFRA_TASKS"),
         "middleware": env.names("COMPUTEINFRA_MIDDLEWARE"),
@@ -211,6 +217,7 @@ def _cluster_fields(env: _Env) -> dict[str, Any]:
 def _hot_path_fields(env: _Env) -> dict[str, Any]:
     return {
         "max_request_bytes": env.integer("COMPUTEINFRA_MAX_REQUEST_BYTES", 512 * 1024, 1),
+        "max_result_bytes": env.integer("COMPUTEINFRA_MAX_RESULT_BYTES", 256 * 1024, 1),
         "max_attempts": env.integer("COMPUTEINFRA_MAX_ATTEMPTS", 3, 1),
         "retry_backoff": env.number("COMPUTEINFRA_RETRY_BACKOFF", 0.5),
         "retry_backoff_max": env.number("COMPUTEINFRA_RETRY_BACKOFF_MAX", 30.0),

@@ -74,3 +74,20 @@ def special_where(payload: Message, ctx: TaskContext) -> dict[str, int]:
 @task("needs-unicorn", payload=Message, resources={"unicorn": 1})
 def needs_unicorn(payload: Message, ctx: TaskContext) -> None:
     """Needs a resource no node has: its jobs must be rejected, never left waiting."""
+
+
+class Size(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: int = 5_000_000
+
+
+@task("big-result", payload=Size)
+def big_result(payload: Size, ctx: TaskContext) -> dict[str, str]:
+    """Return a result of ``size`` characters: over the result limit, and over Kafka's."""
+    return {"blob": "x" * payload.size}
+
+
+@task("not-json", payload=Message)
+def not_json(payload: Message, ctx: TaskContext) -> object:
+    """Return a value JSON cannot carry."""
+    return {"handle": object()}

@@ -89,7 +89,7 @@ def _send(settings: Settings, topic: str, key: str) -> None:
 
 def _fence(supervisor: Supervisor) -> None:
     """Join the group with the supervisor's own instance id, which fences it."""
-    intruder = make_supervisor_consumer(supervisor.settings, supervisor.member_id)
+    intruder = make_supervisor_consumer(supervisor.settings, supervisor.group_instance_id)
     assigned: list[object] = []
     intruder.subscribe(list(supervisor.topics), on_assign=lambda _c, parts: assigned.extend(parts))
 

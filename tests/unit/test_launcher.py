@@ -8,7 +8,12 @@ from computeinfra.cluster.launcher import group_settled
 
 
 def blocks(*partition_counts: int) -> list[dict[str, object]]:
-    return [{"partitions": list(range(n))} for n in partition_counts]
+    """Blocks owning that many partitions each, numbered on from one block to the next."""
+    rows, first = [], 0
+    for count in partition_counts:
+        rows.append({"partitions": list(range(first, first + count))})
+        first += count
+    return rows
 
 
 @pytest.mark.parametrize(
@@ -20,9 +25,13 @@ def blocks(*partition_counts: int) -> list[dict[str, object]]:
         ((6, 6), True),
         ((5, 4, 3), False),
         ((4, 4, 4), True),
-        ((1, 1, 0), True),  # more blocks than partitions: some must stay without
-        ((2, 1, 1), True),
+        ((2, 1, 1), False),  # balanced, but 8 of 12 partitions are owned by nobody
     ],
 )
 def test_group_settled(counts: tuple[int, ...], settled: bool) -> None:
-    assert group_settled(blocks(*counts)) is settled
+    assert group_settled(blocks(*counts), 12) is settled
+
+
+def test_more_blocks_than_partitions_some_stay_without() -> None:
+    assert group_settled(blocks(1, 1, 0), 2)
+    assert not group_settled(blocks(1, 0, 0), 2)

@@ -23,7 +23,12 @@ from .jobs import Assignment, Outcome
 from .middleware import MiddlewareChain
 from .transaction import OutboxRecord
 
-__all__ = ["answer_records", "complete", "failed", "reject"]
+__all__ = ["MAX_ANSWER_RECORD_BYTES", "answer_records", "complete", "failed", "reject", "too_large"]
+
+# librdkafka refuses a record over ``message.max.bytes`` (1,000,000 by default) at produce(),
+# and one such record would fail its whole transaction, again and again. An answer record is
+# kept under this, key and headers included, with room to spare for the batch's framing.
+MAX_ANSWER_RECORD_BYTES = 900_000
 
 
 def complete(
@@ -91,6 +96,29 @@ def reject(
         submitted_at=submitted_at,
         block=block,
         node=node,
+    )
+
+
+def record_size(record: OutboxRecord) -> int:
+    headers = sum(len(name) + len(value) for name, value in record.headers)
+    return len(record.value) + len(record.key or b"") + headers
+
+
+def too_large(completion: Completion, size: int) -> Completion:
+    """The answer to a job whose completion would be ``size`` bytes, over what Kafka takes:
+    ``failed`` with ``ResultTooLarge``, without the result and the outputs that made it so."""
+    message = (
+        f"the job's completion would be {size} bytes, over the {MAX_ANSWER_RECORD_BYTES} a "
+        "Kafka record may carry here; return a smaller result (COMPUTEINFRA_MAX_RESULT_BYTES) "
+        "and write large outputs to files"
+    )
+    return completion.model_copy(
+        update={
+            "status": Status.FAILED,
+            "result": None,
+            "outputs": [],
+            "error": ErrorInfo(type=FailureKind.RESULT_TOO_LARGE, message=message),
+        }
     )
 
 

@@ -31,6 +31,7 @@ from .worker import WorkerCall, WorkerPort
 __all__ = ["Attempt", "AttemptQueue"]
 
 Result = Outcome | Failure
+MAX_MESSAGE_CHARS = 2000
 Idle = Callable[[float], float]
 
 
@@ -114,6 +115,13 @@ class AttemptQueue:
                 f"attempt {{attempt}} ran past its time limit of {limit:g} s; "
                 "its worker was restarted",
                 kind=FailureKind.TIME_LIMIT,
+            )
+        except Exception as exc:  # the call failed, not a task in it: e.g. an outcome Ray
+            # cannot move. Each job in it is answered with that, as a failed attempt the
+            # retry policy may send again on its own; the calls behind it are unaffected.
+            message = f"the call to the worker failed: {exc!r}"[:MAX_MESSAGE_CHARS]
+            head.results = deque(
+                Failure(FailureKind.WORKER_ERROR, message) for _ in head.assignments
             )
         self._last_answer_at = time.monotonic()
 

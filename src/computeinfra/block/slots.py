@@ -26,7 +26,14 @@ from computeinfra.protocol import key_text as _key_text
 from computeinfra.tasks.registry import TaskRegistry
 
 from .admit import admit
-from .answers import answer_records, failed, reject
+from .answers import (
+    MAX_ANSWER_RECORD_BYTES,
+    answer_records,
+    failed,
+    record_size,
+    reject,
+    too_large,
+)
 from .jobs import Assignment, Failure, Forward, Outcome
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
@@ -122,13 +129,26 @@ class SlotMaker:
         middleware fails to add its records, the answer is that failure instead."""
         key, value = slot.message.key(), slot.message.value()
         try:
-            slot.records = answer_records(key, completion, value, self._hooks)
+            records = answer_records(key, completion, value, self._hooks)
         except HookError as error:
             if slot.assignment is not None:  # a job, not a rejection: it fails with the hook
                 completion = self._hook_failure(slot.assignment, error, completion.attempts)
-            slot.records = self._records_despite_hooks(key, completion, value)
+            records = self._records_despite_hooks(key, completion, value)
+        if (size := record_size(records[0])) > MAX_ANSWER_RECORD_BYTES:
+            completion = too_large(completion, size)
+            records = self._records_despite_hooks(key, completion, value)
+        slot.records = [records[0], *self._fitting(records[1:])]
         slot.completion = completion
         slot.assignment = None
+
+    def _fitting(self, extras: list[OutboxRecord]) -> list[OutboxRecord]:
+        """The records middleware added, less any too large for Kafka (logged)."""
+        fitting = [r for r in extras if record_size(r) <= MAX_ANSWER_RECORD_BYTES]
+        for record in extras:
+            if record not in fitting:
+                _log.warning("block %s: dropping a %d-byte %s record", self._block,
+                             record_size(record), record.topic)  # fmt: skip
+        return fitting
 
     def _records_despite_hooks(
         self, key: bytes | None, completion: Completion, value: bytes | None

@@ -70,6 +70,7 @@ class Supervisor:
         *,
         node: str | None = None,
         member_id: str | None = None,
+        group_instance_id: str | None = None,
         registry: TaskRegistry | None = None,
         topics: Sequence[str] = (PENDING_TOPIC,),
     ) -> None:
@@ -77,6 +78,8 @@ class Supervisor:
         self.block = block
         self.node = node
         self.member_id = member_id or f"{settings.namespace}-supervisor-{block}"
+        # Its static seat in the group; ``member_id`` stays the stable ``transactional.id``.
+        self.group_instance_id = group_instance_id or self.member_id
         self.worker = worker
         self.hooks = MiddlewareChain(middleware)
         self.registry = registry or load_registry(settings.task_modules)
@@ -124,6 +127,7 @@ class Supervisor:
             "lanes": sorted(f"{t}:{p}" for t, p in assigned if t != PENDING_TOPIC),
             "processed": self.processed,
             "transactions": self._outbox.transactions if self._outbox else 0,
+            "group_instance_id": self.group_instance_id,
             "restarts": self.restarts,
             "error": self.error,
             "hook_errors": self.hooks.errors,
@@ -144,7 +148,7 @@ class Supervisor:
         self._link.refresh()
         self._link.send_to_current()
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
-        self._member = GroupMember(self.settings, self.member_id, self.topics)
+        self._member = GroupMember(self.settings, self.group_instance_id, self.topics)
         self.state = BlockState.IDLE
         while not self._stop.is_set():
             try:

@@ -12,10 +12,12 @@ import time
 import traceback
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
 from computeinfra.config import Settings
-from computeinfra.errors import Retry
+from computeinfra.errors import PathError, Retry
 from computeinfra.paths import resolve_result_dir
-from computeinfra.protocol import ErrorInfo, Status
+from computeinfra.protocol import ErrorInfo, FailureKind, Status
 from computeinfra.tasks.context import TaskContext
 from computeinfra.tasks.registry import load_registry
 
@@ -77,20 +79,19 @@ class Worker:
         return [self.run(assignment) for assignment in assignments]
 
     def run(self, assignment: Assignment) -> Outcome:
+        """One attempt. Whatever goes wrong in it (the task's own exception, a result
+        directory that cannot be made, a result too large or not JSON) is this job's
+        ``failed`` outcome: only the death of the whole process escapes."""
         started = time.time()
-        task = self.registry.get(assignment.task)
-        result_dir = resolve_result_dir(self.settings.results_root, assignment.result_dir)
-        result_dir.mkdir(parents=True, exist_ok=True)
-        ctx = TaskContext(
-            key=assignment.key,
-            attempt=assignment.attempt,
-            results_root=self.settings.results_root,
-            result_dir=result_dir,
-        )
-        # Not only on a retry: a job whose block died is read again by another block as
-        # attempt 1, and its killed attempt's temporaries are still there.
-        if ctx.left_behind():
-            ctx.discard_stale_temporaries()
+        task = self.registry.get(assignment.task)  # known: it was checked at intake
+        try:
+            ctx = self._context(assignment)
+        except PathError as exc:  # e.g. result_dir names a file: this job's answer alone
+            return Outcome(
+                status=Status.FAILED,
+                started_at=started,
+                error=ErrorInfo(type=FailureKind.PATH, message=str(exc), field=exc.field),
+            )
         try:
             result = task(assignment.payload, ctx)
         except Exception as exc:  # a task's own failure is the job's answer, not ours
@@ -101,6 +102,58 @@ class Worker:
                 error=_error_info(exc),
                 retryable=isinstance(exc, (Retry, *task.retry_on)),
             )
+        problem = self._result_problem(result)
+        if problem is not None:
+            return Outcome(
+                status=Status.FAILED, started_at=started, outputs=tuple(ctx.outputs), error=problem
+            )
         return Outcome(
             status=Status.SUCCEEDED, started_at=started, outputs=tuple(ctx.outputs), result=result
         )
+
+    def _context(self, assignment: Assignment) -> TaskContext:
+        result_dir = resolve_result_dir(self.settings.results_root, assignment.result_dir)
+        try:
+            result_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PathError(
+                f"cannot use result_dir {assignment.result_dir!r}: {exc.strerror or exc}",
+                field="result_dir",
+            ) from exc
+        ctx = TaskContext(
+            key=assignment.key,
+            attempt=assignment.attempt,
+            results_root=self.settings.results_root,
+            result_dir=result_dir,
+        )
+        # Not only on a retry: a job whose block died is read again by another block as
+        # attempt 1, and its killed attempt's temporaries are still there.
+        if ctx.left_behind():
+            ctx.discard_stale_temporaries()
+        return ctx
+
+    def _result_problem(self, result: Any) -> ErrorInfo | None:
+        """Why ``result`` cannot travel in a completion, or ``None``. Checked here, so a
+        result that cannot be answered never reaches the supervisor's transaction."""
+        if result is None:
+            return None
+        try:
+            size = len(to_json(result))
+        except Exception as exc:  # pydantic cannot encode it (a socket, a custom class…)
+            return ErrorInfo(
+                type=FailureKind.RESULT_NOT_JSON,
+                message=f"the task returned a value JSON cannot carry: {exc}"[
+                    :MAX_ERROR_MESSAGE_CHARS
+                ],
+            )
+        limit = self.settings.max_result_bytes
+        if size > limit:
+            return ErrorInfo(
+                type=FailureKind.RESULT_TOO_LARGE,
+                message=(
+                    f"the task's result is {size} bytes of JSON; the limit is {limit} "
+                    "(COMPUTEINFRA_MAX_RESULT_BYTES). Write large outputs to files "
+                    "(ctx.write_bytes) and return a summary."
+                ),
+            )
+        return None

@@ -84,7 +84,12 @@ class _SupervisorHost:
     """
 
     def __init__(
-        self, settings: Settings, block: int, member_id: str, worker_name: str | None = None
+        self,
+        settings: Settings,
+        block: int,
+        member_id: str,
+        worker_name: str | None = None,
+        group_instance_id: str | None = None,
     ) -> None:
         worker = ray.get_actor(worker_name or actor_name("worker", block))
         analyzer = ray.get_actor(actor_name("analyzer"))
@@ -114,6 +119,7 @@ class _SupervisorHost:
             ],
             node=node,
             member_id=member_id,
+            group_instance_id=group_instance_id,
             registry=registry,
             topics=[PENDING_TOPIC, *placement.lanes()],
         )

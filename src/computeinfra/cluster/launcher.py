@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError
+from computeinfra.kafka.admin import pending_partitions
 from computeinfra.protocol import BlockState
 
 from .actors import AnalyzerActor, SupervisorActor, WorkerActor, actor_name
@@ -35,6 +37,9 @@ READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0
 STATUS_TIMEOUT_SECONDS = 10.0
 SUPERVISOR_PREFIX = "supervisor-"
+# Distinct for every process that starts blocks (each `up`, each `up --join`), the same for
+# every Ray restart of the actors it started (they keep their constructor arguments).
+RUN_ID = uuid.uuid4().hex[:8]
 
 
 def member_id(settings: Settings, block: int, node_name: str | None = None) -> str:
@@ -46,7 +51,20 @@ def member_id(settings: Settings, block: int, node_name: str | None = None) -> s
     """
     if node_name is not None:
         return f"{settings.namespace}-node-{node_name}-block-{block}"
-    return f"{settings.namespace}-{socket.gethostname()}-block-{block}"
+    return f"{settings.namespace}-{settings.host_id or socket.gethostname()}-block-{block}"
+
+
+def group_instance_id(member: str, run: str) -> str:
+    """A block's static seat in the consumer group: new on every start of the blocks.
+
+    A static member that joins again takes back, without a rebalance, the assignment the
+    group stored for its id, and that can be the first half of a cooperative rebalance that
+    never finished: partitions revoked from it and given to nobody, unowned for good (the
+    data directory of issue #17). A new id joins as a new member, so the group rebalances
+    in full; the previous run's seats expire after the session timeout. Ray restarts of a
+    supervisor keep the id, so they still take their partitions straight back.
+    """
+    return f"{member}-{run}"
 
 
 def pinned(node_id: str) -> dict[str, Any]:
@@ -64,30 +82,37 @@ def start_block(
     worker_name = f"worker-{label}"
     worker = WorkerActor.options(name=worker_name, **pinned(node_id)).remote(settings, block)
     supervisor = SupervisorActor.options(name=f"{SUPERVISOR_PREFIX}{label}", **pinned(node_id))
-    handle = supervisor.remote(settings, block, member_id(settings, block, node_name), worker_name)
+    identity = member_id(settings, block, node_name)
+    handle = supervisor.remote(
+        settings, block, identity, worker_name, group_instance_id(identity, RUN_ID)
+    )
     return worker, handle
 
 
-def group_settled(statuses: list[dict[str, Any]]) -> bool:
-    """Whether these blocks are the whole group and it has shared ``pendingJobs`` out.
+def group_settled(statuses: list[dict[str, Any]], partitions: int) -> bool:
+    """Whether these blocks are the whole group, own every one of ``pendingJobs``'
+    ``partitions``, and have shared them out.
 
     Each block joins on its own, so the first one briefly holds every partition; until the
     rebalance ends, the partitions on their way to a later block wait (seconds, measured).
+    A partition no block owns would never be read: balance alone does not show it.
     """
+    owned = sorted(p for s in statuses for p in s.get("partitions", []))
     counts = [len(s.get("partitions", [])) for s in statuses]
-    return sum(counts) > 0 and max(counts) - min(counts) <= 1
+    return owned == list(range(partitions)) and max(counts) - min(counts) <= 1
 
 
 def wait_blocks_ready(
-    supervisors: list[Any], timeout: float = READY_TIMEOUT_SECONDS, *, settled: bool = False
+    supervisors: list[Any], timeout: float = READY_TIMEOUT_SECONDS, *, partitions: int = 0
 ) -> None:
-    """Wait until every block is idle with a live worker and, with ``settled``, until the
-    group has shared the partitions among them (only a cluster's first blocks can tell)."""
+    """Wait until every block is idle with a live worker and, given ``pendingJobs``'
+    ``partitions``, until the group owns them all and has shared them among these blocks
+    (only a cluster's first blocks can tell)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         statuses = _statuses(supervisors)
         if all(s["state"] == BlockState.IDLE and s["worker_pid"] for s in statuses) and (
-            not settled or group_settled(statuses)
+            not partitions or group_settled(statuses, partitions)
         ):
             return
         time.sleep(0.2)  # polling a condition with a deadline, not synchronising on time
@@ -131,7 +156,7 @@ class Cluster:
             self.workers.append(worker)
             self.supervisors.append(supervisor)
         # The first blocks of a cluster: nobody else shares the group yet.
-        wait_blocks_ready(self.supervisors, timeout, settled=True)
+        wait_blocks_ready(self.supervisors, timeout, partitions=pending_partitions(self.settings))
 
     def status(self) -> list[dict[str, Any]]:
         return _statuses(self.supervisors)

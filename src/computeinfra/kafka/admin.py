@@ -11,7 +11,12 @@ from confluent_kafka.cimpl import NewTopic
 
 from computeinfra.config import Settings
 from computeinfra.errors import KafkaError
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer
+from computeinfra.kafka.clients import (
+    METADATA_TIMEOUT_SECONDS,
+    common_config,
+    make_consumer,
+    partition_count,
+)
 from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC
 
 __all__ = ["check_reachable", "consumer_lag", "ensure_lane_topics", "ensure_topics"]
@@ -94,6 +99,15 @@ def _create(settings: Settings, wanted: list[NewTopic]) -> list[str]:
                 continue
             raise KafkaError(f"cannot create topic {name!r}: {exc}") from exc
     return created
+
+
+def pending_partitions(settings: Settings) -> int:
+    """How many partitions ``pendingJobs`` has (it may predate ``settings.partitions``)."""
+    consumer = make_consumer(settings.bootstrap_servers, client_id="computeinfra-admin")
+    try:
+        return partition_count(consumer, PENDING_TOPIC)
+    finally:
+        consumer.close()
 
 
 def consumer_lag(bootstrap: str, group: str, topic: str = PENDING_TOPIC) -> int | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
 from computeinfra.block.pipeline import AttemptQueue
-from computeinfra.protocol import Status
+from computeinfra.protocol import FailureKind, Status
 
 
 class _Payload(BaseModel):
@@ -28,6 +28,7 @@ class _Call:
         self.done = threading.Event()
         self.results: list[Outcome] = []
         self.lost: str | None = None
+        self.broken: str | None = None
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
@@ -37,14 +38,22 @@ class _Call:
             raise TimeoutError("not yet")
         if self.lost is not None:
             raise WorkerLost(self.lost)
+        if self.broken is not None:  # the call failed, not the task: e.g. Ray cannot move it
+            raise RuntimeError(self.broken)
         return self.results
 
 
 class SerialWorker:
     """Runs submitted calls one at a time, like a Ray actor; ``die_on`` kills it mid-call."""
 
-    def __init__(self, die_on: set[str] | None = None, hang_on: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        die_on: set[str] | None = None,
+        hang_on: set[str] | None = None,
+        break_on: set[str] | None = None,
+    ) -> None:
         self.die_on = die_on or set()
+        self.break_on = break_on or set()
         self.hang_on = hang_on or set()
         self.ran: list[str] = []
         self.queue: list[_Call] = []
@@ -69,6 +78,8 @@ class SerialWorker:
                     self.kill()
                     self.kills -= 1  # a death, not a kill
                     return
+                if assignment.key in self.break_on:
+                    call.broken = f"cannot return the outcome of {assignment.key}"
                 call.results.append(Outcome(status=Status.SUCCEEDED, started_at=time.time()))
             self.queue.pop(0)
             call.done.set()
@@ -170,3 +181,20 @@ def test_the_job_that_kills_its_worker_alone_is_counted() -> None:
     first, second = (queue.collect(_stepping(worker)) for _ in range(2))
     assert isinstance(first.result, Outcome)
     assert isinstance(second.result, Failure) and second.result.type == "WorkerLost"
+
+
+def test_a_call_that_fails_outside_its_task_fails_its_jobs_alone() -> None:
+    # Before: the call stayed at the head of the queue and every later job was answered
+    # with its error (up to the whole batch committed as "internal error").
+    worker = SerialWorker(break_on={"b"})
+    queue = AttemptQueue(worker)
+    for key in "abc":
+        queue.send([_assignment(key)])
+    worker.step()
+    results = [queue.collect() for _ in range(3)]
+    assert [r.assignment.key for r in results] == ["a", "b", "c"]
+    assert isinstance(results[0].result, Outcome) and isinstance(results[2].result, Outcome)
+    broken = results[1].result
+    assert isinstance(broken, Failure) and broken.type == FailureKind.WORKER_ERROR
+    assert "cannot return the outcome of b" in broken.message
+    assert len(queue) == 0
