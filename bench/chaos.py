@@ -21,6 +21,11 @@ from computeinfra import Client
 from computeinfra.testing.stack import dev_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The chaos mix runs the test suite's sample tasks (a 5 MB result, a task that raises).
+SAMPLE_TASKS = {
+    "COMPUTEINFRA_TASKS": "sample_tasks",
+    "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests" / "integration"),
+}
 
 
 def main() -> None:
@@ -31,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="computeinfra-chaos-") as tmp,
-        dev_stack(Path(tmp), args.blocks) as stack,
+        dev_stack(Path(tmp), args.blocks, SAMPLE_TASKS) as stack,
         Client(settings=stack.settings) as c,
     ):
         report = run_chaos(stack, c, args.jobs, args.kills)

@@ -1,8 +1,11 @@
 """The chaos run shared by the test suite (small) and `bench/chaos.py` (large).
 
-Submits a mix of jobs, SIGKILLs random workers and supervisors while they run, restarts the
-broker once, then checks the promises: one terminal completion per key, complete result
-files, no temporary files, and analyzer counts equal to what was submitted.
+Submits a mix of jobs (quick ones, image compressions, 1 s ones, one of 60 s, tasks that
+raise, and poison: a 5 MB result and a result directory that names a file), SIGKILLs random
+workers and supervisors while they run, restarts the broker once, then checks the promises:
+one terminal completion per key, each failure of the kind its job earned, complete result
+files, no temporary files, and analyzer counts equal to what was submitted. The stack must
+load ``tests/integration/sample_tasks.py`` (``COMPUTEINFRA_TASKS=sample_tasks``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ from PIL import Image
 
 from computeinfra import Client, JobHandle, Status
 from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
+from computeinfra.protocol import FailureKind
 from computeinfra.testing.stack import DevStack
 from tests.helpers import completions_for, wait_for
 
 TASKS = ("sleep", "image-compression")
-SETTLE_SECONDS = 400
+SETTLE_SECONDS = 600
+LONG_JOB_SECONDS = 60
+# The failures a chaos job may end with: its worker killed too often, or what it earned.
+EXPECTED_FAILURES = {
+    FailureKind.WORKER_LOST,
+    FailureKind.TIME_LIMIT,
+    FailureKind.RESULT_TOO_LARGE,
+    FailureKind.PATH,
+    "ValueError",  # the explode task's own exception
+}
 
 
 @dataclass
@@ -47,14 +60,31 @@ def _images(folder: Path, count: int) -> list[str]:
     return paths
 
 
-def _submit(client: Client, jobs: int, images: list[str], rng: random.Random) -> list[JobHandle]:
-    handles = []
-    for i in range(jobs):
-        if i % 10 == 0:
-            payload = {"images": [rng.choice(images)], "quality": rng.randint(20, 80)}
-            handles.append(client.submit("image-compression", payload, f"chaos/{i}"))
-        else:
-            handles.append(client.submit("sleep", {"seconds": rng.uniform(0, 0.03)}, "chaos/s"))
+def _one(client: Client, i: int, images: list[str], rng: random.Random) -> JobHandle:
+    if i == 2:
+        return client.submit("sleep", {"seconds": LONG_JOB_SECONDS}, "chaos/long")
+    if i == 3:
+        return client.submit("big-result", {"size": 5_000_000}, "chaos/big")
+    if i == 4:
+        return client.submit("sleep", {"seconds": 0}, "chaos/a-file")
+    if i % 10 == 0:
+        payload = {"images": [rng.choice(images)], "quality": rng.randint(20, 80)}
+        return client.submit("image-compression", payload, f"chaos/{i}")
+    if i % 100 == 1:
+        return client.submit("sleep", {"seconds": 1}, "chaos/s")
+    if i % 50 == 5:
+        return client.submit("explode", {"message": "chaos"}, "chaos/x")
+    return client.submit("sleep", {"seconds": rng.uniform(0, 0.01)}, "chaos/s")
+
+
+def _submit(
+    stack: DevStack, client: Client, jobs: int, images: list[str], rng: random.Random
+) -> dict[str, JobHandle]:
+    """The jobs by role: ``big`` and ``path`` are the poison, the rest by key."""
+    (stack.results / "chaos").mkdir(parents=True, exist_ok=True)
+    (stack.results / "chaos" / "a-file").write_text("a file where a folder is asked for")
+    handles = {str(i): _one(client, i, images, rng) for i in range(jobs)}
+    handles["big"], handles["path"] = handles.pop("3"), handles.pop("4")
     return handles
 
 
@@ -83,7 +113,8 @@ def run_chaos(stack: DevStack, client: Client, jobs: int, kills: int, seed: int 
     images = _images(stack.inputs / "chaos", 8)
     before = _counts(stack)
     start = time.monotonic()
-    handles = _submit(client, jobs, images, rng)
+    by_role = _submit(stack, client, jobs, images, rng)
+    handles = list(by_role.values())
     events = sorted([(k + 1) / (kills + 2) for k in range(kills)] + [0.5])
     broker_at = events.index(0.5)
     deadline = start + SETTLE_SECONDS
@@ -105,7 +136,18 @@ def run_chaos(stack: DevStack, client: Client, jobs: int, kills: int, seed: int 
         handle.completion(max(deadline - time.monotonic(), 1))
     report.seconds = time.monotonic() - start
     _check(stack, handles, before, report)
+    _check_poison(by_role, report)
     return report
+
+
+def _check_poison(by_role: dict[str, JobHandle], report: ChaosReport) -> None:
+    expected = {"big": FailureKind.RESULT_TOO_LARGE, "path": FailureKind.PATH}
+    for role, kind in expected.items():
+        completion = by_role[role].completion()
+        error = completion.error.type if completion.error else None
+        # A kill may also end it (WorkerLost), but it never succeeds.
+        if completion.status is Status.SUCCEEDED or error not in (kind, FailureKind.WORKER_LOST):
+            report.problems.append(f"{role} job: {completion.status} {error}, not {kind}")
 
 
 def _check(stack: DevStack, handles: list[JobHandle], before: dict, report: ChaosReport) -> None:
@@ -118,10 +160,7 @@ def _check(stack: DevStack, handles: list[JobHandle], before: dict, report: Chao
         report.statuses[completion.status.value] += 1
         if completion.status is Status.SUCCEEDED:
             _check_outputs(stack, completion.outputs, report)
-        elif completion.error is None or completion.error.type not in (
-            "WorkerLost",
-            "TimeLimitExceeded",
-        ):
+        elif completion.error is None or completion.error.type not in EXPECTED_FAILURES:
             report.problems.append(f"{key}: unexpected {completion.status}: {completion.error}")
     temporaries = [str(p) for p in stack.results.rglob("*.tmp")]
     if temporaries:

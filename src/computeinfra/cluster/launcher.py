@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("computeinfra.launcher")
-READY_TIMEOUT_SECONDS = 180.0
+# Long enough for a cold start on a loaded machine, and for a previous run's group seats to
+# expire (the session timeout); past it, `up` runs on with the blocks that are ready.
+READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
 STATUS_TIMEOUT_SECONDS = 10.0
 SUPERVISOR_PREFIX = "supervisor-"
@@ -143,6 +145,11 @@ class Cluster:
     address: str | None = None
 
     def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start Ray (or join it), the analyzer and the blocks, without waiting for them."""
         self.address = connect(
             self.settings, start_local=True, num_cpus=max(self.blocks, os.cpu_count() or 1)
         )
@@ -155,7 +162,11 @@ class Cluster:
             worker, supervisor = start_block(self.settings, block, here)
             self.workers.append(worker)
             self.supervisors.append(supervisor)
-        # The first blocks of a cluster: nobody else shares the group yet.
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Until every block is idle and the group has shared every partition among them
+        (the first blocks of a cluster: nobody else shares the group yet); ``ClusterError``
+        after ``timeout``."""
         wait_blocks_ready(self.supervisors, timeout, partitions=pending_partitions(self.settings))
 
     def status(self) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 from computeinfra.config import ToolSettings
 from computeinfra.errors import BrokerError
 
+from .clients import common_config
 from .jars import KAFKA_VERSION, cache_dir, ensure_kafka_jars, require_tool, run_tool, tail
 
 __all__ = [
@@ -275,7 +276,8 @@ class LocalBroker:
 
     def _serves_metadata(self, deadline: float) -> bool:
         """True once *our* broker (same cluster id, our node registered) answers."""
-        admin = AdminClient({"bootstrap.servers": self._config.bootstrap})
+        # Through our logger: its librdkafka lines must not go to the terminal raw.
+        admin = AdminClient(common_config(self._config.bootstrap, "computeinfra-broker-probe"))
         wait = max(0.5, min(5.0, deadline - time.monotonic()))
         try:
             meta = admin.list_topics(timeout=wait)

@@ -21,6 +21,7 @@ import ray
 from computeinfra.cluster.connect import remove_state, write_state
 from computeinfra.cluster.launcher import Cluster
 from computeinfra.config import Settings
+from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import check_reachable, ensure_topics
 from computeinfra.kafka.local import LocalKafka, local_broker
 from computeinfra.runtime.web import start_web, stop_web
@@ -82,14 +83,8 @@ def serve(
             say(f"created topics: {', '.join(created)}")
         say(f"starting Ray and {blocks} working block(s)…")
         cluster = Cluster(settings, blocks)
-        cluster.start()
-        write_state(
-            settings,
-            ray_address=cluster.address,
-            pid=os.getpid(),
-            bootstrap=settings.bootstrap_servers,
-            blocks=blocks,
-        )
+        cluster.launch()
+        _wait_ready(settings, cluster, say)
         if web_port:
             web = start_web(web_port, say, {"COMPUTEINFRA_BOOTSTRAP": settings.bootstrap_servers})
         if on_ready is not None:
@@ -99,6 +94,28 @@ def serve(
     finally:
         stop_web(web)
         _shutdown(settings, cluster, broker, say)
+
+
+def _wait_ready(settings: Settings, cluster: Cluster, say: Callable[[str], None]) -> None:
+    """Wait for the blocks, but never give up on the stack because one is not ready: it
+    comes up with the blocks that are, and the others keep starting where `computeinfra
+    blocks` shows them. The state file is there from the start, so that `blocks` answers
+    while they start, and says ``ready`` once they did (or the wait ended)."""
+    state = {
+        "ray_address": cluster.address,
+        "pid": os.getpid(),
+        "bootstrap": settings.bootstrap_servers,
+        "blocks": cluster.blocks,
+    }
+    write_state(settings, **state, ready=False)
+    try:
+        cluster.wait_ready()
+    except ClusterError as exc:
+        say(
+            f"[yellow]{exc}[/]; running with the blocks that are ready. "
+            "`computeinfra blocks` shows the others and why; they keep starting."
+        )
+    write_state(settings, **state, ready=True)
 
 
 def _shutdown(

@@ -68,7 +68,7 @@ def _up_command(blocks: int) -> list[str]:
 
 def _wait_ready(stack: DevStack, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while read_state(stack.settings) is None:
+    while not (read_state(stack.settings) or {}).get("ready"):
         if stack.process.poll() is not None:
             raise ClusterError(
                 f"computeinfra up exited {stack.process.returncode}:\n{stack.log.read_text()}"
