@@ -18,9 +18,11 @@ from computeinfra.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
+    "RUN_MARK",
     "Settings",
     "ToolSettings",
     "child_environment",
+    "mark_run",
     "prepare_process_environment",
     "ray_keeps_loopback",
 ]
@@ -272,6 +274,15 @@ def prepare_process_environment() -> None:
     starts). Each can be overridden from the environment."""
     for name, value in RAY_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+# Set by `computeinfra up` in its own environment, so every process it starts carries it.
+RUN_MARK = "COMPUTEINFRA_RUN_ID"
+
+
+def mark_run(run_id: str) -> None:
+    """Mark this process's environment, inherited by all it starts (``runtime/reap.py``)."""
+    os.environ[RUN_MARK] = run_id
 
 
 def ray_keeps_loopback() -> bool:

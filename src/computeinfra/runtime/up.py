@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
@@ -20,10 +21,11 @@ import ray
 
 from computeinfra.cluster.connect import remove_state, write_state
 from computeinfra.cluster.launcher import Cluster
-from computeinfra.config import Settings
+from computeinfra.config import Settings, mark_run
 from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import check_reachable, ensure_topics
 from computeinfra.kafka.local import LocalKafka, local_broker
+from computeinfra.runtime.reap import reap
 from computeinfra.runtime.web import start_web, stop_web
 
 __all__ = ["serve", "wait_for_signal"]
@@ -73,6 +75,8 @@ def serve(
     web_port: int = 0,
 ) -> None:
     """Run until a signal; with ``web_port``, the web app runs as a child process too."""
+    run_id = uuid.uuid4().hex
+    mark_run(run_id)  # before anything is started: all of it carries the mark
     broker, settings = _start_broker(settings, say)
     cluster: Cluster | None = None
     web: subprocess.Popen[bytes] | None = None
@@ -94,6 +98,9 @@ def serve(
     finally:
         stop_web(web)
         _shutdown(settings, cluster, broker, say)
+        left = reap(run_id)
+        if left:
+            _log.info("ended %d process(es) the run left behind", left)
 
 
 def _wait_ready(settings: Settings, cluster: Cluster, say: Callable[[str], None]) -> None:
