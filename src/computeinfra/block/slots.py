@@ -153,11 +153,10 @@ class SlotMaker:
     def _records_despite_hooks(
         self, key: bytes | None, completion: Completion, value: bytes | None
     ) -> list[OutboxRecord]:
-        """The answer's records; just the completion if a middleware fails again."""
-        try:
-            return answer_records(key, completion, value, self._hooks)
-        except HookError:
-            return [OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))]
+        """The answer's records: the completion, then those of every middleware that does
+        not fail (its terminal status and dead letter are kept when a user's hook fails)."""
+        record = OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))
+        return [record, *self._hooks.extra_records_despite(completion, value)]
 
     def answer_hook_error(self, slot: Slot, error: HookError, attempts: int = 0) -> None:
         """A hook raised while ``slot``'s job was handled: the job fails with it."""

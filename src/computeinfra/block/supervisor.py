@@ -1,7 +1,7 @@
 """The supervisor: consumes ``pendingJobs``, validates, drives its worker, publishes answers.
 
 Every record gets exactly one answer: its completion (or dead letter, or forward to another
-topic) and its consumed offset are committed in one Kafka transaction (``outbox.py``). The
+topic) and its consumed offset are committed in one Kafka transaction (``transaction.py``). The
 hot path shares that cost: records are taken in batches, a few attempts are kept queued at
 the worker (``pipeline.py``), and the answers ready within ``commit_window`` share one
 transaction. Answers commit strictly in consumed order, so a committed offset never passes
@@ -51,6 +51,10 @@ _log = logging.getLogger("computeinfra.supervisor")
 STATUS_WORKER_TIMEOUT_SECONDS = 5.0
 # Pause before a dead consume thread starts again (so a fault that repeats does not spin).
 RESTART_PAUSE_SECONDS = 1.0
+# How long a starting consume thread waits for its worker to answer: a first start waits
+# for the worker's process to come up; a restart must be consuming again within seconds.
+WORKER_FIRST_SECONDS = 60.0
+WORKER_ASK_ON_RESTART_SECONDS = 5.0
 MAX_ANSWERS_PER_TRANSACTION = 1000
 
 
@@ -116,7 +120,9 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         # Asked afresh: Ray may have restarted an idle worker without this supervisor noticing.
         self._link.refresh(STATUS_WORKER_TIMEOUT_SECONDS)
-        assigned = self._member.assigned if self._member else set()
+        # Read once: the consume thread may replace them (set them to None) meanwhile.
+        member, outbox = self._member, self._outbox
+        assigned = member.assigned if member else set()
         return {
             "block": self.block,
             "node": self.node,
@@ -126,7 +132,7 @@ class Supervisor:
             "partitions": sorted(p for t, p in assigned if t == PENDING_TOPIC),
             "lanes": sorted(f"{t}:{p}" for t, p in assigned if t != PENDING_TOPIC),
             "processed": self.processed,
-            "transactions": self._outbox.transactions if self._outbox else 0,
+            "transactions": outbox.transactions if outbox else 0,
             "group_instance_id": self.group_instance_id,
             "restarts": self.restarts,
             "error": self.error,
@@ -145,7 +151,8 @@ class Supervisor:
         self._shut_down()
 
     def _serve(self) -> None:
-        self._link.refresh()
+        # A first start waits for the worker's process; a restart does not wait long.
+        self._link.refresh(WORKER_ASK_ON_RESTART_SECONDS if self.restarts else WORKER_FIRST_SECONDS)
         self._link.send_to_current()
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
         self._member = GroupMember(self.settings, self.group_instance_id, self.topics)

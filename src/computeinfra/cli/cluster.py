@@ -13,7 +13,6 @@ from rich.table import Table
 from computeinfra.cluster.launcher import Cluster, analyzer_snapshot, block_statuses
 from computeinfra.config import Settings
 from computeinfra.errors import ConfigError
-from computeinfra.protocol import BlockState
 from computeinfra.runtime.up import serve
 from computeinfra.schemas import write_schemas
 from computeinfra.tasks.registry import load_registry
@@ -37,11 +36,12 @@ def _blocks_table(rows: list[dict[str, Any]]) -> Table:
         "processed",
         "partitions",
         "restarts",
+        "hook errors",
     )
     for row in rows:
         state = str(row.get("state"))
-        if row.get("state") in (BlockState.DEAD, BlockState.UNREACHABLE) and row.get("error"):
-            state += f": {row['error']}"
+        if row.get("error"):  # why it is dead, or last died
+            state += f" ({row['error']})"
         table.add_row(
             str(row.get("block")),
             str(row.get("node_name") or (row.get("node") or "—")[:12]),
@@ -52,6 +52,7 @@ def _blocks_table(rows: list[dict[str, Any]]) -> Table:
             str(row.get("processed", "")),
             ",".join(map(str, row.get("partitions", []))),
             str(row.get("restarts", 0)),
+            str(row.get("hook_errors", 0)),
         )
     return table
 

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from computeinfra.runtime.web import serve_web
-from computeinfra.web import WEB_HOST, WebSettings
+from computeinfra.runtime.web import WEB_HOST, WebSettings, serve_web
 
 from .output import err_console
 

@@ -96,7 +96,11 @@ class TopicFollower:
         """Start following. With ``assign_now`` the start offsets are fixed before this
         returns (and a missing topic raises here); otherwise the thread waits for them."""
         if assign_now:
-            self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
+            try:
+                self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
+            except BaseException:
+                self._consumer.close()
+                raise
             self._assigned = True
         self._thread.start()
         return self
@@ -122,13 +126,22 @@ class TopicFollower:
         if not self._assigned and not self._assign():
             return
         while not self._stop.is_set():
-            if self._between_polls is not None:
-                self._between_polls()
-            message = self._consumer.poll(self._poll_seconds)
-            if message is None:
-                self.caught_up.set()
-            elif message.error() is None:
-                self._deliver(message)
+            try:
+                self._step()
+            except Exception:  # the follower must outlive whatever one step meets
+                _log.exception("following %s", ", ".join(self.topics))
+                self._stop.wait(TOPIC_WAIT_SECONDS)
+
+    def _step(self) -> None:
+        if self._between_polls is not None:
+            self._between_polls()
+        message = self._consumer.poll(self._poll_seconds)
+        if message is None:
+            self.caught_up.set()
+        elif message.error() is None:
+            self._deliver(message)
+        else:  # transient (a broker away): librdkafka retries by itself
+            _log.debug("following %s: %s", ", ".join(self.topics), message.error())
 
     def _deliver(self, message: Message) -> None:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from computeinfra.block.middleware.loading import load_middleware
 from computeinfra.cluster.connect import remove_state, write_state
 from computeinfra.cluster.launcher import Cluster
 from computeinfra.config import Settings, mark_run
@@ -75,6 +76,7 @@ def serve(
     web_port: int = 0,
 ) -> None:
     """Run until a signal; with ``web_port``, the web app runs as a child process too."""
+    load_middleware(settings.middleware)  # a typo is one clear error now, not dead blocks
     run_id = uuid.uuid4().hex
     mark_run(run_id)  # before anything is started: all of it carries the mark
     broker, settings = _start_broker(settings, say)

@@ -19,7 +19,8 @@ from computeinfra.errors import ClusterError
 from computeinfra.web import WEB_HOST, WebSettings, serve
 from computeinfra.web.figures import Figures
 
-__all__ = ["ray_figures", "serve_web", "start_web", "stop_web"]
+# What `computeinfra web` needs of the web app, through here: cli/ never imports web/.
+__all__ = ["WEB_HOST", "WebSettings", "ray_figures", "serve_web", "start_web", "stop_web"]
 
 WEB_PORT_ENV = "COMPUTEINFRA_WEB_PORT"
 READY_TIMEOUT_SECONDS = 60.0

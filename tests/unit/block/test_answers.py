@@ -3,12 +3,24 @@ instead of a record that fails its whole transaction forever (issue #13, defect 
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from computeinfra.block.answers import MAX_ANSWER_RECORD_BYTES, complete
 from computeinfra.block.jobs import Assignment, Outcome
-from computeinfra.block.middleware import MiddlewareChain
+from computeinfra.block.middleware import HookError, Middleware, MiddlewareChain
+from computeinfra.block.middleware.dead_letter import DeadLetterFailures
 from computeinfra.block.slots import Slot, SlotMaker
 from computeinfra.config import Settings
-from computeinfra.protocol import FailureKind, Status, decode_completion
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    DEAD_TOPIC,
+    Completion,
+    FailureKind,
+    Status,
+    decode_completion,
+)
 from computeinfra.tasks.registry import load_registry
 from computeinfra.tasks.sleep import SleepPayload
 
@@ -46,3 +58,33 @@ def test_a_completion_over_the_record_limit_fails_its_job_alone() -> None:
 def test_a_completion_under_the_limit_is_kept() -> None:
     slot = _answer({"blob": "x" * 1000})
     assert slot.completion is not None and slot.completion.status is Status.SUCCEEDED
+
+
+class _ForgetsToReturn(Middleware):
+    def extra_records(self, completion: Completion, request_value: bytes | None) -> Any:
+        return None  # not iterable: raises where the chain reads it
+
+
+def test_a_hook_whose_records_cannot_be_read_fails_its_job_and_keeps_the_others() -> None:
+    chain = MiddlewareChain([DeadLetterFailures(), _ForgetsToReturn()])
+    maker = SlotMaker(Settings(), load_registry(()), chain, 0, None)
+    assignment = Assignment("job-1", "sleep", SleepPayload(seconds=0), "out", None)
+    slot = Slot(_Record(), assignment=assignment)  # type: ignore[arg-type]
+    maker.answer(slot, complete(assignment, Outcome(Status.SUCCEEDED, 1.0), block=0, node=None))
+    assert slot.completion is not None and slot.completion.error is not None
+    assert slot.completion.error.type == FailureKind.MIDDLEWARE
+    assert "_ForgetsToReturn.extra_records" in slot.completion.error.message
+    # The built-in middleware's record (the dead letter of the now failed job) is kept.
+    assert [r.topic for r in slot.records] == [COMPLETED_TOPIC, DEAD_TOPIC]
+    assert chain.errors == 1
+
+
+class _Exits(Middleware):
+    def before_dispatch(self, assignment: Assignment) -> None:
+        raise SystemExit("not an Exception")
+
+
+def test_even_system_exit_in_a_job_hook_is_that_jobs_failure() -> None:
+    chain = MiddlewareChain([_Exits()])
+    with pytest.raises(HookError, match="_Exits.before_dispatch raised SystemExit"):
+        chain.before_dispatch(Assignment("k", "sleep", SleepPayload(seconds=0), "out", None))

@@ -96,7 +96,7 @@ class MiddlewareChain(Middleware):
         self.middleware = tuple(middleware)
         self.errors = 0  # hooks that raised, for ``blocks`` and ``/metrics``
 
-    def _failed(self, m: Middleware, hook: str, exc: Exception) -> HookError:
+    def _failed(self, m: Middleware, hook: str, exc: BaseException) -> HookError:
         self.errors += 1
         error = HookError(type(m).__name__, hook, exc)
         _log.error("%s", error, exc_info=exc)
@@ -106,9 +106,11 @@ class MiddlewareChain(Middleware):
         """Each middleware's answer to a job hook, in order; ``HookError`` if one raises."""
         for m in self.middleware:
             try:
-                yield getattr(m, hook)(*args)
-            except Exception as exc:
+                answer = getattr(m, hook)(*args)
+            # Anything, SystemExit included: a job's hook must only ever fail that job.
+            except BaseException as exc:
                 raise self._failed(m, hook, exc) from exc
+            yield answer
 
     def _all(self, hook: str, *args: Any) -> None:
         """Call a hook that is not about one job on every middleware; failures are logged."""
@@ -140,7 +142,26 @@ class MiddlewareChain(Middleware):
     def extra_records(
         self, completion: Completion, request_value: bytes | None
     ) -> Sequence[OutboxRecord]:
-        return [r for rs in self._each("extra_records", completion, request_value) for r in rs]
+        records: list[OutboxRecord] = []
+        for m in self.middleware:
+            try:  # what a hook returns is read inside the guard too (None, a failing generator)
+                records.extend(m.extra_records(completion, request_value))
+            except BaseException as exc:
+                raise self._failed(m, "extra_records", exc) from exc
+        return records
+
+    def extra_records_despite(
+        self, completion: Completion, request_value: bytes | None
+    ) -> list[OutboxRecord]:
+        """The records of every middleware whose ``extra_records`` works; the ones that fail
+        (already logged and counted when they first did) are left out."""
+        records: list[OutboxRecord] = []
+        for m in self.middleware:
+            try:
+                records.extend(m.extra_records(completion, request_value))
+            except BaseException:
+                continue
+        return records
 
     def before_commit(self) -> None:
         self._all("before_commit")
