@@ -120,6 +120,9 @@ class GroupMember:
         self.member_id = member_id
         self.topics = list(topics)
         self.assigned: set[tuple[str, int]] = set()
+        # Bumped each time a partition is assigned or revoked: what was expected of it
+        # under an earlier assignment no longer holds (``positions.py``).
+        self.epochs: dict[tuple[str, int], int] = {}
         self.consumer = self._join()
 
     def _join(self) -> Consumer:
@@ -129,12 +132,19 @@ class GroupMember:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._bump(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing to commit here: a supervisor never holds answers across a poll. Committing
         # from inside the rebalance callback can deadlock librdkafka's transactional offset
         # commit against the rebalance it is part of.
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        self._bump(partitions)
+
+    def _bump(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            where = (tp.topic, tp.partition)
+            self.epochs[where] = self.epochs.get(where, 0) + 1
 
     def records(self, count: int, timeout: float) -> list[Message]:
         return consume_records(self.consumer, count, timeout)

@@ -201,7 +201,7 @@ class Supervisor:
     def _loop(self, member: GroupMember) -> None:
         while not self._stop.is_set():
             records = member.records(self.settings.consume_batch, self.settings.poll_seconds)
-            self._positions.consumed(records)
+            records = self._positions.admit(records, member.epochs, member.consumer)
             try:
                 if records:
                     self._process(records)

@@ -1,0 +1,67 @@
+"""Nothing is skipped: after a fenced transaction the records without a committed answer are
+read again, even when the seek back is lost in a rebalance that leaves the partition ours
+(found in test_scale_out: six jobs' offsets committed, their completions aborted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from computeinfra.block.positions import ReadPositions
+
+WHERE = ("pendingJobs", 5)
+
+
+class _Record:
+    def __init__(self, offset: int, partition: int = 5) -> None:
+        self._offset, self._partition = offset, partition
+
+    def topic(self) -> str:
+        return "pendingJobs"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Consumer:
+    """Records seeks; ``lose_seeks`` drops them silently, as a rebalance can."""
+
+    def __init__(self, lose_seeks: bool = False) -> None:
+        self.seeks: list[tuple[int, int]] = []
+        self.lose_seeks = lose_seeks
+
+    def seek(self, tp: Any) -> None:
+        if self.lose_seeks:
+            raise KafkaException("Local: Erroneous state")
+        self.seeks.append((tp.partition, tp.offset))
+
+
+def _offsets(records: list[Any]) -> list[int]:
+    return [r.offset() for r in records]
+
+
+def test_a_lost_seek_back_never_lets_later_records_through() -> None:
+    positions, epochs = ReadPositions(), {WHERE: 1}
+    lossy = _Consumer(lose_seeks=True)
+    batch = [_Record(o) for o in range(47, 52)]
+    assert _offsets(positions.admit(batch, epochs, lossy)) == list(range(47, 52))
+    positions.rewind(lossy)  # the transaction was fenced; the seek to 47 is lost
+    consumer = _Consumer()
+    # The partition stayed ours and the consumer went on from 52: not taken, sought again.
+    taken = positions.admit([_Record(52), _Record(53), _Record(0, partition=6)], epochs, consumer)
+    assert _offsets(taken) == [0]  # partition 6's first record is fine
+    assert consumer.seeks == [(5, 47)]
+    again = positions.admit([_Record(o) for o in range(47, 50)], epochs, consumer)
+    assert _offsets(again) == [47, 48, 49]
+
+
+def test_a_partition_assigned_anew_starts_wherever_its_committed_offset_is() -> None:
+    positions, consumer = ReadPositions(), _Consumer()
+    positions.admit([_Record(10)], {WHERE: 1}, consumer)
+    # Revoked and given back (the epoch moved): another block may have answered up to 40.
+    assert _offsets(positions.admit([_Record(40)], {WHERE: 3}, consumer)) == [40]
+    assert consumer.seeks == []
