@@ -1,17 +1,20 @@
 """Where to read again from, and a guard that nothing is skipped.
 
-Per partition: the first consumed record without a committed answer (read again when a
-batch is cut short or its transaction is fenced), and the offset the next record must have.
-A seek back can fail without a word while the group rebalances, and with cooperative
-rebalancing the partition may stay ours: the consumer then delivers records past the ones
-that were never answered, and committing their answers would commit past those records.
-So a record that is not the one expected is not taken; the partition is sought back again,
-until the expected record comes (measured in test_scale_out: six jobs lost that way).
+Per partition: the records consumed and not yet answered in a committed transaction, in
+order. When a batch is cut short or its transaction is fenced, the consumer is sought back
+to the first of them. That seek can fail without a word while the group rebalances, and
+with cooperative rebalancing the partition may stay ours: the consumer then goes on past
+records that were never answered, and committing later answers would commit past them
+(seen in test_scale_out: six jobs' offsets committed, their completions aborted). So after
+a seek back, the next record of that partition must be the one sought; any other is not
+taken, and the seek is made again. Offsets are not contiguous (transaction markers, aborted
+records), so only a record known to exist is ever required.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -29,31 +32,30 @@ def _where(message: Message) -> Where:
 
 class ReadPositions:
     def __init__(self) -> None:
-        self._unanswered: dict[Where, int] = {}
-        self._consumed_next: dict[Where, int] = {}
-        # The next offset each partition must deliver, for the assignment (epoch) it was
-        # set under: a partition assigned anew starts from its committed offset instead.
+        self._unanswered: dict[Where, deque[int]] = {}
+        # After a seek back: the record each partition must deliver next, for the
+        # assignment (epoch) it was sought under. Assigned anew, it starts from its
+        # committed offset instead, wherever that is.
         self._expected: dict[Where, tuple[int, int]] = {}
 
     def admit(
         self, messages: Sequence[Message], epochs: Mapping[Where, int], consumer: Consumer
     ) -> list[Message]:
-        """The records that follow on from what was read before; a partition whose record
-        is not the expected one is sought back to it, and its records are left out."""
+        """The records that may be taken; a partition that did not come back to the record
+        it was sought to is sought again, and its records are left out."""
         taken: list[Message] = []
         behind: dict[Where, int] = {}
         for message in messages:
             where, offset = _where(message), message.offset() or 0
             if where in behind:
                 continue
-            epoch = epochs.get(where, 0)
-            expected = self._expected.get(where)
-            if expected is not None and expected[0] == epoch and offset != expected[1]:
+            expected = self._expected.pop(where, None)
+            current = expected is not None and expected[0] == epochs.get(where, 0)
+            if expected is not None and current and offset != expected[1]:
                 behind[where] = expected[1]
+                self._expected[where] = expected  # still owed: seek again until it comes
                 continue
-            self._expected[where] = (epoch, offset + 1)
-            self._unanswered.setdefault(where, offset)
-            self._consumed_next[where] = offset + 1
+            self._unanswered.setdefault(where, deque()).append(offset)
             taken.append(message)
         _seek(consumer, behind)
         return taken
@@ -61,26 +63,22 @@ class ReadPositions:
     def committed(self, messages: Sequence[Message]) -> None:
         """Answers to ``messages`` (a prefix of each partition's records) were committed."""
         for offset in next_offsets(messages):
-            where = (offset.topic, offset.partition)
-            if self._consumed_next.get(where, 0) > offset.offset:
-                self._unanswered[where] = offset.offset
-            else:
-                self._unanswered.pop(where, None)
+            pending = self._unanswered.get((offset.topic, offset.partition))
+            while pending and pending[0] < offset.offset:
+                pending.popleft()
 
-    def rewind(self, consumer: Consumer) -> None:
-        """Seek back to every record without a committed answer, and expect it next."""
-        _seek(consumer, self._unanswered)
-        for where, offset in self._unanswered.items():
-            if where in self._expected:
-                self._expected[where] = (self._expected[where][0], offset)
+    def rewind(self, consumer: Consumer, epochs: Mapping[Where, int]) -> None:
+        """Seek back to every record without a committed answer, and require it next."""
+        first = {where: pending[0] for where, pending in self._unanswered.items() if pending}
+        _seek(consumer, first)
+        for where, offset in first.items():
+            self._expected[where] = (epochs.get(where, 0), offset)
         self._unanswered.clear()
-        self._consumed_next.clear()
 
 
 def _seek(consumer: Consumer, offsets: Mapping[Where, int]) -> None:
     for (topic, partition), offset in offsets.items():
         # Not assigned here any more (its new owner starts from the committed offset), or
-        # mid-rebalance: then the next record of it is not the expected one, and admit()
-        # seeks again.
+        # mid-rebalance: admit() then sees the wrong record come and seeks again.
         with contextlib.suppress(KafkaException):
             consumer.seek(TopicPartition(topic, partition, offset))

@@ -362,7 +362,7 @@ class Supervisor:
         """
         assert self._member is not None
         self._answers = AnswerBatch()
-        self._positions.rewind(self._member.consumer)
+        self._positions.rewind(self._member.consumer, self._member.epochs)
 
     # -- the worker ----------------------------------------------------------------------------
 
