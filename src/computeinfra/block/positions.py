@@ -24,6 +24,7 @@ from .transaction import next_offsets
 __all__ = ["ReadPositions"]
 
 Where = tuple[str, int]
+COMMITTED_TIMEOUT_SECONDS = 10.0
 
 
 def _where(message: Message) -> Where:
@@ -49,9 +50,18 @@ class ReadPositions:
             where, offset = _where(message), message.offset() or 0
             if where in behind:
                 continue
+            epoch = epochs.get(where, 0)
             expected = self._expected.pop(where, None)
-            current = expected is not None and expected[0] == epochs.get(where, 0)
-            if expected is not None and current and offset != expected[1]:
+            if expected is not None and expected[0] != epoch:
+                # Assigned anew while a record was owed: the consumer may resume from where
+                # it had fetched, not from the committed offset (seen after a fenced commit
+                # and a rejoin). Start again from the committed offset, once.
+                start = _committed(consumer, where)
+                if start is not None and offset > start:
+                    behind[where] = start
+                    self._expected[where] = (epoch, -1)  # whatever comes first after it
+                    continue
+            elif expected is not None and expected[1] >= 0 and offset != expected[1]:
                 behind[where] = expected[1]
                 self._expected[where] = expected  # still owed: seek again until it comes
                 continue
@@ -74,6 +84,15 @@ class ReadPositions:
         for where, offset in first.items():
             self._expected[where] = (epochs.get(where, 0), offset)
         self._unanswered.clear()
+
+
+def _committed(consumer: Consumer, where: Where) -> int | None:
+    """The group's committed offset of ``where``, or None if it cannot be read now."""
+    try:
+        (found,) = consumer.committed([TopicPartition(*where)], timeout=COMMITTED_TIMEOUT_SECONDS)
+    except KafkaException:
+        return None
+    return found.offset if found.offset >= 0 else None
 
 
 def _seek(consumer: Consumer, offsets: Mapping[Where, int]) -> None:

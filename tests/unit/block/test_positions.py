@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
 from computeinfra.block.positions import ReadPositions
 
@@ -30,9 +30,13 @@ class _Record:
 class _Consumer:
     """Records seeks; ``lose_seeks`` drops them silently, as a rebalance can."""
 
-    def __init__(self, lose_seeks: bool = False) -> None:
+    def __init__(self, lose_seeks: bool = False, committed: int = -1001) -> None:
         self.seeks: list[tuple[int, int]] = []
         self.lose_seeks = lose_seeks
+        self.committed_offset = committed
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        return [TopicPartition(p.topic, p.partition, self.committed_offset) for p in partitions]
 
     def seek(self, tp: Any) -> None:
         if self.lose_seeks:
@@ -59,12 +63,26 @@ def test_a_lost_seek_back_never_lets_later_records_through() -> None:
     assert _offsets(again) == [47, 48, 49]
 
 
-def test_a_partition_assigned_anew_starts_wherever_its_committed_offset_is() -> None:
-    positions, consumer = ReadPositions(), _Consumer(lose_seeks=True)
-    positions.admit([_Record(10)], {WHERE: 1}, consumer)
-    positions.rewind(consumer, {WHERE: 1})
-    # Revoked and given back (the epoch moved): another block may have answered up to 40.
-    assert _offsets(positions.admit([_Record(40)], {WHERE: 3}, consumer)) == [40]
+def test_a_partition_assigned_anew_starts_from_its_committed_offset() -> None:
+    positions, lossy = ReadPositions(), _Consumer(lose_seeks=True)
+    positions.admit([_Record(o) for o in range(1, 10)], {WHERE: 1}, lossy)
+    positions.rewind(lossy, {WHERE: 1})  # fenced; then revoked and given back (epoch 3)
+    # Another block answered up to 40 meanwhile: the committed offset is where to go on.
+    elsewhere = _Consumer(committed=40)
+    assert _offsets(positions.admit([_Record(40)], {WHERE: 3}, elsewhere)) == [40]
+    assert elsewhere.seeks == []
+
+
+def test_a_partition_given_back_mid_fetch_goes_back_to_its_committed_offset() -> None:
+    """Seen in test_scale_out: after a fenced commit and a rejoin, the consumer resumed the
+    partition from where it had fetched (10), past nine unanswered records."""
+    positions, lossy = ReadPositions(), _Consumer(lose_seeks=True)
+    positions.admit([_Record(o) for o in range(1, 10)], {WHERE: 1}, lossy)
+    positions.rewind(lossy, {WHERE: 1})
+    consumer = _Consumer(committed=1)
+    assert positions.admit([_Record(10), _Record(11)], {WHERE: 3}, consumer) == []
+    assert consumer.seeks == [(5, 1)]
+    assert _offsets(positions.admit([_Record(1), _Record(2)], {WHERE: 3}, consumer)) == [1, 2]
 
 
 def test_offsets_with_gaps_are_taken_as_they_come() -> None:
