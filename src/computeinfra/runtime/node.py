@@ -16,7 +16,6 @@ ports and processes, which is how the tests run a cluster on one machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from computeinfra.cluster.launcher import start_block, stop_blocks, wait_blocks_
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError, ConfigError
 from computeinfra.kafka.admin import check_reachable
+from computeinfra.runtime.reap import end_processes
 from computeinfra.runtime.up import wait_for_signal
 
 __all__ = ["JoinedNode", "NodeSpec", "parse_resources", "serve_node"]
@@ -166,15 +166,7 @@ class JoinedNode:
 def _terminate_children(timeout: float) -> None:
     """SIGTERM what is left of the Ray node's processes (all are ours: we start no other),
     SIGKILL them after ``timeout``. By pid: other Ray nodes on the host are not ours."""
-    tree = psutil.Process().children(recursive=True)
-    for process in tree:
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
-    _gone, alive = psutil.wait_procs(tree, timeout=timeout)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(alive, timeout=10)
+    end_processes(psutil.Process().children(recursive=True), timeout)
 
 
 def serve_node(

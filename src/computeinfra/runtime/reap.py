@@ -17,7 +17,7 @@ import psutil
 
 from computeinfra.config import RUN_MARK, mark_run
 
-__all__ = ["carries", "mark_run", "reap"]
+__all__ = ["carries", "end_processes", "mark_run", "reap"]
 
 TERM_SECONDS = 5.0
 
@@ -41,16 +41,21 @@ def _marked(run_id: str) -> list[psutil.Process]:
     return found
 
 
-def reap(run_id: str) -> int:
-    """End every process still carrying ``run_id``'s mark: SIGTERM, then SIGKILL after
-    ``TERM_SECONDS``. Returns how many there were."""
-    left = _marked(run_id)
-    for process in left:
+def end_processes(processes: list[psutil.Process], timeout: float = TERM_SECONDS) -> None:
+    """SIGTERM each, then SIGKILL those still alive after ``timeout``."""
+    for process in processes:
         with contextlib.suppress(psutil.Error):
             process.terminate()
-    _gone, alive = psutil.wait_procs(left, timeout=TERM_SECONDS)
+    _gone, alive = psutil.wait_procs(processes, timeout=timeout)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(alive, timeout=TERM_SECONDS)
+
+
+def reap(run_id: str) -> int:
+    """End every process still carrying ``run_id``'s mark: SIGTERM, then SIGKILL after
+    ``TERM_SECONDS``. Returns how many there were."""
+    left = _marked(run_id)
+    end_processes(left)
     return len(left)
