@@ -103,6 +103,21 @@ def _scale_rows(report: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _long_job_rows(report: dict[str, Any]) -> list[Row]:
+    long = report.get("long_job")
+    if not long:
+        return []
+    idle, busy = long["idle"], long["with_long_job"]
+    long["p99_ratio"] = ratio = busy["p99_ms"] / idle["p99_ms"]
+    label = (
+        f"short-job p50/p95/p99 ms at {long['rate']:g}/s beside a {long['long_seconds']:g} s job"
+    )
+    figures = "/".join(f"{busy[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+    baseline = "/".join(f"{idle[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+    cell = f"{figures} (p99 {ratio:.2f}x idle {baseline})"
+    return [(label, cell, DASH, DASH, DASH, "p99 ≤ 2x idle", _met(ratio <= 2.0))]
+
+
 def _recovery_rows(report: dict[str, Any]) -> list[Row]:
     rec = report.get("recovery")
     if not rec:
@@ -126,6 +141,7 @@ def rows(report: dict[str, Any]) -> list[Row]:
         *_latency_rows(report),
         *_real_rows(report),
         *_scale_rows(report),
+        *_long_job_rows(report),
         *_recovery_rows(report),
     ]
 

@@ -11,6 +11,7 @@ Sections (``--only`` picks some, comma-separated):
   bare ``multiprocessing.Pool`` running the same function on the same files;
 - scale: RSS of the supervisor, worker, analyzer and client processes after a checkpoint
   and after many more jobs;
+- longjob: short jobs at 20/s, p50/p95/p99, on an idle stack and beside one long job.
 - recovery: SIGKILL of a worker, then of a supervisor, until their work resumes.
 
 Prints a table against issue 5's targets, saves bench/results/<UTC time>.json with the
@@ -45,7 +46,7 @@ from workloads import Driver, latency_at_rate, throughput
 from computeinfra import Client
 from computeinfra.testing.stack import DevStack, dev_stack
 
-SECTIONS = ("throughput", "latency", "realwork", "scale", "recovery")
+SECTIONS = ("throughput", "latency", "realwork", "scale", "longjob", "recovery")
 QUICK = {
     "jobs": 300,
     "latency_jobs": 200,
@@ -54,6 +55,8 @@ QUICK = {
     "scale_checkpoint": 500,
     "repeats": 1,
     "warmup": 50,
+    "long_jobs": 40,
+    "long_seconds": 20.0,
 }
 LOG_TAIL_CHARS = 4000
 TABLE_WIDTH = 160  # a log file is not a terminal; rich would wrap the table at 80
@@ -68,6 +71,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--scale-jobs", type=int, default=200_000)
     parser.add_argument("--scale-checkpoint", type=int, default=10_000)
+    parser.add_argument("--long-jobs", type=int, default=400, help="short jobs per longjob run")
+    parser.add_argument("--long-seconds", type=float, default=300.0, help="the long job's length")
     parser.add_argument("--repeats", type=int, default=3, help="kills per recovery measure")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed jobs per system")
     parser.add_argument("--blocks", type=int, default=os.cpu_count() or 2)
@@ -117,6 +122,13 @@ def ours(
         report["scale"] = run_scale(
             client, stack.process.pid, args.scale_jobs, args.scale_checkpoint
         )
+    if "longjob" in args.sections:
+        from longjob import run_long_job  # joins Ray: only after the memory figures
+
+        console.print(
+            f"computeinfra: {args.long_jobs} short jobs at 20/s, idle then beside a long job"
+        )
+        report["long_job"] = run_long_job(client, stack.settings, args.long_jobs, args.long_seconds)
     if "recovery" in args.sections:
         from recovery import run_recovery  # joins Ray: only after the memory figures
 

@@ -132,6 +132,11 @@ class Settings:
     # ready answer may wait for others to share its transaction.
     pipeline_depth: int = 4
     consume_batch: int = 200
+    # Worker processes per block (0: one per core the block owns).
+    concurrency: int = 0
+    # A queued job waits this long for a block whose workers are all held by long jobs,
+    # then goes to another block (0: never).
+    handover_seconds: float = 2.0
     commit_window: float = 0.01
     # A task whose recent run time is under this shares a worker call with others.
     quick_job_seconds: float = 0.005
@@ -226,6 +231,8 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
         "poll_seconds": env.number("COMPUTEINFRA_POLL_SECONDS", 0.2),
         "pipeline_depth": env.integer("COMPUTEINFRA_PIPELINE_DEPTH", 4, 1),
         "consume_batch": env.integer("COMPUTEINFRA_CONSUME_BATCH", 200, 1),
+        "concurrency": env.integer("COMPUTEINFRA_CONCURRENCY", 0, 0),
+        "handover_seconds": env.number("COMPUTEINFRA_HANDOVER_SECONDS", 2.0),
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
         "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
     }

@@ -65,7 +65,8 @@ JOB_STATUS_TOPIC = "jobStatus"
 MAX_KEY_BYTES = 256
 # Upper bounds that neither a task nor a request can exceed.
 MAX_ATTEMPTS_CAP = 10
-MAX_TIME_LIMIT_SECONDS = 3600.0
+# A week: a task or a request may ask any limit up to it, or none (a task's ``time_limit=None``).
+MAX_TIME_LIMIT_SECONDS = 7 * 24 * 3600.0
 
 
 class JobState(StrEnum):
@@ -150,7 +151,10 @@ class JobRequest(BaseModel):
         default=None,
         gt=0,
         le=MAX_TIME_LIMIT_SECONDS,
-        description="Seconds one attempt may run; can only lower the task's own limit.",
+        description=(
+            "Seconds one attempt may run, instead of the task's own limit: any value up to "
+            "the task's max_time_limit."
+        ),
     )
 
 

@@ -79,7 +79,13 @@ CASES: dict[str, tuple[bytes | None, str, str | None]] = {
     ),
     "time-limit-over-cap": (
         job(time_limit=1e6),
-        "time_limit: Input should be less than or equal to 3600",
+        "time_limit: Input should be less than or equal to 604800",
+        "time_limit",
+    ),
+    # A request may raise a task's limit only up to the task's max_time_limit.
+    "time-limit-over-task-max": (
+        job(task="explode", payload={}, time_limit=601),
+        "longer than task 'explode' allows (600 s",
         "time_limit",
     ),
     "oversized": (

@@ -68,7 +68,7 @@ def lone_supervisor(stack: Stack) -> Iterator[Supervisor]:
     supervisor = Supervisor(
         settings,
         0,
-        InProcessWorker(settings),
+        [InProcessWorker(settings)],
         member_id=f"{name}-member",
         registry=load_registry(()),
         topics=(lane_topic(name),),

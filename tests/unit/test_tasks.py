@@ -192,3 +192,23 @@ def test_a_job_read_again_by_another_block_finds_what_its_killed_attempt_left(
     assert not TaskContext(
         key="done", attempt=1, results_root=first.results_root, result_dir=first.result_dir
     ).left_behind()
+
+
+def test_time_limits_none_means_no_limit_and_max_bounds_what_a_request_asks() -> None:
+    from pydantic import BaseModel
+
+    from computeinfra.tasks.registry import Task
+
+    class Empty(BaseModel):
+        pass
+
+    def run(payload: Empty, ctx: TaskContext) -> None:
+        return None
+
+    assert Task("open", Empty, run, time_limit=None).longest_time_limit is None
+    assert Task("t", Empty, run, time_limit=60, max_time_limit=7200).longest_time_limit == 7200
+    assert Task("t", Empty, run, time_limit=60).longest_time_limit == 60
+    with pytest.raises(TaskError, match="max_time_limit is below time_limit"):
+        Task("t", Empty, run, time_limit=60, max_time_limit=30)
+    with pytest.raises(TaskError, match="time_limit must be in"):
+        Task("t", Empty, run, time_limit=8 * 24 * 3600)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from computeinfra.config import Settings
 from computeinfra.errors import RequestError
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import JobRequest, decode_request, key_problem
 from computeinfra.tasks.context import InputRoots
-from computeinfra.tasks.registry import TaskRegistry
+from computeinfra.tasks.registry import Task, TaskRegistry
 
 from .jobs import Assignment
 
@@ -40,6 +42,7 @@ def admit(
         task = registry.get(request.task)
         resolve_result_dir(settings.results_root, request.result_dir)
         payload = task.validate(request.payload, InputRoots(settings.input_roots))
+        time_limit = _time_limit(request, task)
     except RequestError as exc:
         return request, exc
     return request, Assignment(
@@ -49,5 +52,19 @@ def admit(
         result_dir=request.result_dir,
         submitted_at=request.submitted_at if request.submitted_at is not None else record_time,
         max_attempts=request.max_attempts or task.max_attempts or settings.max_attempts,
-        time_limit=min(request.time_limit or task.time_limit, task.time_limit),
+        time_limit=time_limit,
     )
+
+
+def _time_limit(request: JobRequest, task: Task[Any]) -> float | None:
+    """The request's limit if it asked for one the task allows, else the task's own."""
+    if request.time_limit is None:
+        return task.time_limit
+    longest = task.longest_time_limit
+    if longest is not None and request.time_limit > longest:
+        raise RequestError(
+            f"time_limit {request.time_limit:g} s is longer than task {task.name!r} allows "
+            f"({longest:g} s; a task raises it with max_time_limit)",
+            field="time_limit",
+        )
+    return request.time_limit

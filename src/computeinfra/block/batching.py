@@ -35,6 +35,10 @@ class BatchPlanner:
         before = self._run_time.get(task)
         self._run_time[task] = took if before is None else before + SMOOTHING * (took - before)
 
+    def expected(self, task: str) -> float | None:
+        """``task``'s recent run time, or None before it has run here."""
+        return self._run_time.get(task)
+
     def take(self, tasks: Sequence[str]) -> int:
         """How many of the next jobs (by task name, in order) to send in one call: at
         least one; more only while each is quick and the call stays within budget."""

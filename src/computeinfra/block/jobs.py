@@ -34,7 +34,7 @@ class Assignment:
     result_dir: str
     submitted_at: float | None
     max_attempts: int = 1
-    time_limit: float = 600.0
+    time_limit: float | None = 600.0  # seconds per attempt; None: no limit
     attempt: int = 1
 
     def next_attempt(self) -> Assignment:

@@ -3,6 +3,10 @@
 Each supervisor is a static member (``group.instance.id``): a restarted one takes its
 partitions straight back instead of triggering two rebalances. Cooperative-sticky
 assignment moves only the partitions that must move.
+
+The consume thread polls every few milliseconds whatever its jobs do (it pauses partitions
+rather than stop polling), so ``max.poll.interval.ms`` is minutes, not the longest job: a
+consume thread that truly hangs loses its partitions in that time.
 """
 
 from __future__ import annotations
@@ -15,38 +19,25 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_consumer
-from computeinfra.protocol import MAX_ATTEMPTS_CAP, MAX_TIME_LIMIT_SECONDS
 
 __all__ = [
-    "BATCH_SECONDS",
+    "MAX_POLL_INTERVAL_MS",
     "SESSION_TIMEOUT_MS",
     "ConsumerDead",
     "GroupMember",
     "consume_records",
     "is_fatal",
     "make_supervisor_consumer",
-    "max_poll_interval_ms",
 ]
 
 _log = logging.getLogger("computeinfra.supervisor")
 
 # How long the group waits for a silent member before giving its partitions to others.
 SESSION_TIMEOUT_MS = 10_000
-# A batch stops sending new jobs to the worker after this long, so the consumer polls (and
-# the group can rebalance) at least this often, plus the jobs already queued.
-BATCH_SECONDS = 30.0
-# The longest a restarted worker may take to answer again.
-WORKER_RESTART_ALLOWANCE_SECONDS = 120.0
-
-
-def max_poll_interval_ms(settings: Settings) -> int:
-    """Long enough for the longest run between polls: the attempts queued at the worker at
-    the longest limit, then one job's every attempt, plus backoffs and worker restarts."""
-    per_attempt = (
-        MAX_TIME_LIMIT_SECONDS + settings.retry_backoff_max + WORKER_RESTART_ALLOWANCE_SECONDS
-    )
-    attempts = settings.pipeline_depth + MAX_ATTEMPTS_CAP
-    return int(min(attempts * per_attempt * 1000, 86_400_000))
+# The longest the consume thread may go without polling before the group gives its
+# partitions to others. It polls every few ms; the slowest thing between two polls is a
+# commit retried while the broker is away, or a middleware hook.
+MAX_POLL_INTERVAL_MS = 300_000
 
 
 def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
@@ -58,7 +49,7 @@ def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
             "group.instance.id": member_id,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "partition.assignment.strategy": "cooperative-sticky",
-            "max.poll.interval.ms": max_poll_interval_ms(settings),
+            "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
         },
     )
 
@@ -120,6 +111,7 @@ class GroupMember:
         self.member_id = member_id
         self.topics = list(topics)
         self.assigned: set[tuple[str, int]] = set()
+        self.paused: set[tuple[str, int]] = set()
         # Bumped each time a partition is assigned or revoked: what was expected of it
         # under an earlier assignment no longer holds (``positions.py``).
         self.epochs: dict[tuple[str, int], int] = {}
@@ -138,7 +130,9 @@ class GroupMember:
         # Nothing to commit here: a supervisor never holds answers across a poll. Committing
         # from inside the rebalance callback can deadlock librdkafka's transactional offset
         # commit against the rebalance it is part of.
-        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned -= gone
+        self.paused -= gone
         self._bump(partitions)
 
     def _bump(self, partitions: list[TopicPartition]) -> None:
@@ -149,6 +143,21 @@ class GroupMember:
     def records(self, count: int, timeout: float) -> list[Message]:
         return consume_records(self.consumer, count, timeout)
 
+    def pause_only(self, wanted: set[tuple[str, int]]) -> None:
+        """Pause exactly the assigned partitions in ``wanted``; resume the others. Polling
+        goes on either way: a paused partition is only not fetched."""
+        wanted = wanted & self.assigned
+        pause, resume = wanted - self.paused, self.paused - wanted
+        try:
+            if pause:
+                self.consumer.pause([TopicPartition(t, p) for t, p in sorted(pause)])
+            if resume:
+                self.consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
+        except KafkaException as exc:  # mid-rebalance: asked again on the next step
+            _log.debug("%s: pause/resume: %s", self.member_id, exc)
+            return
+        self.paused = wanted
+
     def rejoin(self, reason: ConsumerDead) -> None:
         """A consumer in a fatal state never recovers: close it and join again, reading from
         the committed offsets."""
@@ -156,6 +165,7 @@ class GroupMember:
         with contextlib.suppress(Exception):
             self.consumer.close()
         self.assigned.clear()
+        self.paused.clear()
         self.consumer = self._join()
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ serves them all (see ``batching.py``). The accounting stays per job:
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -96,7 +97,8 @@ class AttemptQueue:
         return attempts
 
     def _answer(self, head: _Call, idle: Idle | None) -> None:
-        limit = max(a.time_limit for a in head.assignments)
+        limits = [a.time_limit for a in head.assignments]
+        limit = math.inf if None in limits else max(x for x in limits if x is not None)
         deadline = max(head.sent_at, self._last_answer_at) + limit
         try:
             while idle is not None and not head.handle.wait(0):
@@ -104,7 +106,8 @@ class AttemptQueue:
                 remaining = deadline - time.monotonic()
                 if pause <= 0 or head.handle.wait(max(min(pause, remaining), 0.0)):
                     break
-            outcomes = head.handle.outcome(timeout=max(deadline - time.monotonic(), 0.0))
+            left = None if limit == math.inf else max(deadline - time.monotonic(), 0.0)
+            outcomes = head.handle.outcome(timeout=left)
             head.results = deque(outcomes)
         except WorkerLost as lost:
             self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")

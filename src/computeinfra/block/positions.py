@@ -1,98 +1,222 @@
-"""Where to read again from, and a guard that nothing is skipped.
+"""Per partition: which records are taken, answered and committed, and what to commit next.
 
-Per partition: the records consumed and not yet answered in a committed transaction, in
-order. When a batch is cut short or its transaction is fenced, the consumer is sought back
-to the first of them. That seek can fail without a word while the group rebalances, and
-with cooperative rebalancing the partition may stay ours: the consumer then goes on past
-records that were never answered, and committing later answers would commit past them
-(seen in test_scale_out: six jobs' offsets committed, their completions aborted). So after
-a seek back, the next record of that partition must be the one sought; any other is not
-taken, and the seek is made again. Offsets are not contiguous (transaction markers, aborted
-records), so only a record known to exist is ever required.
+Jobs finish in any order. Each partition's commit is its oldest unanswered record's offset,
+with the records answered beyond it listed in the commit's metadata (``offset_map.py``); a
+partition assigned anew starts from what its last owner committed, and skips exactly the
+records that metadata lists.
+
+A guard that nothing is skipped. After a partition is assigned anew, librdkafka may resume
+from where it had fetched rather than from the committed offset (seen in test_scale_out:
+jobs committed past, their completions aborted). So the first record of a new assignment
+must be the committed one; if a later one comes, the consumer is sought back to the
+committed offset, and the next record must be at or before the one that came too early
+(offsets are not contiguous: transaction markers and aborted records leave gaps, so only a
+record known to exist is ever required). A seek that is lost in a rebalance is made again.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from .transaction import next_offsets
+from . import offset_map
 
-__all__ = ["ReadPositions"]
+__all__ = ["CommitPlan", "Positions", "Track", "Where", "where_of"]
 
 Where = tuple[str, int]
 COMMITTED_TIMEOUT_SECONDS = 10.0
+# A partition whose map of answered offsets passes this share of the limit takes no more
+# records until its oldest job ends: the map must always fit in the commit.
+CROWDED_SHARE = 0.5
 
 
-def _where(message: Message) -> Where:
+def where_of(message: Message) -> Where:
     return (message.topic() or "", message.partition() or 0)
 
 
-class ReadPositions:
+@dataclass
+class Track:
+    """One partition under one assignment (``epoch``)."""
+
+    epoch: int
+    committed: int  # the offset as last committed, by us or by whoever owned it before
+    seen: int = 0  # one past the highest offset delivered under this assignment
+    pending: set[int] = field(default_factory=set)  # taken, not answered
+    answered: set[int] = field(default_factory=set)  # answer in hand, not committed
+    done: set[int] = field(default_factory=set)  # answered and committed, beyond ``committed``
+    guard: int | None = None  # after a seek back: the next record must not be past this
+
+    def low(self) -> int:
+        """The offset to commit: the oldest record not answered, or past all seen."""
+        return min(self.pending) if self.pending else self.seen
+
+    def beyond(self, low: int) -> set[int]:
+        return {o for o in self.done | self.answered if o > low}
+
+    def crowded(self) -> bool:
+        limit = offset_map.MAX_METADATA_CHARS * CROWDED_SHARE
+        return len(offset_map.encode(self.low(), self.beyond(self.low()))) > limit
+
+
+@dataclass(frozen=True)
+class CommitPlan:
+    """Offsets to commit (with their maps) and the answers they cover."""
+
+    offsets: list[TopicPartition]
+    answers: list[tuple[Where, int]]
+    epochs: dict[Where, int]
+
+
+class Positions:
     def __init__(self) -> None:
-        self._unanswered: dict[Where, deque[int]] = {}
-        # After a seek back: the record each partition must deliver next, for the
-        # assignment (epoch) it was sought under. Assigned anew, it starts from its
-        # committed offset instead, wherever that is.
-        self._expected: dict[Where, tuple[int, int]] = {}
+        self.tracks: dict[Where, Track] = {}
+
+    # -- intake --------------------------------------------------------------------------------
 
     def admit(
         self, messages: Sequence[Message], epochs: Mapping[Where, int], consumer: Consumer
     ) -> list[Message]:
-        """The records that may be taken; a partition that did not come back to the record
-        it was sought to is sought again, and its records are left out."""
+        """The records to take; skipped are those already answered, and those of a
+        partition that did not resume where it must (it is sought back)."""
+        seeks = self._open(messages, epochs, consumer)
         taken: list[Message] = []
-        behind: dict[Where, int] = {}
         for message in messages:
-            where, offset = _where(message), message.offset() or 0
-            if where in behind:
-                continue
-            epoch = epochs.get(where, 0)
-            expected = self._expected.pop(where, None)
-            if expected is not None and expected[0] != epoch:
-                # Assigned anew while a record was owed: the consumer may resume from where
-                # it had fetched, not from the committed offset (seen after a fenced commit
-                # and a rejoin). Start again from the committed offset, once.
-                start = _committed(consumer, where)
-                if start is not None and offset > start:
-                    behind[where] = start
-                    self._expected[where] = (epoch, -1)  # whatever comes first after it
-                    continue
-            elif expected is not None and expected[1] >= 0 and offset != expected[1]:
-                behind[where] = expected[1]
-                self._expected[where] = expected  # still owed: seek again until it comes
-                continue
-            self._unanswered.setdefault(where, deque()).append(offset)
-            taken.append(message)
-        _seek(consumer, behind)
+            where, offset = where_of(message), message.offset() or 0
+            track = self.tracks.get(where)
+            if track is None or where in seeks:
+                continue  # not taken now: read again from where it is sought
+            resume = self._misplaced(track, offset)
+            if resume is not None:
+                seeks[where] = resume
+            elif offset >= track.seen:
+                track.seen = offset + 1
+                if offset not in track.done and offset >= track.committed:
+                    track.pending.add(offset)
+                    taken.append(message)
+        _seek(consumer, seeks)
         return taken
 
-    def committed(self, messages: Sequence[Message]) -> None:
-        """Answers to ``messages`` (a prefix of each partition's records) were committed."""
-        for offset in next_offsets(messages):
-            pending = self._unanswered.get((offset.topic, offset.partition))
-            while pending and pending[0] < offset.offset:
-                pending.popleft()
-
-    def rewind(self, consumer: Consumer, epochs: Mapping[Where, int]) -> None:
-        """Seek back to every record without a committed answer, and require it next."""
-        first = {where: pending[0] for where, pending in self._unanswered.items() if pending}
-        _seek(consumer, first)
-        for where, offset in first.items():
-            self._expected[where] = (epochs.get(where, 0), offset)
-        self._unanswered.clear()
-
-
-def _committed(consumer: Consumer, where: Where) -> int | None:
-    """The group's committed offset of ``where``, or None if it cannot be read now."""
-    try:
-        (found,) = consumer.committed([TopicPartition(*where)], timeout=COMMITTED_TIMEOUT_SECONDS)
-    except KafkaException:
+    def _misplaced(self, track: Track, offset: int) -> int | None:
+        """Where to seek back to if ``offset`` must not be taken yet, else None."""
+        if track.guard is not None:
+            if offset > track.guard:
+                return track.seen  # the seek back was lost: make it again
+            track.guard = None
+        elif track.seen == track.committed and offset > track.committed:
+            # The first record of a new assignment is past the committed offset.
+            track.guard = offset
+            return track.committed
         return None
-    return found.offset if found.offset >= 0 else None
+
+    def _open(
+        self, messages: Sequence[Message], epochs: Mapping[Where, int], consumer: Consumer
+    ) -> dict[Where, int]:
+        """Open a track for each partition first seen under its current assignment; returns
+        where to seek the partitions whose committed offset could not be read (their
+        records are read again, never taken without knowing what is answered)."""
+        firsts: dict[Where, int] = {}
+        for message in messages:
+            where = where_of(message)
+            track = self.tracks.get(where)
+            if (track is None or track.epoch != epochs.get(where, 0)) and where not in firsts:
+                firsts[where] = message.offset() or 0
+        found = _committed(consumer, sorted(firsts)) if firsts else {}
+        for where in firsts:
+            self.tracks.pop(where, None)
+            if where in found:
+                offset, metadata = found[where]
+                done = offset_map.decode(offset, metadata)
+                self.tracks[where] = Track(epochs.get(where, 0), offset, seen=offset, done=done)
+        return {where: offset for where, offset in firsts.items() if where not in found}
+
+    # -- answers and commits -------------------------------------------------------------------
+
+    def answer(self, where: Where, offset: int) -> bool:
+        """Record an answer; False if the record is not pending here (its partition moved)."""
+        track = self.tracks.get(where)
+        if track is None or offset not in track.pending:
+            return False
+        track.pending.discard(offset)
+        track.answered.add(offset)
+        return True
+
+    def plan(self) -> CommitPlan:
+        """The offsets to commit with every answer that fits in its partition's map."""
+        offsets: list[TopicPartition] = []
+        answers: list[tuple[Where, int]] = []
+        epochs: dict[Where, int] = {}
+        for where, track in self.tracks.items():
+            if not track.answered:
+                continue
+            low = track.low()
+            included = _fitting(track, low)
+            if not included:
+                continue
+            done = {o for o in track.done | included if o > low}
+            metadata = offset_map.encode(low, done)
+            offsets.append(TopicPartition(where[0], where[1], low, metadata=metadata))
+            answers.extend((where, o) for o in sorted(included))
+            epochs[where] = track.epoch
+        return CommitPlan(offsets, answers, epochs)
+
+    def committed(self, plan: CommitPlan) -> None:
+        """``plan`` was committed."""
+        for tp in plan.offsets:
+            where = (tp.topic, tp.partition)
+            track = self.tracks.get(where)
+            if track is None or track.epoch != plan.epochs[where]:
+                continue
+            included = {o for w, o in plan.answers if w == where}
+            track.answered -= included
+            track.done = {o for o in track.done | included if o > tp.offset}
+            track.committed = tp.offset
+
+    def close(self, keep: Mapping[Where, int]) -> dict[Where, Track]:
+        """Drop every track not in ``keep`` under the same epoch (revoked or assigned
+        anew); returns them, so their jobs can be let go."""
+        closed = {w: t for w, t in self.tracks.items() if keep.get(w) != t.epoch}
+        for where in closed:
+            del self.tracks[where]
+        return closed
+
+    def crowded(self) -> set[Where]:
+        return {where for where, track in self.tracks.items() if track.crowded()}
+
+
+def _fitting(track: Track, low: int) -> set[int]:
+    """The answered offsets this commit covers: all below ``low``, and those beyond it
+    while the map (which must keep every committed one) fits."""
+    below = {o for o in track.answered if o < low}
+    above = sorted(o for o in track.answered if o > low)
+    done = {o for o in track.done if o > low}
+    if len(offset_map.encode(low, done | set(above))) <= offset_map.MAX_METADATA_CHARS:
+        return below | set(above)
+    kept: set[int] = set()
+    for offset in above:
+        if len(offset_map.encode(low, done | kept | {offset})) > offset_map.MAX_METADATA_CHARS:
+            break
+        kept.add(offset)
+    return below | kept
+
+
+def _committed(consumer: Consumer, wheres: list[Where]) -> dict[Where, tuple[int, str | None]]:
+    """The group's committed offset and metadata of each partition that can be read now
+    (a partition never committed starts from its beginning: offset 0)."""
+    try:
+        found = consumer.committed(
+            [TopicPartition(t, p) for t, p in wheres], timeout=COMMITTED_TIMEOUT_SECONDS
+        )
+    except KafkaException:
+        return {}
+    result = {}
+    for tp in found:
+        if tp.error is None:
+            offset = tp.offset if tp.offset >= 0 else 0
+            result[(tp.topic, tp.partition)] = (offset, tp.metadata)
+    return result
 
 
 def _seek(consumer: Consumer, offsets: Mapping[Where, int]) -> None:

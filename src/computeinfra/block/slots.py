@@ -34,7 +34,7 @@ from .answers import (
     reject,
     too_large,
 )
-from .jobs import Assignment, Failure, Forward, Outcome
+from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
@@ -49,10 +49,25 @@ class Slot:
     """A consumed record; ``records`` is its answer, set once known."""
 
     message: Message
-    assignment: Assignment | None = None  # set while the job is still to run
-    outcome: Outcome | Failure | None = None  # an attempt's result collected ahead of its turn
+    assignment: Assignment | None = None  # its next (or running) attempt, until answered
     records: list[OutboxRecord] = field(default_factory=list)
     completion: Completion | None = None
+    position: tuple[tuple[str, int], int] | None = None  # (topic, partition), offset
+    released: bool = False  # let go unanswered: its record is read again
+    started_at: float | None = None  # when its latest attempt was sent to a worker
+    queued_at: float = 0.0  # monotonic: when its latest attempt was queued for a worker
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.records)
+
+    @property
+    def key(self) -> str:
+        return _key_text(self.message.key() or b"")
+
+    @property
+    def task(self) -> str:
+        return self.assignment.task if self.assignment is not None else ""
 
 
 class SlotMaker:

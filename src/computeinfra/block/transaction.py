@@ -1,10 +1,10 @@
 """The outbox: answers and their consumed offsets, committed in one Kafka transaction.
 
 This is what makes completions exactly-once for ``read_committed`` readers: either a
-completion is visible *and* its request's offset is committed, or neither happened and the
-request will be handled again. One transaction carries the answers to a run of consecutive
-records (never one answer past a record still unanswered in its partition), so its cost is
-shared by every job it answers. Each supervisor owns one stable ``transactional.id``; a
+completion is visible *and* its request's offset is committed (below the committed offset,
+or listed in its metadata as answered), or neither happened and the request will be handled
+again. One transaction carries every answer ready, so its cost is shared by every job it
+answers. Each supervisor owns one stable ``transactional.id``; a
 restarted incarnation calling ``init_transactions`` fences the one it replaces, and the
 consumer group's generation fences a supervisor whose partitions moved elsewhere.
 """
@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as RawKafkaError
 
 from computeinfra.kafka.clients import make_producer
-from computeinfra.protocol import Completion
 
-__all__ = ["AnswerBatch", "Outbox", "OutboxRecord", "PartitionLost", "next_offsets"]
+__all__ = ["Outbox", "OutboxRecord", "PartitionLost"]
 
 _log = logging.getLogger("computeinfra.outbox")
 TXN_TIMEOUT_SECONDS = 30.0
@@ -59,44 +58,7 @@ class OutboxRecord:
     key: bytes | None
     value: bytes
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
-
-
-@dataclass
-class AnswerBatch:
-    """Answers waiting for their transaction, in the order their records were consumed."""
-
-    messages: list[Message] = field(default_factory=list)
-    records: list[OutboxRecord] = field(default_factory=list)
-    completions: list[Completion] = field(default_factory=list)
-    first_at: float | None = None  # monotonic time the oldest answer was ready
-
-    def add(
-        self, message: Message, records: Sequence[OutboxRecord], completion: Completion | None
-    ) -> None:
-        if self.first_at is None:
-            self.first_at = time.monotonic()
-        self.messages.append(message)
-        self.records.extend(records)
-        if completion is not None:
-            self.completions.append(completion)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def due_in(self, window: float) -> float:
-        """Seconds until the oldest answer has waited ``window``; infinite when empty."""
-        if self.first_at is None:
-            return float("inf")
-        return self.first_at + window - time.monotonic()
-
-
-def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
-    """The offsets to commit past ``messages``: one past the last one in each partition."""
-    last: dict[tuple[str, int], int] = {}
-    for message in messages:
-        where = (message.topic() or "", message.partition() or 0)
-        last[where] = max(last.get(where, -1), message.offset() or 0)
-    return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
+    partition: int | None = None  # None: by key, as Kafka's default partitioner places it
 
 
 class Outbox:
@@ -125,16 +87,19 @@ class Outbox:
         return producer
 
     def commit(
-        self, consumer: Consumer, messages: Sequence[Message], records: Sequence[OutboxRecord]
+        self,
+        consumer: Consumer,
+        offsets: Sequence[TopicPartition],
+        records: Sequence[OutboxRecord],
     ) -> None:
-        """Publish ``records`` and commit past ``messages``, atomically; retry until done.
+        """Publish ``records`` and commit ``offsets``, atomically; retry until done.
 
         Raises ``PartitionLost`` if the group fenced us: the new owner handles the record.
         """
         attempt = 0
         while True:
             try:
-                self._transact(consumer, messages, records)
+                self._transact(consumer, offsets, records)
                 self.transactions += 1
                 return
             except _ProducerReplaced:
@@ -155,7 +120,10 @@ class Outbox:
                 attempt += 1
 
     def _transact(
-        self, consumer: Consumer, messages: Sequence[Message], records: Sequence[OutboxRecord]
+        self,
+        consumer: Consumer,
+        offsets: Sequence[TopicPartition],
+        records: Sequence[OutboxRecord],
     ) -> None:
         self._producer.begin_transaction()
         for record in records:
@@ -163,18 +131,24 @@ class Outbox:
         # Deliver first: with records still in flight, librdkafka holds the offsets request
         # back on a timer (measured: ~95 ms a transaction instead of ~15 ms, bench/README).
         self._producer.flush(TXN_TIMEOUT_SECONDS)
-        self._send_offsets(next_offsets(messages), consumer)
+        self._send_offsets(list(offsets), consumer)
         self._commit_transaction()
 
     def _produce(self, record: OutboxRecord) -> None:
         while True:
             try:
-                self._producer.produce(
-                    record.topic,
-                    key=record.key,
-                    value=record.value,
-                    headers=list(record.headers) or None,
-                )
+                if record.partition is None:  # by key, as any client would place it
+                    self._producer.produce(
+                        record.topic, record.value, record.key, headers=list(record.headers)
+                    )
+                else:
+                    self._producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        record.partition,
+                        headers=list(record.headers),
+                    )
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.1)

@@ -88,10 +88,11 @@ class _SupervisorHost:
         settings: Settings,
         block: int,
         member_id: str,
-        worker_name: str | None = None,
+        worker_names: list[str] | None = None,
         group_instance_id: str | None = None,
     ) -> None:
-        worker = ray.get_actor(worker_name or actor_name("worker", block))
+        names = worker_names or [actor_name("worker", block)]
+        workers = [_RayWorkerPort(ray.get_actor(name)) for name in names]
         analyzer = ray.get_actor(actor_name("analyzer"))
 
         def send(events: list[JobEvent]) -> None:
@@ -108,7 +109,7 @@ class _SupervisorHost:
         self.supervisor = Supervisor(
             settings,
             block,
-            _RayWorkerPort(worker),
+            workers,
             [
                 placement,
                 AnalyzerReporter(send, block),

@@ -30,6 +30,7 @@ __all__ = [
     "start_block",
     "stop_blocks",
     "wait_blocks_ready",
+    "workers_per_block",
 ]
 
 _log = logging.getLogger("computeinfra.launcher")
@@ -75,20 +76,35 @@ def pinned(node_id: str) -> dict[str, Any]:
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
 
 
+def workers_per_block(settings: Settings, blocks: int, cpus: int | None = None) -> int:
+    """``COMPUTEINFRA_CONCURRENCY``, or else one worker per core a block owns (at least one)."""
+    if settings.concurrency:
+        return settings.concurrency
+    return max(1, (cpus or os.cpu_count() or 1) // max(blocks, 1))
+
+
+def worker_names(label: str, count: int) -> list[str]:
+    """``worker-<label>`` for a block's first worker (the name tools look for), then
+    ``worker-<label>.1`` and on."""
+    return [f"worker-{label}" + (f".{index}" if index else "") for index in range(count)]
+
+
 def start_block(
-    settings: Settings, block: int, node_id: str, node_name: str | None = None
-) -> tuple[Any, Any]:
-    """A block's worker and supervisor on ``node_id``; a joined node's are named after it
+    settings: Settings, block: int, node_id: str, node_name: str | None = None, workers: int = 1
+) -> tuple[list[Any], Any]:
+    """A block's workers and supervisor on ``node_id``; a joined node's are named after it
     (``supervisor-<node_name>-<block>``), the head's plainly (``supervisor-<block>``)."""
     label = str(block) if node_name is None else f"{node_name}-{block}"
-    worker_name = f"worker-{label}"
-    worker = WorkerActor.options(name=worker_name, **pinned(node_id)).remote(settings, block)
+    names = worker_names(label, workers)
+    handles = [
+        WorkerActor.options(name=name, **pinned(node_id)).remote(settings, block) for name in names
+    ]
     supervisor = SupervisorActor.options(name=f"{SUPERVISOR_PREFIX}{label}", **pinned(node_id))
     identity = member_id(settings, block, node_name)
     handle = supervisor.remote(
-        settings, block, identity, worker_name, group_instance_id(identity, RUN_ID)
+        settings, block, identity, names, group_instance_id(identity, RUN_ID)
     )
-    return worker, handle
+    return handles, handle
 
 
 def group_settled(statuses: list[dict[str, Any]], partitions: int) -> bool:
@@ -150,18 +166,22 @@ class Cluster:
 
     def launch(self) -> None:
         """Start Ray (or join it), the analyzer and the blocks, without waiting for them."""
-        self.address = connect(
-            self.settings, start_local=True, num_cpus=max(self.blocks, os.cpu_count() or 1)
-        )
+        self.address = connect(self.settings, start_local=True, num_cpus=self._cpus())
         # Everything this driver starts stays on its node (the head): joined nodes come and go.
         here = ray.get_runtime_context().get_node_id()
         self.analyzer = AnalyzerActor.options(name=actor_name("analyzer"), **pinned(here)).remote(
             self.settings
         )
+        count = workers_per_block(self.settings, self.blocks, self._cpus())
         for block in range(self.blocks):
-            worker, supervisor = start_block(self.settings, block, here)
-            self.workers.append(worker)
+            workers, supervisor = start_block(self.settings, block, here, workers=count)
+            self.workers.extend(workers)
             self.supervisors.append(supervisor)
+
+    def _cpus(self) -> int:
+        """What Ray is told this node has: at least a core per worker it will run."""
+        cores = max(self.blocks, os.cpu_count() or 1)
+        return max(cores, self.blocks * workers_per_block(self.settings, self.blocks, cores))
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Until every block is idle and the group has shared every partition among them

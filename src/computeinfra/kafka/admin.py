@@ -17,7 +17,12 @@ from computeinfra.kafka.clients import (
     make_consumer,
     partition_count,
 )
-from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    DEAD_TOPIC,
+    JOB_STATUS_TOPIC,
+    PENDING_TOPIC,
+)
 
 __all__ = ["check_reachable", "consumer_lag", "ensure_lane_topics", "ensure_topics"]
 

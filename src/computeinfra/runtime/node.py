@@ -29,7 +29,12 @@ import psutil
 import ray
 
 from computeinfra.cluster.connect import LOOPBACK, connect
-from computeinfra.cluster.launcher import start_block, stop_blocks, wait_blocks_ready
+from computeinfra.cluster.launcher import (
+    start_block,
+    stop_blocks,
+    wait_blocks_ready,
+    workers_per_block,
+)
 from computeinfra.config import Settings
 from computeinfra.errors import ClusterError, ConfigError
 from computeinfra.kafka.admin import check_reachable
@@ -131,9 +136,12 @@ class JoinedNode:
         connect(self.settings, address=self.spec.address)
         self._refuse_duplicate()
         say(f"node {self.spec.name} is {self.node_id}; starting {self.spec.blocks} block(s)…")
+        count = workers_per_block(self.settings, self.spec.blocks)
         for block in range(self.spec.blocks):
-            worker, supervisor = start_block(self.settings, block, self.node_id, self.spec.name)
-            self.workers.append(worker)
+            workers, supervisor = start_block(
+                self.settings, block, self.node_id, self.spec.name, workers=count
+            )
+            self.workers.extend(workers)
             self.supervisors.append(supervisor)
         wait_blocks_ready(self.supervisors)
 

@@ -47,7 +47,8 @@ DEFAULT_TIME_LIMIT_SECONDS = 600.0
 class Task(Generic[P]):
     """A registered task. Calling it runs the function directly, which is handy in tests.
 
-    ``time_limit`` bounds one attempt (a request may lower it); ``max_attempts`` overrides
+    ``time_limit`` bounds one attempt (``None``: no limit); a request may ask for any limit
+    up to ``max_time_limit`` (by default ``time_limit`` itself); ``max_attempts`` overrides
     the cluster default (a request may change it up to ``MAX_ATTEMPTS_CAP``); exceptions of
     the ``retry_on`` types, like ``computeinfra.Retry``, make the attempt worth repeating.
     ``resources`` (``num_cpus``, ``num_gpus``, ``memory`` in bytes, or a custom name given to
@@ -59,8 +60,9 @@ class Task(Generic[P]):
     payload_model: type[P]
     fn: TaskFunction[P]
     description: str = ""
-    time_limit: float = DEFAULT_TIME_LIMIT_SECONDS
+    time_limit: float | None = DEFAULT_TIME_LIMIT_SECONDS
     max_attempts: int | None = None
+    max_time_limit: float | None = None
     retry_on: tuple[type[BaseException], ...] = ()
     # Pairs, not a dict, so the task stays hashable; ``needs`` is the mapping.
     resources: tuple[tuple[str, float], ...] = ()
@@ -75,13 +77,26 @@ class Task(Generic[P]):
                 raise TaskError(
                     f"task {self.name!r}: resource {name!r} needs a positive amount, not {amount!r}"
                 )
-        if not 0 < self.time_limit <= MAX_TIME_LIMIT_SECONDS:
-            raise TaskError(
-                f"task {self.name!r}: time_limit must be in (0, "
-                f"{MAX_TIME_LIMIT_SECONDS:.0f}] seconds"
-            )
+        for name, limit in (
+            ("time_limit", self.time_limit),
+            ("max_time_limit", self.max_time_limit),
+        ):
+            if limit is not None and not 0 < limit <= MAX_TIME_LIMIT_SECONDS:
+                raise TaskError(
+                    f"task {self.name!r}: {name} must be in (0, {MAX_TIME_LIMIT_SECONDS:.0f}] "
+                    "seconds, or None for no limit"
+                )
+        if self.max_time_limit is not None and (
+            self.time_limit is None or self.max_time_limit < self.time_limit
+        ):
+            raise TaskError(f"task {self.name!r}: max_time_limit is below time_limit")
         if self.max_attempts is not None and not 1 <= self.max_attempts <= MAX_ATTEMPTS_CAP:
             raise TaskError(f"task {self.name!r}: max_attempts must be 1..{MAX_ATTEMPTS_CAP}")
+
+    @property
+    def longest_time_limit(self) -> float | None:
+        """The longest limit a request may ask for (None: any, or none at all)."""
+        return self.max_time_limit if self.max_time_limit is not None else self.time_limit
 
     def validate(self, payload: dict[str, Any], roots: InputRoots | None = None) -> P:
         try:
@@ -102,7 +117,8 @@ def task(
     *,
     payload: type[P],
     description: str | None = None,
-    time_limit: float = DEFAULT_TIME_LIMIT_SECONDS,
+    time_limit: float | None = DEFAULT_TIME_LIMIT_SECONDS,
+    max_time_limit: float | None = None,
     max_attempts: int | None = None,
     retry_on: tuple[type[BaseException], ...] = (),
     resources: Mapping[str, float] | None = None,
@@ -119,6 +135,7 @@ def task(
             fn=fn,
             description=doc.split("\n")[0],
             time_limit=time_limit,
+            max_time_limit=max_time_limit,
             max_attempts=max_attempts,
             retry_on=retry_on,
             resources=tuple(sorted((resources or {}).items())),

@@ -18,7 +18,7 @@ class SleepPayload(BaseModel):
     seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS, description="How long to sleep.")
 
 
-@task("sleep", payload=SleepPayload, time_limit=3600)
+@task("sleep", payload=SleepPayload, time_limit=3600, max_time_limit=7 * 24 * 3600)
 def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     """Sleep for ``seconds``; mimics a job that takes time."""
     time.sleep(payload.seconds)

@@ -18,7 +18,7 @@ class _Payload(BaseModel):
     pass
 
 
-def _assignment(key: str, time_limit: float = 5.0) -> Assignment:
+def _assignment(key: str, time_limit: float | None = 5.0) -> Assignment:
     return Assignment(key, "t", _Payload(), "out", None, time_limit=time_limit)
 
 
@@ -198,3 +198,18 @@ def test_a_call_that_fails_outside_its_task_fails_its_jobs_alone() -> None:
     assert isinstance(broken, Failure) and broken.type == FailureKind.WORKER_ERROR
     assert "cannot return the outcome of b" in broken.message
     assert len(queue) == 0
+
+
+def test_an_attempt_without_a_time_limit_is_waited_for_however_long_it_runs() -> None:
+    worker = SerialWorker()
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a", time_limit=None)])
+    deadlines: list[float] = []
+
+    def idle(deadline: float) -> float:
+        deadlines.append(deadline)
+        worker.step()
+        return 1.0
+
+    assert isinstance(queue.collect(idle).result, Outcome)
+    assert deadlines == [float("inf")] and worker.kills == 0

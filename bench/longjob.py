@@ -1,0 +1,52 @@
+"""Short jobs while a long one runs: submit-to-notification latency of short jobs at a
+steady rate, first on an idle stack, then while one long job holds a worker.
+
+Before issue #13 a block answered in consumed order with one worker: every short job that
+landed on the long job's block waited for it. The figure is the p99 ratio of the two runs,
+measured in the same command on the same stack.
+
+This joins the Ray cluster (to see the long job start), so it runs after the memory figures.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ours import OursDriver
+from workloads import latency_at_rate
+
+from computeinfra import Client
+from computeinfra.cluster.launcher import block_statuses
+from computeinfra.config import Settings
+
+__all__ = ["run_long_job"]
+
+RATE = 20.0  # short jobs per second
+START_TIMEOUT_SECONDS = 60.0
+POLL_SECONDS = 0.2
+
+
+def _running(settings: Settings, key: str) -> bool:
+    return any(key in (row.get("jobs") or []) for row in block_statuses(settings))
+
+
+def run_long_job(
+    client: Client, settings: Settings, jobs: int, long_seconds: float
+) -> dict[str, Any]:
+    driver = OursDriver(client)
+    idle = latency_at_rate(driver, RATE, jobs)
+    long = client.submit("sleep", {"seconds": long_seconds}, "bench-long-job")
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _running(settings, long.key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the long job did not start within {START_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(POLL_SECONDS)  # polling a condition with a deadline
+    busy = latency_at_rate(driver, RATE, jobs)
+    return {
+        "long_seconds": long_seconds,
+        "rate": RATE,
+        "idle": idle,
+        "with_long_job": busy,
+        "long_job_done_during": long.done(),
+    }

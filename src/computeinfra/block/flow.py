@@ -1,0 +1,341 @@
+"""One step of a block's consume thread: poll, take, collect results, retry, commit.
+
+The thread never waits on a job. It polls ``pendingJobs`` (briefly while jobs run), takes
+the records it may (``positions.py``), answers at once those that need no worker, queues the
+others for its lanes, turns each attempt's result into an answer or a retry (after a
+backoff, without holding anything else back), and commits what is answered once the oldest
+answer has waited ``commit_window``, or nothing else is running.
+
+Jobs whose partition moved, or whose consume round ended, are *let go*: kept for a while
+as orphans, so that if their record comes back to this block the running job is taken up
+again (not run a second time); else they are dropped and the new owner runs them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import time
+
+from confluent_kafka import Message
+
+from computeinfra.config import Settings
+
+from .answers import complete
+from .handover import Handover, handover_record
+from .jobs import Failure, Outcome, judge
+from .lanes import JobQueue, LaneEvent
+from .membership import GroupMember
+from .middleware import HookError, MiddlewareChain
+from .pipeline import Result
+from .positions import Positions, Where, where_of
+from .slots import Slot, SlotMaker
+from .transaction import Outbox, PartitionLost
+
+__all__ = ["Flow"]
+
+_log = logging.getLogger("computeinfra.supervisor")
+Key = tuple[Where, int]
+# While jobs run, how long to wait for a result before polling again: short while workers
+# could take more, so new records start soon; longer while jobs queue anyway.
+TICK_SECONDS = 0.005
+BUSY_TICK_SECONDS = 0.05
+# Jobs let go stay adoptable this long: their record may come straight back (a restarted
+# consume thread, a rebalance that hands the partition back).
+ORPHAN_SECONDS = 60.0
+MAX_ANSWERS_PER_TRANSACTION = 1000
+FENCED_PAUSE_SECONDS = 0.2
+
+
+class Flow:
+    def __init__(
+        self,
+        settings: Settings,
+        slots: SlotMaker,
+        hooks: MiddlewareChain,
+        jobs: JobQueue,
+        events: queue.SimpleQueue[LaneEvent],
+        block: int,
+        node: str | None,
+        handover: Handover,
+    ) -> None:
+        self._settings = settings
+        self._handover = handover
+        self._slots = slots
+        self._hooks = hooks
+        self._jobs = jobs
+        self._events = events
+        self._block, self._node = block, node
+        self._member: GroupMember | None = None
+        self._outbox: Outbox | None = None
+        self._positions = Positions()
+        self._pending: dict[Key, Slot] = {}  # taken, not answered
+        self._answers: dict[Key, Slot] = {}  # answered, not committed
+        self._answers_since = 0.0
+        self._retries: list[tuple[float, int, Slot]] = []
+        self._sequence = itertools.count()
+        self._orphans: dict[Key, tuple[Slot, float]] = {}
+        self._paused_full = False
+        self._commit_after = 0.0  # after a fenced commit: let the rebalance end first
+        self.draining = False
+        self.drain_until = float("inf")
+        self.processed = 0
+
+    @property
+    def backing_off(self) -> bool:
+        return bool(self._retries)
+
+    def begin(self, member: GroupMember, outbox: Outbox, positions: Positions) -> None:
+        self._member, self._outbox, self._positions = member, outbox, positions
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def step(self, take: bool = True) -> None:
+        member = self._member
+        assert member is not None
+        busy = bool(self._pending or self._answers or self._retries)
+        records = member.records(self._settings.consume_batch, 0 if busy else self._poll())
+        self._follow(member)
+        if records and take:
+            self._take(records)
+        self._collect(0.0 if records or not busy else self._tick())
+        self._release_retries()
+        self._hand_over(member)
+        self._expire_orphans()
+        self._pause(member)
+        if self._commit_due():
+            self.commit()
+        if not (self._pending or self._answers):
+            self._hooks.on_idle()
+
+    def _poll(self) -> float:
+        return self._settings.poll_seconds
+
+    def _tick(self) -> float:
+        tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
+        if self._answers:
+            due = self._answers_since + self._settings.commit_window - time.monotonic()
+            tick = min(tick, max(due, 0.0))
+        if self._retries:
+            tick = min(tick, max(self._retries[0][0] - time.monotonic(), 0.0))
+        return tick
+
+    # -- intake --------------------------------------------------------------------------------
+
+    def _take(self, records: list[Message]) -> None:
+        member = self._member
+        assert member is not None
+        for message in self._positions.admit(records, member.epochs, member.consumer):
+            key: Key = (where_of(message), message.offset() or 0)
+            orphan = self._orphans.pop(key, None)
+            if orphan is not None:  # its job is still in hand: take it up again
+                slot = orphan[0]
+                slot.message = message
+            else:
+                slot = self._slots.make(message)
+                slot.position = key
+            self._pending[key] = slot
+            if slot.answered:
+                self._answered(slot)
+            elif orphan is None:
+                self._dispatch(slot)
+
+    def _dispatch(self, slot: Slot) -> None:
+        """Queue ``slot``'s next attempt for a worker; a hook that raises answers it."""
+        assignment = slot.assignment
+        assert assignment is not None
+        try:
+            self._hooks.before_dispatch(assignment)
+        except HookError as error:
+            self._slots.answer_hook_error(slot, error, attempts=assignment.attempt - 1)
+            self._answered(slot)
+            return
+        self._jobs.put(slot)
+
+    def _hand_over(self, member: GroupMember) -> None:
+        """Forward the jobs that waited too long for this block's held workers to another
+        block (``handover.py``); each is answered by its forward, committed as usual."""
+        if not len(self._jobs) or self.draining or not self._handover.due():
+            return
+        for slot in self._jobs.take_stale(self._handover.after, self._handover.eligible):
+            topic = slot.message.topic() or ""
+            partition = self._handover.target(member.consumer, member.assigned, topic)
+            if partition is None:  # every partition of its topic is ours: no one to take it
+                self._jobs.put(slot)
+                continue
+            slot.records = [handover_record(slot, partition, self._block)]
+            slot.assignment = None
+            self._handover.handed_over += 1
+            self._answered(slot)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _collect(self, timeout: float) -> None:
+        try:
+            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._on_event(event)
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_event(self, event: LaneEvent) -> None:
+        if event.restarting:
+            self._hooks.on_worker_restart()
+        elif event.slot is not None and event.result is not None and not event.slot.released:
+            self._on_result(event.slot, event.result)
+
+    def _on_result(self, slot: Slot, result: Result) -> None:
+        """Answer ``slot`` with its attempt's result, or schedule its next attempt."""
+        assignment = slot.assignment
+        assert assignment is not None
+        try:
+            judged = judge(result)
+            ran = judged if isinstance(judged, Outcome) else judged.outcome
+            if ran is not None:  # the task ran to an end: its time says if it is quick
+                self._jobs.observe(assignment.task, ran)
+            if isinstance(judged, Failure):
+                if self._retry(slot, judged):
+                    return
+                judged = judged.final_outcome(slot.started_at or time.time())
+            completion = complete(assignment, judged, block=self._block, node=self._node)
+            self._slots.answer(slot, completion)
+        except HookError as error:
+            self._slots.answer_hook_error(slot, error, attempts=assignment.attempt)
+        except Exception as exc:  # a bug must still answer the job, never skip it
+            _log.exception("block %s: internal error on %s", self._block, assignment.key)
+            self._slots.answer_error(slot, exc)
+        self._answered(slot)
+
+    def _retry(self, slot: Slot, failure: Failure) -> bool:
+        """Whether ``slot`` is tried again (after the policy's delay)."""
+        assignment = slot.assignment
+        assert assignment is not None
+        self._hooks.on_attempt_failed(assignment, failure)
+        delay = self._hooks.retry_delay(assignment, failure)
+        if delay is None:
+            return False
+        if self.draining:  # not here: its record is read again by the next owner
+            self._release(slot)
+            return True
+        slot.assignment = assignment.next_attempt()
+        ready_at = time.monotonic() + delay
+        heapq.heappush(self._retries, (ready_at, next(self._sequence), slot))
+        return True
+
+    def _release_retries(self) -> None:
+        now = time.monotonic()
+        while self._retries and self._retries[0][0] <= now:
+            _, _, slot = heapq.heappop(self._retries)
+            if not slot.released:
+                self._dispatch(slot)
+
+    def _answered(self, slot: Slot) -> None:
+        key = slot.position
+        if key is None or self._pending.get(key) is not slot:
+            return  # let go: an orphan keeps its answer, in case its record comes back
+        del self._pending[key]
+        if self._positions.answer(*key):
+            if not self._answers:
+                self._answers_since = time.monotonic()
+            self._answers[key] = slot
+
+    # -- letting go ----------------------------------------------------------------------------
+
+    def _follow(self, member: GroupMember) -> None:
+        """Let go of the jobs of partitions revoked or assigned anew since the last step."""
+        keep = {w: e for w, e in member.epochs.items() if w in member.assigned}
+        closed = self._positions.close(keep)
+        if closed:
+            self._orphan([k for k in (*self._pending, *self._answers) if k[0] in closed])
+
+    def let_go(self) -> None:
+        """Let go of everything in hand (the consume round ends)."""
+        self._orphan([*self._pending, *self._answers])
+        self._positions = Positions()
+
+    def _orphan(self, keys: list[Key]) -> None:
+        now = time.monotonic()
+        for key in keys:
+            slot = self._pending.pop(key, None) or self._answers.pop(key, None)
+            if slot is not None:
+                self._orphans[key] = (slot, now)
+
+    def _expire_orphans(self) -> None:
+        if not self._orphans:
+            return
+        limit = time.monotonic() - ORPHAN_SECONDS
+        for key in [k for k, (_, since) in self._orphans.items() if since < limit]:
+            self._release(self._orphans.pop(key)[0])
+
+    def _release(self, slot: Slot) -> None:
+        """Drop ``slot`` unanswered: its record is read again by whoever owns it."""
+        slot.released = True
+        if slot.position is not None and self._pending.get(slot.position) is slot:
+            del self._pending[slot.position]
+
+    # -- flow control and commits --------------------------------------------------------------
+
+    def _pause(self, member: GroupMember) -> None:
+        """Pause every partition while more is queued than the workers will soon start,
+        and a partition whose map of answered offsets is getting long."""
+        backlog = len(self._jobs) + len(self._retries)
+        high = self._settings.consume_batch
+        if backlog >= high:
+            self._paused_full = True
+        elif backlog <= high // 2:
+            self._paused_full = False
+        wanted = set(member.assigned) if self._paused_full or self.draining else set()
+        member.pause_only(wanted | self._positions.crowded())
+
+    def _commit_due(self) -> bool:
+        if not self._answers or time.monotonic() < self._commit_after:
+            return False
+        waited = time.monotonic() - self._answers_since
+        return (
+            not self._pending
+            or waited >= self._settings.commit_window
+            or len(self._answers) >= MAX_ANSWERS_PER_TRANSACTION
+        )
+
+    def commit(self) -> None:
+        """Commit the answers in hand that fit, with their partitions' offsets."""
+        plan = self._positions.plan()
+        if not plan.answers:
+            return
+        assert self._outbox is not None and self._member is not None
+        slots = [self._answers[key] for key in plan.answers]
+        self._hooks.before_commit()
+        try:
+            records = [record for slot in slots for record in slot.records]
+            self._outbox.commit(self._member.consumer, plan.offsets, records)
+        except PartitionLost as lost:
+            # Kept: the next poll completes the rebalance; what is still ours commits then.
+            _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
+            self._commit_after = time.monotonic() + FENCED_PAUSE_SECONDS
+            return
+        self._positions.committed(plan)
+        for key in plan.answers:
+            del self._answers[key]
+        self._answers_since = time.monotonic()
+        self.processed += len(slots)
+        for slot in slots:
+            if slot.completion is not None:
+                self._hooks.after_completion(slot.completion)
+
+    def drain(self) -> None:
+        """Stop taking records; let running jobs end until ``drain_until``; commit."""
+        self.draining = True
+        for slot in self._jobs.clear():
+            self._release(slot)
+        for _, _, slot in self._retries:
+            self._release(slot)
+        self._retries.clear()
+        while self._pending and time.monotonic() < self.drain_until:
+            self.step(take=False)
+        self.commit()

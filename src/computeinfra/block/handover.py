@@ -1,0 +1,108 @@
+"""Handing over: jobs a busy block cannot start soon go to a block that can.
+
+A block's workers can all be held by long jobs while records keep landing on its
+partitions. Those records must not wait for them when other blocks are idle. A job that has
+waited in the block's queue for ``handover_seconds`` while every one of its workers has
+been on one job for at least as long is handed over: its request is written again,
+unchanged, to a partition of the same topic that another block owns, in the same
+transaction that commits the original record as answered. So the job is neither lost nor
+doubled on the way, and runs once, wherever it lands.
+
+Why the same topic, not an overflow topic every block also reads: one consumer group
+balances the *sum* of its topics' partitions, so a second topic could leave a block with
+all of one topic and none of the other (seen in test_blocks). A key's partition in
+``pendingJobs`` only routes a request; nothing looks a job up by it.
+
+Quick churn is never handed over (workers that take new jobs every moment are not held),
+nor a retry (its attempt count stays here). A job is handed over at most ``MAX_HANDOVERS``
+times, so two busy blocks do not pass it back and forth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaException
+
+from .slots import FORWARDED_BY_HEADER, Slot
+from .transaction import OutboxRecord
+
+__all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "handovers"]
+
+_log = logging.getLogger("computeinfra.supervisor")
+HANDOVERS_HEADER = "computeinfra.handovers"
+MAX_HANDOVERS = 2
+METADATA_TIMEOUT_SECONDS = 5.0
+
+
+def _headers(slot: Slot) -> list[tuple[str, bytes]]:
+    found: list[tuple[str, bytes]] = []
+    for header in slot.message.headers() or []:
+        name, value = header[0], header[1]
+        found.append((name, value.encode() if isinstance(value, str) else value or b""))
+    return found
+
+
+def handovers(slot: Slot) -> int:
+    """How many times ``slot``'s request was handed over before it came here."""
+    for name, value in _headers(slot):
+        if name == HANDOVERS_HEADER and value:
+            try:
+                return int(value)
+            except ValueError:
+                return MAX_HANDOVERS  # not ours to read: never passed on again
+    return 0
+
+
+class Handover:
+    """Picks the partition for each job handed over: one of its topic this block does not
+    own, in turn, so the jobs spread over the blocks that do."""
+
+    def __init__(self, after: float, all_held: Callable[[float], bool]) -> None:
+        self.after = after  # seconds; 0 turns handing over off
+        self._all_held = all_held
+        self._partitions: dict[str, list[int]] = {}
+        self._turn = itertools.count()
+        self.handed_over = 0
+
+    def due(self) -> bool:
+        """Whether this block's workers have all been on one job for ``after`` seconds."""
+        return self.after > 0 and self._all_held(self.after)
+
+    def eligible(self, slot: Slot) -> bool:
+        return (
+            slot.assignment is not None
+            and slot.assignment.attempt == 1
+            and handovers(slot) < MAX_HANDOVERS
+        )
+
+    def target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> int | None:
+        """A partition of ``topic`` another block owns, or None if every one is ours."""
+        others = [p for p in self._partitions_of(consumer, topic) if (topic, p) not in owned]
+        if not others:
+            return None
+        return others[next(self._turn) % len(others)]
+
+    def _partitions_of(self, consumer: Consumer, topic: str) -> list[int]:
+        if topic not in self._partitions:
+            try:
+                found = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
+                self._partitions[topic] = sorted(found.topics[topic].partitions)
+            except (KafkaException, KeyError) as exc:
+                _log.warning("cannot read %s's partitions: %s", topic, exc)
+                return []
+        return self._partitions[topic]
+
+
+def handover_record(slot: Slot, partition: int, block: int) -> OutboxRecord:
+    """``slot``'s request, unchanged, for ``partition`` of the topic it came from."""
+    message = slot.message
+    headers = [h for h in _headers(slot) if h[0] not in (HANDOVERS_HEADER, FORWARDED_BY_HEADER)]
+    headers += [
+        (HANDOVERS_HEADER, str(handovers(slot) + 1).encode()),
+        (FORWARDED_BY_HEADER, f"block-{block}: its workers are all held by long jobs".encode()),
+    ]
+    topic = message.topic() or ""
+    return OutboxRecord(topic, message.key(), message.value() or b"", headers, partition)

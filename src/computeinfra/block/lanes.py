@@ -1,0 +1,214 @@
+"""Dispatch: a block's queue of jobs to run, and one lane (a thread) per worker process.
+
+A block has one worker or several; each lane takes the next job from the shared queue when
+its worker can start it, so a long job holds one worker and no other job waits behind it.
+Lanes only move jobs: they send a call, wait for it, and hand each attempt's result to the
+supervisor's thread, which decides what happens next (answer, retry), so middleware hooks
+always run on that one thread.
+
+A lane keeps more than one call queued at its worker only while what it has sent is known
+to be quick (``batching.py``): a call queued behind a long job could not start elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .batching import MAX_JOBS_PER_CALL, BatchPlanner
+from .jobs import Outcome
+from .pipeline import AttemptQueue, Result
+from .slots import Slot
+from .worker import WorkerPort
+from .worker_link import WorkerLink
+
+__all__ = ["JobQueue", "LaneEvent", "WorkerLane"]
+
+_log = logging.getLogger("computeinfra.supervisor")
+# A lane queues more calls behind a running one only while all it has sent is expected to
+# end within this (so a job queued at a worker never waits long for it).
+PIPELINE_SECONDS = 0.05
+# How often a lane with a quick job running looks for more work to queue behind it.
+TOP_UP_SECONDS = 0.002
+# A lane with a long job running looks at it this often (for its time limit, or a stop).
+LONG_WAIT_SECONDS = 0.5
+TAKE_WAIT_SECONDS = 0.2
+
+
+class JobQueue:
+    """Jobs waiting for a worker, oldest first; the supervisor puts, lanes take."""
+
+    def __init__(self, planner: BatchPlanner) -> None:
+        self._jobs: deque[Slot] = deque()
+        self._ready = threading.Condition()
+        self._planner = planner
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def put(self, slot: Slot) -> None:
+        slot.queued_at = time.monotonic()
+        with self._ready:
+            self._jobs.append(slot)
+            self._ready.notify()
+
+    def take_stale(self, older_than: float, eligible: Callable[[Slot], bool]) -> list[Slot]:
+        """Remove and return the ``eligible`` jobs queued for ``older_than`` seconds."""
+        limit = time.monotonic() - older_than
+        with self._ready:
+            stale = [s for s in self._jobs if s.queued_at <= limit and eligible(s)]
+            if stale:
+                taken = set(map(id, stale))
+                self._jobs = deque(s for s in self._jobs if id(s) not in taken)
+            return stale
+
+    def take(self, timeout: float) -> list[Slot]:
+        """The next job, with the quick ones after it that can share its call."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: bool(self._jobs), timeout):
+                return []
+            return self._group()
+
+    def take_quick(self) -> list[Slot]:
+        """Like ``take``, without waiting, and only jobs expected to be quick."""
+        with self._ready:
+            self._drop_released()
+            if not self._jobs or not self.quick(self._jobs[0]):
+                return []
+            return self._group()
+
+    def clear(self) -> list[Slot]:
+        with self._ready:
+            dropped, self._jobs = list(self._jobs), deque()
+            return dropped
+
+    def observe(self, task: str, outcome: Outcome) -> None:
+        with self._ready:
+            self._planner.observe(task, outcome)
+
+    def quick(self, slot: Slot) -> bool:
+        expected = self._planner.expected(slot.task)
+        return expected is not None and expected < PIPELINE_SECONDS
+
+    def _drop_released(self) -> None:
+        while self._jobs and self._jobs[0].released:
+            self._jobs.popleft()
+
+    def _group(self) -> list[Slot]:
+        self._drop_released()
+        if not self._jobs:
+            return []
+        tasks = [slot.task for slot in list(self._jobs)[:MAX_JOBS_PER_CALL]]
+        count = self._planner.take(tasks)
+        group = [self._jobs.popleft() for _ in range(min(count, len(self._jobs)))]
+        return [slot for slot in group if not slot.released]
+
+
+@dataclass(frozen=True)
+class LaneEvent:
+    """What a lane hands its supervisor: an attempt's result, or that its worker restarts."""
+
+    slot: Slot | None
+    result: Result | None = None
+    restarting: bool = False
+
+
+class WorkerLane:
+    """Feeds one worker from the ``JobQueue``, and reports each attempt's result."""
+
+    def __init__(
+        self,
+        worker: WorkerPort,
+        index: int,
+        jobs: JobQueue,
+        events: queue.SimpleQueue[LaneEvent],
+        block: int,
+        stop: threading.Event,
+        depth: int,
+    ) -> None:
+        self.index = index
+        self.worker = worker
+        self._jobs = jobs
+        self._events = events
+        self._stop = stop
+        self._depth = depth
+        self.link = WorkerLink(worker, block, stop)
+        self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost)
+        self._sent: deque[Slot] = deque()
+        self._thread: threading.Thread | None = None
+        self._block = block
+        self.restarting = False
+
+    @property
+    def running(self) -> list[Slot]:
+        return list(self._sent)
+
+    def held(self, seconds: float) -> bool:
+        """Whether this lane's worker has been on its current job for ``seconds``."""
+        try:
+            head = self._sent[0]
+        except IndexError:
+            return False
+        return head.started_at is not None and time.time() - head.started_at >= seconds
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"lane-{self._block}-{self.index}", daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # a bug here must not end the lane: its jobs are reported lost
+                _log.exception("block %s lane %s failed; going on", self._block, self.index)
+                self._stop.wait(1.0)
+
+    def _step(self) -> None:
+        if not self._sent:
+            group = self._jobs.take(TAKE_WAIT_SECONDS)
+            if not group:
+                return
+            self._send(group)
+        attempt = self._queue.collect(self._top_up)
+        slot = self._sent.popleft()
+        self._events.put(LaneEvent(slot, attempt.result))
+
+    def _send(self, group: list[Slot]) -> None:
+        started, assignments = time.time(), []
+        for slot in group:
+            assert slot.assignment is not None, "only a job still to run is queued"
+            slot.started_at = started
+            assignments.append(slot.assignment)
+        self._queue.send(assignments)
+        self._sent.extend(group)
+
+    def _top_up(self, deadline: float) -> float:
+        """While a call runs: queue more quick work behind it, if all in hand is quick."""
+        if self._stop.is_set():
+            return LONG_WAIT_SECONDS
+        if len(self._queue) >= self._depth or not all(map(self._jobs.quick, self._sent)):
+            return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
+        group = self._jobs.take_quick()
+        if group:
+            self._send(group)
+        return TOP_UP_SECONDS
+
+    def _worker_lost(self) -> None:
+        """Nothing is sent until a new worker process answers; the supervisor is told."""
+        self.restarting = True
+        self._events.put(LaneEvent(None, restarting=True))
+        try:
+            self.link.wait_for_new()
+        finally:
+            self.restarting = False

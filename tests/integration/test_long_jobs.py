@@ -1,0 +1,73 @@
+"""A long job holds back no other job (issue #13): on 2 blocks of one worker each, jobs
+that land behind a long one on its block's partitions are handed over to the other block
+and complete while it runs; the long job itself runs once.
+
+On the code before this (one worker per block, answers in consumed order), the short jobs
+on the long job's block all waited for it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from computeinfra import Client, Status
+from computeinfra.block.supervisor import Supervisor
+from computeinfra.cluster.launcher import block_statuses
+from computeinfra.tasks.registry import load_registry
+from computeinfra.testing.stack import DevStack
+from tests.helpers import completions_for, wait_for
+from tests.integration.test_supervisor_rejoin import InProcessWorker
+
+LONG_SECONDS = 45
+TIMEOUT = 120
+
+
+def _running(stack: DevStack, key: str) -> bool:
+    rows = block_statuses(stack.settings)
+    return any(key == row.get("job") or key in (row.get("jobs") or []) for row in rows)
+
+
+def test_short_jobs_complete_while_a_long_job_runs_and_it_runs_once(
+    stack: DevStack, client: Client
+) -> None:
+    long = client.submit("sleep", {"seconds": LONG_SECONDS}, result_dir="long-jobs")
+    wait_for(lambda: _running(stack, long.key), 60, "the long job to start", interval=0.5)
+    short = [
+        client.submit("sleep", {"seconds": 0.1}, result_dir="long-jobs/short") for _ in range(30)
+    ]
+    for handle in short:
+        assert handle.result(TIMEOUT).status is Status.SUCCEEDED
+    assert not long.done(), "every short job completed only after the long one"
+    final = long.result(LONG_SECONDS + TIMEOUT)
+    assert (final.status, final.attempts) == (Status.SUCCEEDED, 1)
+    found = completions_for(stack.settings.bootstrap_servers, [long.key, *(h.key for h in short)])
+    assert {key: len(found[key]) for key in found} == {key: 1 for key in found}
+    assert len(found) == 31
+
+
+def test_a_block_joining_while_a_long_job_runs_gets_partitions_at_once(
+    stack: DevStack, client: Client
+) -> None:
+    """The busy block keeps polling, so the group's rebalance completes while its job runs
+    (before, it did not poll until its batch ended, and the joining block sat idle)."""
+    long = client.submit("sleep", {"seconds": LONG_SECONDS}, result_dir="long-jobs")
+    wait_for(lambda: _running(stack, long.key), 60, "the long job to start", interval=0.5)
+    name = f"joiner-{uuid.uuid4().hex[:8]}"
+    settings = replace(stack.settings, task_modules=())
+    joiner = Supervisor(
+        settings,
+        99,
+        [InProcessWorker(settings)],
+        member_id=name,
+        registry=load_registry(()),
+    )
+    joiner.start()
+    try:
+        wait_for(lambda: joiner.status()["partitions"], 30, "the joining block's partitions")
+        assert not long.done(), "the group rebalanced only once the long job had ended"
+    finally:
+        joiner.stop(10)
+    final = long.result(LONG_SECONDS + TIMEOUT)
+    assert final.status is Status.SUCCEEDED
+    found = completions_for(stack.settings.bootstrap_servers, [long.key])
+    assert len(found[long.key]) == 1

@@ -1,0 +1,154 @@
+"""Dispatch without a cluster: lanes take jobs from one queue, a long job holds only its own
+lane, and a job waiting behind held workers is handed over to another block's partition."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from pydantic import BaseModel
+
+from computeinfra.block.batching import BatchPlanner
+from computeinfra.block.handover import (
+    HANDOVERS_HEADER,
+    MAX_HANDOVERS,
+    Handover,
+    handover_record,
+    handovers,
+)
+from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
+from computeinfra.block.slots import Slot
+from computeinfra.protocol import Status
+
+TIMEOUT = 10.0
+
+
+class _Payload(BaseModel):
+    seconds: float = 0.0
+
+
+class _Message:
+    def __init__(self, key: str, headers: list[tuple[str, bytes]] | None = None) -> None:
+        self._key, self._headers = key, headers
+
+    def key(self) -> bytes:
+        return self._key.encode()
+
+    def value(self) -> bytes:
+        return b"{}"
+
+    def topic(self) -> str:
+        return "pendingJobs"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+
+def _slot(
+    key: str,
+    seconds: float = 0.0,
+    headers: list[tuple[str, bytes]] | None = None,
+    task: str = "sleep",
+) -> Slot:
+    # A task of its own for a long job: a lane queues more behind a job only if its task
+    # is known to be quick.
+    assignment = Assignment(key, task, _Payload(seconds=seconds), "out", None)
+    return Slot(_Message(key, headers), assignment)  # type: ignore[arg-type]
+
+
+class _Call:
+    def __init__(self, future: Future[list[Outcome]]) -> None:
+        self.future = future
+
+    def wait(self, timeout: float) -> bool:
+        return bool(wait_futures([self.future], timeout).done)
+
+    def outcome(self, timeout: float | None = None) -> list[Outcome]:
+        return self.future.result(timeout)
+
+
+class _SleepingWorker:
+    """Runs calls one at a time on its own thread, as a Ray actor does."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(1)
+
+    def _run(self, assignments: list[Assignment]) -> list[Outcome]:
+        outcomes = []
+        for a in assignments:
+            started = time.time()
+            time.sleep(a.payload.seconds)  # type: ignore[attr-defined]  # the job itself
+            outcomes.append(Outcome(status=Status.SUCCEEDED, started_at=started))
+        return outcomes
+
+    def submit(self, assignments: list[Assignment]) -> _Call:
+        return _Call(self.pool.submit(self._run, assignments))
+
+    def kill(self) -> None:
+        raise AssertionError("no job here runs past its limit")
+
+    def describe(self, timeout: float) -> dict[str, Any]:
+        return {"pid": 1}
+
+
+def test_a_long_job_holds_one_lane_and_the_others_take_the_rest() -> None:
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lanes = [WorkerLane(_SleepingWorker(), i, jobs, events, 0, stop, 4) for i in range(2)]
+    for lane in lanes:
+        lane.start()
+    try:
+        jobs.put(
+            _slot("long", seconds=3.0, task="crunch")
+        )  # the worker thread outlives the test this long
+        for index in range(5):
+            jobs.put(_slot(f"short-{index}"))
+        done = [events.get(timeout=TIMEOUT).slot for _ in range(5)]
+        assert sorted(s.key for s in done if s) == [f"short-{i}" for i in range(5)]
+        assert any(lane.held(0.0) and lane.running[0].key == "long" for lane in lanes)
+    finally:
+        stop.set()
+
+
+def test_only_jobs_queued_long_enough_and_eligible_are_taken_for_handover() -> None:
+    jobs = JobQueue(BatchPlanner())
+    old, retry, passed_on = _slot("old"), _slot("retry"), _slot("passed-on")
+    assert retry.assignment is not None
+    retry.assignment = retry.assignment.next_attempt()
+    passed_on.message = _Message("passed-on", [(HANDOVERS_HEADER, str(MAX_HANDOVERS).encode())])  # type: ignore[assignment]
+    for slot in (old, retry, passed_on):
+        jobs.put(slot)
+    for slot in (old, retry, passed_on):
+        slot.queued_at -= 5.0
+    young = _slot("young")
+    jobs.put(young)
+    handover = Handover(2.0, lambda seconds: True)
+    assert [s.key for s in jobs.take_stale(2.0, handover.eligible)] == ["old"]
+    assert len(jobs) == 3 and handover.due()
+    assert not Handover(0.0, lambda seconds: True).due()  # 0 turns it off
+
+
+def test_a_handed_over_record_is_the_request_unchanged_with_its_count() -> None:
+    slot = _slot("k", headers=[("trace", b"t-1")])
+    record = handover_record(slot, 7, block=1)
+    assert (record.topic, record.partition, record.key, record.value) == (
+        "pendingJobs",
+        7,
+        b"k",
+        b"{}",
+    )
+    assert ("trace", b"t-1") in record.headers
+    again = _slot("k", headers=list(record.headers))
+    assert handovers(slot) == 0 and handovers(again) == 1
