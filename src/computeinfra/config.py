@@ -137,6 +137,9 @@ class Settings:
     # A queued job waits this long for a block whose workers are all held by long jobs,
     # then goes to another block (0: never).
     handover_seconds: float = 2.0
+    # How long a stopping block lets its running jobs end (None: the longest running job's
+    # remaining time limit).
+    drain_seconds: float | None = None
     commit_window: float = 0.01
     # A task whose recent run time is under this shares a worker call with others.
     quick_job_seconds: float = 0.005
@@ -233,6 +236,11 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
         "consume_batch": env.integer("COMPUTEINFRA_CONSUME_BATCH", 200, 1),
         "concurrency": env.integer("COMPUTEINFRA_CONCURRENCY", 0, 0),
         "handover_seconds": env.number("COMPUTEINFRA_HANDOVER_SECONDS", 2.0),
+        "drain_seconds": (
+            env.number("COMPUTEINFRA_DRAIN_SECONDS", 0.0)
+            if env.text("COMPUTEINFRA_DRAIN_SECONDS").strip()
+            else None
+        ),
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
         "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
     }

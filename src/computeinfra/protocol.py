@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from computeinfra.errors import RequestError
 __all__ = [
     "COMPLETED_TOPIC",
     "DEAD_TOPIC",
+    "HANDOVERS_HEADER",
     "JOB_STATUS_TOPIC",
     "LANE_PREFIX",
     "PENDING_TOPIC",
@@ -46,6 +48,7 @@ __all__ = [
     "encode_completion",
     "encode_job_status",
     "encode_request",
+    "handed_over",
     "lane_topic",
 ]
 
@@ -61,6 +64,9 @@ _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_TOPIC_CHARS = 249
 # The last lifecycle step of each key (compacted): running, then the terminal state.
 JOB_STATUS_TOPIC = "jobStatus"
+# On a pendingJobs record a block wrote again for another block to run (its workers were
+# held by long jobs): how many times the job was handed over. The same job, not a new one.
+HANDOVERS_HEADER = "computeinfra.handovers"
 
 MAX_KEY_BYTES = 256
 # Upper bounds that neither a task nor a request can exceed.
@@ -317,3 +323,12 @@ def lane_topic(task: str) -> str:
         return LANE_PREFIX + task
     digest = hashlib.sha256(task.encode()).hexdigest()[:12]
     return f"{LANE_PREFIX}{safe[: _MAX_TOPIC_CHARS - len(LANE_PREFIX) - 13]}-{digest}"
+
+
+def handed_over(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:
+    """Whether a ``pendingJobs`` record with these headers (as a Kafka client gives them:
+    pairs or a mapping) is a job a block handed over, the same job again for another block:
+    readers counting submissions skip it."""
+    if isinstance(headers, Mapping):
+        return HANDOVERS_HEADER in headers
+    return any(header[0] == HANDOVERS_HEADER for header in headers or [])

@@ -112,3 +112,11 @@ def test_keys() -> None:
     assert "UTF-8" in (key_problem(b"\xff") or "")
     assert "at most" in (key_problem(b"k" * 1000) or "")
     assert key_text(b"a\xffb") == "a\\xffb"
+
+
+def test_a_handed_over_record_is_known_by_its_header_in_either_form() -> None:
+    from computeinfra.protocol import HANDOVERS_HEADER, handed_over
+
+    assert handed_over([("trace", b"x"), (HANDOVERS_HEADER, b"1")])
+    assert handed_over({HANDOVERS_HEADER: b"1"})
+    assert not handed_over([("trace", b"x")]) and not handed_over(None)

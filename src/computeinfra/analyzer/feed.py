@@ -9,7 +9,13 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from computeinfra.kafka.follow import BEGINNING, TopicFollower
-from computeinfra.protocol import COMPLETED_TOPIC, PENDING_TOPIC, Completion, decode_completion
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    PENDING_TOPIC,
+    Completion,
+    decode_completion,
+    handed_over,
+)
 
 __all__ = ["TopicFeed", "task_of"]
 
@@ -54,7 +60,8 @@ class TopicFeed:
 
     def _handle(self, message: Message) -> None:
         if message.topic() == PENDING_TOPIC:
-            self._on_submitted(task_of(message.value()))
+            if not handed_over(message.headers()):  # the same job again, not a new submission
+                self._on_submitted(task_of(message.value()))
             return
         try:
             completion = decode_completion(message.value() or b"")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import queue
 import time
 
@@ -80,7 +81,7 @@ class Flow:
         self._paused_full = False
         self._commit_after = 0.0  # after a fenced commit: let the rebalance end first
         self.draining = False
-        self.drain_until = float("inf")
+        self.drain_seconds: float | None = None  # None: the longest remaining time limit
         self.processed = 0
 
     @property
@@ -329,13 +330,30 @@ class Flow:
                 self._hooks.after_completion(slot.completion)
 
     def drain(self) -> None:
-        """Stop taking records; let running jobs end until ``drain_until``; commit."""
+        """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest
+        remaining time limit among them); commit. What did not end is let go unanswered:
+        the partition's next owner reads it again."""
         self.draining = True
         for slot in self._jobs.clear():
             self._release(slot)
         for _, _, slot in self._retries:
             self._release(slot)
         self._retries.clear()
-        while self._pending and time.monotonic() < self.drain_until:
+        wait = self.drain_seconds if self.drain_seconds is not None else self._longest_left()
+        until = time.monotonic() + wait
+        if self._pending:
+            _log.info("block %s: draining %d job(s) for up to %.0f s", self._block,
+                      len(self._pending), wait)  # fmt: skip
+        while self._pending and time.monotonic() < until:
             self.step(take=False)
         self.commit()
+
+    def _longest_left(self) -> float:
+        """The longest time a running job may still take under its time limit."""
+        now, longest = time.time(), 0.0
+        for slot in self._pending.values():
+            if slot.started_at is not None and slot.assignment is not None:
+                limit = slot.assignment.time_limit
+                left = math.inf if limit is None else slot.started_at + limit - now
+                longest = max(longest, left)
+        return longest

@@ -26,13 +26,14 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
 
+from computeinfra.protocol import HANDOVERS_HEADER
+
 from .slots import FORWARDED_BY_HEADER, Slot
 from .transaction import OutboxRecord
 
 __all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "handovers"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-HANDOVERS_HEADER = "computeinfra.handovers"
 MAX_HANDOVERS = 2
 METADATA_TIMEOUT_SECONDS = 5.0
 

@@ -95,6 +95,9 @@ class JobQueue:
         expected = self._planner.expected(slot.task)
         return expected is not None and expected < PIPELINE_SECONDS
 
+    def expected(self, task: str) -> float | None:
+        return self._planner.expected(task)
+
     def _drop_released(self) -> None:
         while self._jobs and self._jobs[0].released:
             self._jobs.popleft()
@@ -197,12 +200,25 @@ class WorkerLane:
         """While a call runs: queue more quick work behind it, if all in hand is quick."""
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
-        if len(self._queue) >= self._depth or not all(map(self._jobs.quick, self._sent)):
+        if (
+            len(self._queue) >= self._depth
+            or not all(map(self._jobs.quick, self._sent))
+            or self._head_overdue()
+        ):
             return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
         group = self._jobs.take_quick()
         if group:
             self._send(group)
         return TOP_UP_SECONDS
+
+    def _head_overdue(self) -> bool:
+        """Whether the job running has taken longer than its task's jobs usually do: one
+        task's jobs can differ (a 0 s and a 45 s ``sleep``), and nothing may be queued
+        behind one that turns out long."""
+        head = self._sent[0]
+        expected = self._jobs.expected(head.task) or 0.0
+        started = head.started_at or time.time()
+        return time.time() - started > 2 * expected + PIPELINE_SECONDS
 
     def _worker_lost(self) -> None:
         """Nothing is sent until a new worker process answers; the supervisor is told."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +47,6 @@ RESTART_PAUSE_SECONDS = 1.0
 # for their processes to come up; a restart must be consuming again within seconds.
 WORKER_FIRST_SECONDS = 60.0
 WORKER_ASK_ON_RESTART_SECONDS = 5.0
-DRAIN_SECONDS = 60.0
 
 
 class Supervisor:
@@ -106,13 +104,15 @@ class Supervisor:
         self._thread.daemon = True
         self._thread.start()
 
-    def stop(self, timeout: float = DRAIN_SECONDS) -> None:
-        """Take no more records, let running jobs end (up to ``timeout``), commit their
-        answers, and return; what did not end is read again by the partition's next owner."""
-        self.flow.drain_until = time.monotonic() + timeout
+    def stop(self, drain: float | None = None) -> None:
+        """Take no more records, let running jobs end (for ``drain`` seconds, by default
+        ``COMPUTEINFRA_DRAIN_SECONDS`` or else the longest remaining time limit of the jobs
+        running), commit their answers, and return; what did not end is let go, and read
+        again by the partition's next owner."""
+        self.flow.drain_seconds = drain if drain is not None else self.settings.drain_seconds
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout + 10.0)
+            self._thread.join()
         self._lanes_stop.set()
 
     def status(self) -> dict[str, Any]:

@@ -129,8 +129,8 @@ class _SupervisorHost:
     def status(self) -> dict[str, Any]:
         return {**self.supervisor.status(), "supervisor_pid": os.getpid()}
 
-    def stop(self, timeout: float = 60.0) -> None:
-        self.supervisor.stop(timeout)
+    def stop(self, drain: float | None = None) -> None:
+        self.supervisor.stop(drain)
 
 
 class _AnalyzerHost:

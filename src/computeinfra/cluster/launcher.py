@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ _log = logging.getLogger("computeinfra.launcher")
 # Long enough for a cold start on a loaded machine, and for a previous run's group seats to
 # expire (the session timeout); past it, `up` runs on with the blocks that are ready.
 READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 60.0
+STOP_POLL_SECONDS = 0.5
 STATUS_TIMEOUT_SECONDS = 10.0
 SUPERVISOR_PREFIX = "supervisor-"
 # Distinct for every process that starts blocks (each `up`, each `up --join`), the same for
@@ -137,11 +138,19 @@ def wait_blocks_ready(
     raise ClusterError(f"the working blocks were not ready after {timeout:.0f} s")
 
 
-def stop_blocks(supervisors: list[Any], others: list[Any], timeout: float) -> None:
-    """Let every supervisor finish its job and leave the group, then end all the actors."""
-    pending = [s.stop.remote(timeout) for s in supervisors]
+def stop_blocks(
+    supervisors: list[Any],
+    others: list[Any],
+    drain: float | None = None,
+    now: threading.Event | None = None,
+) -> None:
+    """Let every supervisor drain (its running jobs end, for ``drain`` seconds or by default
+    their remaining time limit) and commit, then end all the actors; at once when ``now``
+    is set (a second Ctrl-C)."""
+    pending = [s.stop.remote(drain) for s in supervisors]
     try:
-        ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        while pending and not (now is not None and now.is_set()):
+            _done, pending = ray.wait(pending, num_returns=len(pending), timeout=STOP_POLL_SECONDS)
     except Exception as exc:  # a dead actor must not keep the rest from stopping
         _log.warning("stopping supervisors: %s", exc)
     for handle in (*supervisors, *others):
@@ -192,9 +201,9 @@ class Cluster:
     def status(self) -> list[dict[str, Any]]:
         return _statuses(self.supervisors)
 
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Let every supervisor finish its job and leave the group, then end all actors."""
-        stop_blocks(self.supervisors, [*self.workers, self.analyzer], timeout)
+    def stop(self, drain: float | None = None, now: threading.Event | None = None) -> None:
+        """Let every supervisor drain and commit, then end all actors (``stop_blocks``)."""
+        stop_blocks(self.supervisors, [*self.workers, self.analyzer], drain, now)
         self.supervisors, self.workers, self.analyzer = [], [], None
 
 

@@ -45,7 +45,6 @@ __all__ = ["JoinedNode", "NodeSpec", "parse_resources", "serve_node"]
 
 _log = logging.getLogger("computeinfra.node")
 NODE_STOP_TIMEOUT_SECONDS = 30.0
-STOP_BLOCKS_TIMEOUT_SECONDS = 60.0
 _ALIASES = {"num_cpus": "CPU", "num_gpus": "GPU"}
 
 
@@ -149,7 +148,7 @@ class JoinedNode:
         """Blocks first (they finish their job and leave the group), then the Ray node."""
         try:
             if self.supervisors and ray.is_initialized():
-                stop_blocks(self.supervisors, self.workers, STOP_BLOCKS_TIMEOUT_SECONDS)
+                stop_blocks(self.supervisors, self.workers, self.settings.drain_seconds)
         except Exception as exc:
             _log.warning("stopping the blocks of node %s: %s", self.spec.name, exc)
         self.supervisors, self.workers = [], []

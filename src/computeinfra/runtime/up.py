@@ -133,12 +133,21 @@ def _shutdown(
     broker: LocalKafka | None,
     say: Callable[[str], None],
 ) -> None:
-    # Ignore further Ctrl-C while we tear down, so the teardown itself is not cut short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A second Ctrl-C ends the drain at once (what was running is read again next time);
+    # after that, Ctrl-C is ignored, so the teardown itself is not cut short.
+    now = threading.Event()
+
+    def stop_now(_signum: int, _frame: FrameType | None) -> None:
+        if not now.is_set():
+            say("stopping now: jobs still running are read again on the next start")
+        now.set()
+
+    signal.signal(signal.SIGINT, stop_now)
     remove_state(settings)
     try:
         if cluster is not None:
-            cluster.stop()
+            say("draining: running jobs end and commit (Ctrl-C again to stop now)…")
+            cluster.stop(now=now)
     except Exception as exc:
         _log.warning("stopping the blocks: %s", exc)
     if ray.is_initialized():

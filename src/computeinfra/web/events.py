@@ -22,6 +22,7 @@ from computeinfra.protocol import (
     decode_completion,
     decode_job_status,
     decode_request,
+    handed_over,
     key_text,
 )
 from computeinfra.web.board import JobBoard
@@ -111,6 +112,8 @@ class JobFeed:
         topic, value = message.topic(), message.value() or b""
         try:
             if topic == PENDING_TOPIC:
+                if handed_over(message.headers()):
+                    return  # the same job again, for another block: not a new submission
                 try:
                     request = decode_request(value)
                 except RequestError:
