@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import replace
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from computeinfra import Client, Status
-from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.jobs import Assignment, CallCancelled, Outcome
 from computeinfra.block.membership import make_supervisor_consumer
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.block.worker import Worker
@@ -40,7 +40,13 @@ class _Call:
         return bool(wait_futures([self.future], timeout).done)
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        return self.future.result(timeout)
+        try:
+            return self.future.result(timeout)
+        except CancelledError:
+            raise CallCancelled("cancelled before it started") from None
+
+    def cancel(self) -> None:
+        self.future.cancel()
 
 
 class InProcessWorker:

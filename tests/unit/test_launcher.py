@@ -35,3 +35,17 @@ def test_group_settled(counts: tuple[int, ...], settled: bool) -> None:
 def test_more_blocks_than_partitions_some_stay_without() -> None:
     assert group_settled(blocks(1, 1, 0), 2)
     assert not group_settled(blocks(1, 0, 0), 2)
+
+
+def test_workers_per_block_is_a_core_each_unless_set() -> None:
+    from dataclasses import replace
+
+    from computeinfra.cluster.launcher import worker_names, workers_per_block
+    from computeinfra.config import Settings
+
+    settings = Settings.from_env({})
+    assert workers_per_block(settings, blocks=2, cpus=2) == 1
+    assert workers_per_block(settings, blocks=2, cpus=8) == 4
+    assert workers_per_block(settings, blocks=4, cpus=2) == 1  # never none
+    assert workers_per_block(replace(settings, concurrency=3), blocks=2, cpus=2) == 3
+    assert worker_names("1", 3) == ["worker-1", "worker-1.1", "worker-1.2"]

@@ -57,6 +57,12 @@ class JobQueue:
             self._jobs.append(slot)
             self._ready.notify()
 
+    def put_front(self, slots: list[Slot]) -> None:
+        """Put ``slots`` back first in line, keeping when they were first queued."""
+        with self._ready:
+            self._jobs.extendleft(reversed(slots))
+            self._ready.notify(len(slots))
+
     def take_stale(self, older_than: float, eligible: Callable[[Slot], bool]) -> list[Slot]:
         """Remove and return the ``eligible`` jobs queued for ``older_than`` seconds."""
         limit = time.monotonic() - older_than
@@ -143,6 +149,7 @@ class WorkerLane:
         self.link = WorkerLink(worker, block, stop)
         self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost)
         self._sent: deque[Slot] = deque()
+        self._rescued: Slot | None = None  # the long job whose followers were taken back
         self._thread: threading.Thread | None = None
         self._block = block
         self.restarting = False
@@ -200,16 +207,28 @@ class WorkerLane:
         """While a call runs: queue more quick work behind it, if all in hand is quick."""
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
-        if (
-            len(self._queue) >= self._depth
-            or not all(map(self._jobs.quick, self._sent))
-            or self._head_overdue()
-        ):
+        overdue = self._head_overdue()
+        if overdue and len(self._queue) > 1 and self._rescued is not self._sent[0]:
+            self._rescue()
+        if len(self._queue) >= self._depth or overdue or not all(map(self._jobs.quick, self._sent)):
             return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
         group = self._jobs.take_quick()
         if group:
             self._send(group)
         return TOP_UP_SECONDS
+
+    def _rescue(self) -> None:
+        """The running job turned out long: take back what was queued behind it at the
+        worker, and put it first in the block's queue for any free worker (or handover)."""
+        self._rescued = self._sent[0]
+        taken = {id(a) for a in self._queue.take_back()}
+        if not taken:
+            return
+        back = [s for s in self._sent if id(s.assignment) in taken]
+        self._sent = deque(s for s in self._sent if id(s.assignment) not in taken)
+        self._jobs.put_front(back)
+        _log.info("block %s lane %s: took back %d job(s) queued behind a long one",
+                  self._block, self.index, len(back))  # fmt: skip
 
     def _head_overdue(self) -> bool:
         """Whether the job running has taken longer than its task's jobs usually do: one

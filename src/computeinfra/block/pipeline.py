@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 
 from computeinfra.protocol import FailureKind
 
-from .jobs import Assignment, Failure, Outcome, WorkerLost
+from .jobs import Assignment, CallCancelled, Failure, Outcome, WorkerLost
 from .worker import WorkerCall, WorkerPort
 
 __all__ = ["Attempt", "AttemptQueue"]
 
 Result = Outcome | Failure
 MAX_MESSAGE_CHARS = 2000
+# How long a cancelled call may take to say it was dropped.
+TAKE_BACK_SECONDS = 1.0
 Idle = Callable[[float], float]
 
 
@@ -88,6 +90,25 @@ class AttemptQueue:
         if not head.results:
             self._calls.popleft()
         return Attempt(assignment, result)
+
+    def take_back(self) -> list[Assignment]:
+        """Cancel the calls queued behind the running one; return the attempts of those that
+        never started, to be sent again (uncounted) wherever a worker is free. A call that
+        did start after all stays, and is collected in its turn."""
+        behind = list(self._calls)[1:]
+        for call in behind:
+            call.handle.cancel()
+        taken: list[Assignment] = []
+        for call in behind:
+            try:
+                call.handle.wait(TAKE_BACK_SECONDS)
+                call.results = deque(call.handle.outcome(timeout=0))
+            except CallCancelled:
+                self._calls.remove(call)
+                taken.extend(call.assignments)
+            except Exception:  # still running, or lost: collected in its turn as usual
+                continue
+        return taken
 
     def drain(self) -> list[Attempt]:
         """Collect every queued job (each may still fail); used before a retry."""

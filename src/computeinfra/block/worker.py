@@ -37,8 +37,13 @@ class WorkerCall(Protocol):
         ...
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        """The attempts' outcomes; raises ``WorkerLost`` if the process died and
-        ``TimeoutError`` if they did not come within ``timeout`` seconds."""
+        """The attempts' outcomes; raises ``WorkerLost`` if the process died,
+        ``CallCancelled`` if the call was cancelled before it started, and ``TimeoutError``
+        if they did not come within ``timeout`` seconds."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop the call if it has not started yet (a started one runs to its end)."""
         ...
 
 

@@ -59,6 +59,14 @@ def _blocks_table(rows: list[dict[str, Any]]) -> Table:
 
 def up(
     blocks: Annotated[int | None, typer.Option(help="Working blocks; default: CPU count.")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes per block (COMPUTEINFRA_CONCURRENCY); default: one per "
+            "core a block owns.",
+        ),
+    ] = None,
     web: Annotated[
         bool, typer.Option(help="Serve the web app on COMPUTEINFRA_WEB_PORT (default 8080).")
     ] = True,
@@ -93,10 +101,12 @@ def up(
     if join is not None:
         if head:
             raise ConfigError("--head and --join exclude each other: a node is one or the other")
-        return scale.join(join, blocks, resources, node_name)
+        return scale.join(join, blocks, resources, node_name, concurrency)
     if resources or node_name:
         raise ConfigError("--resources and --node-name go with --join")
     settings = Settings.from_env()
+    if concurrency:
+        settings = replace(settings, concurrency=concurrency)
     if no_kafka:
         settings = replace(settings, bootstrap=settings.bootstrap_servers)
     count = blocks or settings.default_blocks

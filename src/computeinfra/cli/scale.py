@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 from computeinfra.config import Settings
 from computeinfra.runtime.node import JoinedNode, NodeSpec, parse_resources, serve_node
@@ -12,9 +13,17 @@ from .output import console, err_console
 __all__ = ["join"]
 
 
-def join(address: str, blocks: int | None, resources: str | None, node_name: str | None) -> None:
+def join(
+    address: str,
+    blocks: int | None,
+    resources: str | None,
+    node_name: str | None,
+    concurrency: int | None = None,
+) -> None:
     """Start a Ray node joining ``address`` and ``blocks`` working blocks on it."""
     settings = Settings.from_env()
+    if concurrency:
+        settings = replace(settings, concurrency=concurrency)
     blocks = blocks or settings.default_blocks
     spec = NodeSpec(
         address=address,

@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, TaskCancelledError
 
 from computeinfra.analyzer.analyzer import Analyzer
 from computeinfra.analyzer.events import JobEvent
 from computeinfra.analyzer.feed import TopicFeed
-from computeinfra.block.jobs import Assignment, Outcome, WorkerLost
+from computeinfra.block.jobs import Assignment, CallCancelled, Outcome, WorkerLost
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
 from computeinfra.block.middleware.loading import load_middleware
 from computeinfra.block.middleware.placement import ResourcePlacement
@@ -57,7 +57,13 @@ class _RayWorkerCall:
             raise TimeoutError(str(exc)) from exc
         except RayActorError as exc:
             raise WorkerLost(getattr(exc, "error_msg", None) or type(exc).__name__) from exc
+        except TaskCancelledError as exc:
+            raise CallCancelled(str(exc)) from exc
         return result
+
+    def cancel(self) -> None:
+        # A queued actor task is dropped; a running one is not interrupted (Ray's rule).
+        ray.cancel(self._ref)
 
 
 class _RayWorkerPort:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
@@ -20,7 +20,7 @@ from computeinfra.block.handover import (
     handover_record,
     handovers,
 )
-from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.jobs import Assignment, CallCancelled, Outcome
 from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
 from computeinfra.block.slots import Slot
 from computeinfra.protocol import Status
@@ -75,7 +75,13 @@ class _Call:
         return bool(wait_futures([self.future], timeout).done)
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        return self.future.result(timeout)
+        try:
+            return self.future.result(timeout)
+        except CancelledError:
+            raise CallCancelled("cancelled before it started") from None
+
+    def cancel(self) -> None:
+        self.future.cancel()
 
 
 class _SleepingWorker:
@@ -152,3 +158,31 @@ def test_a_handed_over_record_is_the_request_unchanged_with_its_count() -> None:
     assert ("trace", b"t-1") in record.headers
     again = _slot("k", headers=list(record.headers))
     assert handovers(slot) == 0 and handovers(again) == 1
+
+
+def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
+    """A task's jobs can differ: once "sleep" is known quick, a lane queues sleeps behind a
+    sleep that then runs long; they are taken back, and the other lane runs them."""
+    jobs = JobQueue(BatchPlanner())
+    jobs.observe("sleep", Outcome(status=Status.SUCCEEDED, started_at=time.time()))
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    busy = WorkerLane(_SleepingWorker(), 0, jobs, events, 0, stop, 4)
+    busy.start()
+    try:
+        jobs.put(_slot("long", seconds=3.0))
+        wait_until = time.monotonic() + TIMEOUT
+        while not busy.running and time.monotonic() < wait_until:
+            time.sleep(0.001)  # polling a condition with a deadline
+        for index in range(3):
+            jobs.put(_slot(f"short-{index}"))
+        while len(busy.running) < 4 and time.monotonic() < wait_until:
+            time.sleep(0.001)  # until they are queued behind the long one at its worker
+        assert len(busy.running) in (1, 4)  # queued behind it, or already taken back
+        idle = WorkerLane(_SleepingWorker(), 1, jobs, events, 0, stop, 4)
+        idle.start()
+        # The shorts end first: they did not wait for the long job.
+        done = [events.get(timeout=TIMEOUT).slot for _ in range(3)]
+        assert sorted(s.key for s in done if s) == ["short-0", "short-1", "short-2"]
+    finally:
+        stop.set()

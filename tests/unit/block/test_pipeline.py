@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
+from computeinfra.block.jobs import Assignment, CallCancelled, Failure, Outcome, WorkerLost
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.protocol import FailureKind, Status
 
@@ -29,6 +29,12 @@ class _Call:
         self.results: list[Outcome] = []
         self.lost: str | None = None
         self.broken: str | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.done.is_set():  # not run yet: dropped
+            self.cancelled = True
+            self.done.set()
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
@@ -36,6 +42,8 @@ class _Call:
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
         if not self.done.wait(timeout):
             raise TimeoutError("not yet")
+        if self.cancelled:
+            raise CallCancelled("cancelled before it started")
         if self.lost is not None:
             raise WorkerLost(self.lost)
         if self.broken is not None:  # the call failed, not the task: e.g. Ray cannot move it
@@ -68,6 +76,9 @@ class SerialWorker:
         """Run queued calls until one dies or hangs; a death fails every queued call."""
         while self.queue:
             call = self.queue[0]
+            if call.cancelled:
+                self.queue.pop(0)
+                continue
             for assignment in call.assignments:
                 if assignment.key in self.hang_on:
                     self.hang_on.discard(assignment.key)
@@ -213,3 +224,13 @@ def test_an_attempt_without_a_time_limit_is_waited_for_however_long_it_runs() ->
 
     assert isinstance(queue.collect(idle).result, Outcome)
     assert deadlines == [float("inf")] and worker.kills == 0
+
+
+def test_calls_queued_behind_a_running_one_are_taken_back_unrun() -> None:
+    worker = SerialWorker(hang_on={"long"})
+    queue = AttemptQueue(worker)
+    for key in ("long", "b", "c"):
+        queue.send([_assignment(key)])
+    worker.step()  # "long" is running (it hangs); b and c wait behind it
+    assert [a.key for a in queue.take_back()] == ["b", "c"]
+    assert len(queue) == 1 and worker.ran == []
