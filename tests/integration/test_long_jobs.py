@@ -71,3 +71,31 @@ def test_a_block_joining_while_a_long_job_runs_gets_partitions_at_once(
     assert final.status is Status.SUCCEEDED
     found = completions_for(stack.settings.bootstrap_servers, [long.key])
     assert len(found[long.key]) == 1
+
+
+def test_calls_queued_at_a_ray_worker_behind_a_long_one_are_taken_back_unrun(
+    stack: DevStack,
+) -> None:
+    """What a lane relies on to take jobs back: Ray drops an actor call still queued when it
+    is cancelled, and says so; the running call is not disturbed."""
+    import ray
+
+    from computeinfra.block.jobs import Assignment
+    from computeinfra.block.pipeline import AttemptQueue
+    from computeinfra.cluster.actors import WorkerActor, _RayWorkerPort
+    from computeinfra.cluster.connect import connect
+    from computeinfra.tasks.sleep import SleepPayload
+
+    connect(stack.settings)
+    handle = WorkerActor.options(name=f"take-back-{uuid.uuid4().hex[:8]}").remote(stack.settings, 0)
+    try:
+        queue = AttemptQueue(_RayWorkerPort(handle))
+        for key, seconds in (("long", 3.0), ("b", 0.0), ("c", 0.0)):
+            queue.send([Assignment(key, "sleep", SleepPayload(seconds=seconds), "tb", None)])
+        # The actor runs calls one at a time, in order: b and c wait behind the long one.
+        assert [a.key for a in queue.take_back()] == ["b", "c"]
+        attempt = queue.collect()
+        assert (attempt.assignment.key, len(queue)) == ("long", 0)
+        assert getattr(attempt.result, "status", None) is Status.SUCCEEDED
+    finally:
+        ray.kill(handle, no_restart=True)

@@ -30,22 +30,19 @@ from .jobs import Failure, Outcome, judge
 from .lanes import JobQueue, LaneEvent
 from .membership import GroupMember
 from .middleware import HookError, MiddlewareChain
+from .orphans import Key, Orphans
 from .pipeline import Result
-from .positions import Positions, Where, where_of
+from .positions import Positions, where_of
 from .slots import Slot, SlotMaker
 from .transaction import Outbox, PartitionLost
 
 __all__ = ["Flow"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-Key = tuple[Where, int]
 # While jobs run, how long to wait for a result before polling again: short while workers
 # could take more, so new records start soon; longer while jobs queue anyway.
 TICK_SECONDS = 0.005
 BUSY_TICK_SECONDS = 0.05
-# Jobs let go stay adoptable this long: their record may come straight back (a restarted
-# consume thread, a rebalance that hands the partition back).
-ORPHAN_SECONDS = 60.0
 MAX_ANSWERS_PER_TRANSACTION = 1000
 FENCED_PAUSE_SECONDS = 0.2
 
@@ -77,7 +74,7 @@ class Flow:
         self._answers_since = 0.0
         self._retries: list[tuple[float, int, Slot]] = []
         self._sequence = itertools.count()
-        self._orphans: dict[Key, tuple[Slot, float]] = {}
+        self._orphans = Orphans()
         self._paused_full = False
         self._commit_after = 0.0  # after a fenced commit: let the rebalance end first
         self.draining = False
@@ -104,7 +101,8 @@ class Flow:
         self._collect(0.0 if records or not busy else self._tick())
         self._release_retries()
         self._hand_over(member)
-        self._expire_orphans()
+        for slot in self._orphans.expired():
+            self._release(slot)
         self._pause(member)
         if self._commit_due():
             self.commit()
@@ -130,9 +128,9 @@ class Flow:
         assert member is not None
         for message in self._positions.admit(records, member.epochs, member.consumer):
             key: Key = (where_of(message), message.offset() or 0)
-            orphan = self._orphans.pop(key, None)
+            orphan = self._orphans.adopt(key)
             if orphan is not None:  # its job is still in hand: take it up again
-                slot = orphan[0]
+                slot = orphan
                 slot.message = message
             else:
                 slot = self._slots.make(message)
@@ -261,18 +259,10 @@ class Flow:
         self._positions = Positions()
 
     def _orphan(self, keys: list[Key]) -> None:
-        now = time.monotonic()
         for key in keys:
             slot = self._pending.pop(key, None) or self._answers.pop(key, None)
             if slot is not None:
-                self._orphans[key] = (slot, now)
-
-    def _expire_orphans(self) -> None:
-        if not self._orphans:
-            return
-        limit = time.monotonic() - ORPHAN_SECONDS
-        for key in [k for k, (_, since) in self._orphans.items() if since < limit]:
-            self._release(self._orphans.pop(key)[0])
+                self._orphans.add(key, slot)
 
     def _release(self, slot: Slot) -> None:
         """Drop ``slot`` unanswered: its record is read again by whoever owns it."""
