@@ -87,7 +87,10 @@ def test_calls_queued_at_a_ray_worker_behind_a_long_one_are_taken_back_unrun(
     from computeinfra.tasks.sleep import SleepPayload
 
     connect(stack.settings)
-    handle = WorkerActor.options(name=f"take-back-{uuid.uuid4().hex[:8]}").remote(stack.settings, 0)
+    # No CPU of its own: the blocks' workers hold every CPU the test cluster has.
+    handle = WorkerActor.options(name=f"take-back-{uuid.uuid4().hex[:8]}", num_cpus=0).remote(
+        stack.settings, 0
+    )
     try:
         queue = AttemptQueue(_RayWorkerPort(handle))
         for key, seconds in (("long", 3.0), ("b", 0.0), ("c", 0.0)):
