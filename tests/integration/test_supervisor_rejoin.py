@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from computeinfra import Client, Status
-from computeinfra.block.jobs import Assignment, CallCancelled, Outcome
+from computeinfra.block.jobs import Assignment
 from computeinfra.block.membership import make_supervisor_consumer
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.block.worker import Worker
@@ -27,26 +26,10 @@ from computeinfra.kafka.admin import ensure_lane_topics
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import JobRequest, encode_request, lane_topic
 from computeinfra.tasks.registry import load_registry
+from tests.fakes import FutureCall
 from tests.helpers import Stack, completions_for, wait_for
 
 TIMEOUT = 120
-
-
-class _Call:
-    def __init__(self, future: Future[list[Outcome]]) -> None:
-        self.future = future
-
-    def wait(self, timeout: float) -> bool:
-        return bool(wait_futures([self.future], timeout).done)
-
-    def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        try:
-            return self.future.result(timeout)
-        except CancelledError:
-            raise CallCancelled("cancelled before it started") from None
-
-    def cancel(self) -> None:
-        self.future.cancel()
 
 
 class InProcessWorker:
@@ -56,8 +39,8 @@ class InProcessWorker:
         self.worker = Worker(settings, 0)
         self.pool = ThreadPoolExecutor(1)
 
-    def submit(self, assignments: list[Assignment]) -> _Call:
-        return _Call(self.pool.submit(self.worker.run_all, assignments))
+    def submit(self, assignments: list[Assignment]) -> FutureCall:
+        return FutureCall(self.pool.submit(self.worker.run_all, assignments))
 
     def kill(self) -> None:
         raise AssertionError("the worker is never killed in this test")

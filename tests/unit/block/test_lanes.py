@@ -6,8 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,10 +19,11 @@ from computeinfra.block.handover import (
     handover_record,
     handovers,
 )
-from computeinfra.block.jobs import Assignment, CallCancelled, Outcome
+from computeinfra.block.jobs import Assignment, Outcome
 from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
 from computeinfra.block.slots import Slot
 from computeinfra.protocol import Status
+from tests.fakes import FutureCall
 
 TIMEOUT = 10.0
 
@@ -67,23 +67,6 @@ def _slot(
     return Slot(_Message(key, headers), assignment)  # type: ignore[arg-type]
 
 
-class _Call:
-    def __init__(self, future: Future[list[Outcome]]) -> None:
-        self.future = future
-
-    def wait(self, timeout: float) -> bool:
-        return bool(wait_futures([self.future], timeout).done)
-
-    def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        try:
-            return self.future.result(timeout)
-        except CancelledError:
-            raise CallCancelled("cancelled before it started") from None
-
-    def cancel(self) -> None:
-        self.future.cancel()
-
-
 class _SleepingWorker:
     """Runs calls one at a time on its own thread, as a Ray actor does."""
 
@@ -98,8 +81,8 @@ class _SleepingWorker:
             outcomes.append(Outcome(status=Status.SUCCEEDED, started_at=started))
         return outcomes
 
-    def submit(self, assignments: list[Assignment]) -> _Call:
-        return _Call(self.pool.submit(self._run, assignments))
+    def submit(self, assignments: list[Assignment]) -> FutureCall:
+        return FutureCall(self.pool.submit(self._run, assignments))
 
     def kill(self) -> None:
         raise AssertionError("no job here runs past its limit")
