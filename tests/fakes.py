@@ -15,7 +15,9 @@ class FutureCall:
         self.future = future
 
     def wait(self, timeout: float) -> bool:
-        return bool(wait_futures([self.future], timeout).done)
+        # ``wait`` counts a cancelled future done only once its executor met it; Ray's
+        # ``wait`` returns a dropped call as soon as it is dropped, as ``done`` does.
+        return self.future.done() or bool(wait_futures([self.future], timeout).done)
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
         try:

@@ -234,3 +234,44 @@ def test_calls_queued_behind_a_running_one_are_taken_back_unrun() -> None:
     worker.step()  # "long" is running (it hangs); b and c wait behind it
     assert [a.key for a in queue.take_back()] == ["b", "c"]
     assert len(queue) == 1 and worker.ran == []
+
+
+def test_a_call_whose_cancel_lands_late_is_still_taken_back_uncounted() -> None:
+    """Ray can take longer to drop a queued call than take_back waits: the call must then
+    come back when its cancellation lands, never as a failed attempt to retry (seen in CI:
+    short jobs answered on attempt 2, after the long job they had been queued behind)."""
+    worker = SerialWorker(hang_on={"long"})
+    queue = AttemptQueue(worker)
+    for key in ("long", "b"):
+        queue.send([_assignment(key)])
+    worker.step()
+    late = worker.queue[1]
+    late.cancel = lambda: None  # type: ignore[method-assign]  # the cancel is slow to land
+    assert queue.take_back() == []
+    late.cancelled = True
+    late.done.set()
+    assert [a.key for a in queue.reclaimed()] == ["b"]
+    assert len(queue) == 1
+
+
+def test_a_cancelled_call_met_when_collected_is_taken_back_not_failed() -> None:
+    worker = SerialWorker(hang_on={"long"})
+    queue = AttemptQueue(worker)
+    for key in ("long", "b"):
+        queue.send([_assignment(key)])
+    worker.step()
+    late = worker.queue[1]
+    late.cancel = lambda: None  # type: ignore[method-assign]
+    assert queue.take_back() == []
+    worker.queue[0].results.append(Outcome(status=Status.SUCCEEDED, started_at=time.time()))
+    worker.queue[0].done.set()
+    late.cancelled = True
+    late.done.set()
+    assert queue.collect().assignment.key == "long"
+    try:
+        queue.collect()
+    except CallCancelled:
+        pass
+    else:
+        raise AssertionError("a dropped call has no result to collect")
+    assert [a.key for a in queue.reclaimed()] == ["b"] and len(queue) == 0
