@@ -13,10 +13,7 @@ again (not run a second time); else they are dropped and the new owner runs them
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import math
 import queue
 import time
 
@@ -25,7 +22,7 @@ from confluent_kafka import Message
 from computeinfra.config import Settings
 
 from .answers import complete
-from .handover import Handover, handover_record
+from .handover import Handover
 from .jobs import Failure, Outcome, judge
 from .lanes import JobQueue, LaneEvent
 from .membership import GroupMember
@@ -33,7 +30,8 @@ from .middleware import HookError, MiddlewareChain
 from .orphans import Key, Orphans
 from .pipeline import Result
 from .positions import Positions, where_of
-from .slots import Slot, SlotMaker
+from .retries import Retries
+from .slots import Slot, SlotMaker, longest_left
 from .transaction import Outbox, PartitionLost
 
 __all__ = ["Flow"]
@@ -72,8 +70,7 @@ class Flow:
         self._pending: dict[Key, Slot] = {}  # taken, not answered
         self._answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0
-        self._retries: list[tuple[float, int, Slot]] = []
-        self._sequence = itertools.count()
+        self._retries = Retries()
         self._orphans = Orphans()
         self._paused_full = False
         self._commit_after = 0.0  # after a fenced commit: let the rebalance end first
@@ -99,7 +96,8 @@ class Flow:
         if records and take:
             self._take(records)
         self._collect(0.0 if records or not busy else self._tick())
-        self._release_retries()
+        for slot in self._retries.due():
+            self._dispatch(slot)
         self._hand_over(member)
         for slot in self._orphans.expired():
             self._release(slot)
@@ -117,8 +115,9 @@ class Flow:
         if self._answers:
             due = self._answers_since + self._settings.commit_window - time.monotonic()
             tick = min(tick, max(due, 0.0))
-        if self._retries:
-            tick = min(tick, max(self._retries[0][0] - time.monotonic(), 0.0))
+        retry = self._retries.wait()
+        if retry is not None:
+            tick = min(tick, retry)
         return tick
 
     # -- intake --------------------------------------------------------------------------------
@@ -154,19 +153,11 @@ class Flow:
         self._jobs.put(slot)
 
     def _hand_over(self, member: GroupMember) -> None:
-        """Forward the jobs that waited too long for this block's held workers to another
-        block (``handover.py``); each is answered by its forward, committed as usual."""
-        if not len(self._jobs) or self.draining or not self._handover.due():
+        """Forward the jobs this block's held workers cannot start soon to another block
+        (``handover.py``); each is answered by its forward, committed as usual."""
+        if self.draining:
             return
-        for slot in self._jobs.take_stale(self._handover.after, self._handover.eligible):
-            topic = slot.message.topic() or ""
-            partition = self._handover.target(member.consumer, member.assigned, topic)
-            if partition is None:  # every partition of its topic is ours: no one to take it
-                self._jobs.put(slot)
-                continue
-            slot.records = [handover_record(slot, partition, self._block)]
-            slot.assignment = None
-            self._handover.handed_over += 1
+        for slot in self._handover.take(self._jobs, member.consumer, member.assigned):
             self._answered(slot)
 
     # -- results -------------------------------------------------------------------------------
@@ -223,16 +214,8 @@ class Flow:
             self._release(slot)
             return True
         slot.assignment = assignment.next_attempt()
-        ready_at = time.monotonic() + delay
-        heapq.heappush(self._retries, (ready_at, next(self._sequence), slot))
+        self._retries.add(slot, delay)
         return True
-
-    def _release_retries(self) -> None:
-        now = time.monotonic()
-        while self._retries and self._retries[0][0] <= now:
-            _, _, slot = heapq.heappop(self._retries)
-            if not slot.released:
-                self._dispatch(slot)
 
     def _answered(self, slot: Slot) -> None:
         key = slot.position
@@ -326,10 +309,13 @@ class Flow:
         self.draining = True
         for slot in self._jobs.clear():
             self._release(slot)
-        for _, _, slot in self._retries:
+        for slot in self._retries.clear():
             self._release(slot)
-        self._retries.clear()
-        wait = self.drain_seconds if self.drain_seconds is not None else self._longest_left()
+        wait = (
+            self.drain_seconds
+            if self.drain_seconds is not None
+            else longest_left(self._pending.values())
+        )
         until = time.monotonic() + wait
         if self._pending:
             _log.info("block %s: draining %d job(s) for up to %.0f s", self._block,
@@ -337,13 +323,3 @@ class Flow:
         while self._pending and time.monotonic() < until:
             self.step(take=False)
         self.commit()
-
-    def _longest_left(self) -> float:
-        """The longest time a running job may still take under its time limit."""
-        now, longest = time.time(), 0.0
-        for slot in self._pending.values():
-            if slot.started_at is not None and slot.assignment is not None:
-                limit = slot.assignment.time_limit
-                left = math.inf if limit is None else slot.started_at + limit - now
-                longest = max(longest, left)
-        return longest

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException
 
 from computeinfra.protocol import HANDOVERS_HEADER
 
+from .lanes import JobQueue
 from .slots import FORWARDED_BY_HEADER, Slot
 from .transaction import OutboxRecord
 
@@ -61,8 +62,9 @@ class Handover:
     """Picks the partition for each job handed over: one of its topic this block does not
     own, in turn, so the jobs spread over the blocks that do."""
 
-    def __init__(self, after: float, all_held: Callable[[float], bool]) -> None:
+    def __init__(self, after: float, all_held: Callable[[float], bool], block: int = 0) -> None:
         self.after = after  # seconds; 0 turns handing over off
+        self.block = block
         self._all_held = all_held
         self._partitions: dict[str, list[int]] = {}
         self._turn = itertools.count()
@@ -78,6 +80,25 @@ class Handover:
             and slot.assignment.attempt == 1
             and handovers(slot) < MAX_HANDOVERS
         )
+
+    def take(self, jobs: JobQueue, consumer: Consumer, owned: set[tuple[str, int]]) -> list[Slot]:
+        """Take from ``jobs`` those to hand over now, each answered by its record for another
+        block's partition: the jobs that waited ``after`` seconds while every worker here
+        has been on one job at least as long."""
+        if not len(jobs) or not self.due():
+            return []
+        taken = []
+        for slot in jobs.take_stale(self.after, self.eligible):
+            topic = slot.message.topic() or ""
+            partition = self.target(consumer, owned, topic)
+            if partition is None:  # every partition of its topic is ours: no one to take it
+                jobs.put(slot)
+                continue
+            slot.records = [handover_record(slot, partition, self.block)]
+            slot.assignment = None
+            self.handed_over += 1
+            taken.append(slot)
+        return taken
 
     def target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> int | None:
         """A partition of ``topic`` another block owns, or None if every one is ours."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Message
@@ -38,7 +41,7 @@ from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
-__all__ = ["Slot", "SlotMaker"]
+__all__ = ["Slot", "SlotMaker", "longest_left"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 FORWARDED_BY_HEADER = "computeinfra.forwarded-by"
@@ -216,3 +219,14 @@ class SlotMaker:
             ("computeinfra.source", source.encode()),
         ]
         return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]
+
+
+def longest_left(slots: Iterable[Slot]) -> float:
+    """The longest time one of ``slots`` may still run under its time limit."""
+    now, longest = time.time(), 0.0
+    for slot in slots:
+        if slot.started_at is not None and slot.assignment is not None:
+            limit = slot.assignment.time_limit
+            left = math.inf if limit is None else slot.started_at + limit - now
+            longest = max(longest, left)
+    return longest

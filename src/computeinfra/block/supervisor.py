@@ -87,7 +87,7 @@ class Supervisor:
             for i, w in enumerate(workers)
         ]
         slots = SlotMaker(settings, self.registry, self.hooks, block, node)
-        self.handover = Handover(settings.handover_seconds, self._all_held)
+        self.handover = Handover(settings.handover_seconds, self._all_held, block)
         self.flow = Flow(
             settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover
         )
