@@ -50,8 +50,16 @@ class Track:
     guard: int | None = None  # after a seek back: the next record must not be past this
 
     def low(self) -> int:
-        """The offset to commit: the oldest record not answered, or past all seen."""
-        return min(self.pending) if self.pending else self.seen
+        """The offset to commit: the oldest record not answered, or past all seen and past
+        the answered ones right after (a previous owner's, not yet read here). The map
+        lists only offsets *beyond* the committed one, so committing an answered offset
+        would say it is unanswered: its record would run again."""
+        if self.pending:
+            return min(self.pending)
+        low = self.seen
+        while low in self.done:
+            low += 1
+        return low
 
     def beyond(self, low: int) -> set[int]:
         return {o for o in self.done | self.answered if o > low}

@@ -168,3 +168,46 @@ def test_metadata_not_ours_means_nothing_is_known_answered() -> None:
     assert offset_map.decode(10, "written by another tool") == set()
     assert offset_map.decode(10, "ci1:garbage") == set()
     assert offset_map.decode(10, None) == set()
+
+
+def test_a_new_owner_that_has_read_up_to_an_answered_record_keeps_it_answered() -> None:
+    """Found by the chaos run (handing over at once, 20 kills): the previous owner answered
+    12 and 13 beyond its committed 10; the new owner answers 10 and 11 and commits before
+    its consumer delivers 12. Its commit must not be "12, nothing beyond": that says 12 is
+    unanswered, and the next owner runs it again (a second completion)."""
+    positions, consumer, epochs = Positions(), _Consumer(10, "ci1:2-3"), {WHERE: 1}
+    assert _offsets(positions.admit(_records(10, 11), epochs, consumer)) == [10, 11]
+    for offset in (10, 11):
+        assert positions.answer(WHERE, offset)
+    plan = positions.plan()
+    positions.committed(plan)
+    consumer.commit(plan)
+    (tp,) = plan.offsets
+    answered = set(range(10, tp.offset)) | offset_map.decode(tp.offset, tp.metadata)
+    assert {10, 11, 12, 13} <= answered
+    later = Positions()
+    assert _offsets(later.admit(_records(12, 13, 14), {WHERE: 2}, consumer)) == [14]
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.sets(st.integers(0, 5))), min_size=1, max_size=8))
+def test_owners_one_after_another_answer_each_record_exactly_once(
+    rounds: list[tuple[int, set[int]]],
+) -> None:
+    """Each owner reads a few records from the committed offset on, answers some of them
+    (``picked``, relative to where it started), and commits; a last owner answers whatever
+    is left. Every record is answered exactly once, however the owners' reads fall."""
+    count, consumer, answers = 12, _Consumer(committed=0), [0] * 12
+    for read, picked in rounds:
+        positions, start = Positions(), consumer.offsets[5][0]
+        records = _records(*range(start, min(start + read, count)))
+        for offset in _offsets(positions.admit(records, {WHERE: 1}, consumer)):
+            if offset - start in picked:
+                assert positions.answer(WHERE, offset)
+                answers[offset] += 1
+        plan = positions.plan()
+        positions.committed(plan)
+        consumer.commit(plan)
+    last, start = Positions(), consumer.offsets[5][0]
+    for offset in _offsets(last.admit(_records(*range(start, count)), {WHERE: 1}, consumer)):
+        answers[offset] += 1
+    assert answers == [1] * count
