@@ -134,8 +134,8 @@ class Settings:
     consume_batch: int = 200
     # Worker processes per block (0: one per core the block owns).
     concurrency: int = 0
-    # A queued job waits this long for a block whose workers are all held by long jobs,
-    # then goes to another block (0: never).
+    # Once every worker of a block has been on one job this long, its queued jobs go to
+    # another block (0: never).
     handover_seconds: float = 2.0
     # How long a stopping block lets its running jobs end (None: the longest running job's
     # remaining time limit).
