@@ -169,3 +169,36 @@ def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
         assert sorted(s.key for s in done if s) == ["short-0", "short-1", "short-2"]
     finally:
         stop.set()
+
+
+class _Topics:
+    """What ``Consumer.list_topics`` returns, for a topic of four partitions."""
+
+    def __init__(self) -> None:
+        self.topics = {"pendingJobs": type("T", (), {"partitions": dict.fromkeys(range(4))})}
+
+
+class _MetadataConsumer:
+    def list_topics(self, topic: str, timeout: float) -> _Topics:
+        return _Topics()
+
+
+def test_while_every_worker_is_held_queued_jobs_go_at_once_to_partitions_others_own() -> None:
+    jobs = JobQueue(BatchPlanner())
+    first, second, retry = _slot("first"), _slot("second"), _slot("retry")
+    assert retry.assignment is not None
+    retry.assignment = retry.assignment.next_attempt()
+    for slot in (first, second, retry):
+        jobs.put(slot)  # just queued: none has waited
+    consumer: Any = _MetadataConsumer()
+    mine = {("pendingJobs", 0), ("pendingJobs", 1)}
+    assert Handover(2.0, lambda seconds: False).take(jobs, consumer, mine) == []
+    everything = {("pendingJobs", p) for p in range(4)}
+    assert Handover(2.0, lambda seconds: True).take(jobs, consumer, everything) == []
+    assert len(jobs) == 3  # no other block to take them: they stay, in order
+    handover = Handover(2.0, lambda seconds: True, block=1)
+    taken = handover.take(jobs, consumer, mine)
+    assert [s.key for s in taken] == ["first", "second"] and handover.handed_over == 2
+    assert sorted(s.records[0].partition or 0 for s in taken) == [2, 3]
+    assert all(s.assignment is None for s in taken)
+    assert len(jobs) == 1  # the retry keeps its attempt count here
