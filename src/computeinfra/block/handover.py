@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
@@ -37,6 +38,7 @@ __all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "
 _log = logging.getLogger("computeinfra.supervisor")
 MAX_HANDOVERS = 2
 METADATA_TIMEOUT_SECONDS = 5.0
+METADATA_RETRY_SECONDS = 5.0
 
 
 def _headers(slot: Slot) -> list[tuple[str, bytes]]:
@@ -62,11 +64,12 @@ class Handover:
     """Picks the partition for each job handed over: one of its topic this block does not
     own, in turn, so the jobs spread over the blocks that do."""
 
-    def __init__(self, after: float, all_held: Callable[[float], bool], block: int = 0) -> None:
+    def __init__(self, after: float, all_held: Callable[[float], bool], block: int) -> None:
         self.after = after  # seconds; 0 turns handing over off
         self.block = block
         self._all_held = all_held
         self._partitions: dict[str, list[int]] = {}
+        self._unreadable_until: dict[str, float] = {}
         self._turn = itertools.count()
         self.handed_over = 0
 
@@ -84,20 +87,29 @@ class Handover:
     def take(self, jobs: JobQueue, consumer: Consumer, owned: set[tuple[str, int]]) -> list[Slot]:
         """Take from ``jobs`` those to hand over now, each answered by its record for another
         block's partition: while every worker here has been on one job for ``after``
-        seconds, every queued job whose topic has a partition another block owns."""
+        seconds, the queued jobs whose topic has a partition another block owns."""
         if not len(jobs) or not self.due():
             return []
+        # Asked before taking the queue's lock: reading a topic's partitions can wait on
+        # the broker, and the lanes must not.
+        targets = {t for t in jobs.topics() if self.has_target(consumer, owned, t)}
+        now = time.monotonic()
 
         def movable(slot: Slot) -> bool:
-            topic = slot.message.topic() or ""
-            return self.eligible(slot) and self.has_target(consumer, owned, topic)
+            # A first hop goes at once: a job queued now would wait for the held workers too
+            # (waiting out ``after`` itself made p99 2.2 s beside a long job, bench longjob).
+            # A job handed over already waits ``after`` again, so two busy blocks do not
+            # spend its hops on each other in a moment.
+            first = handovers(slot) == 0
+            waited = first or now - slot.queued_at >= self.after
+            return waited and self.eligible(slot) and (slot.message.topic() or "") in targets
 
-        # A job queued now would wait for those workers too, so it goes at once (measured:
-        # waiting out ``after`` itself made p99 2.2 s beside a long job, bench longjob).
         taken = []
-        for slot in jobs.take_stale(0.0, movable):
+        for slot in jobs.take_if(movable):
             partition = self.target(consumer, owned, slot.message.topic() or "")
-            assert partition is not None, "movable() found one"
+            if partition is None:  # the metadata changed in between: it stays, first in line
+                jobs.put_front([slot])
+                continue
             slot.records = [handover_record(slot, partition, self.block)]
             slot.assignment = None
             self.handed_over += 1
@@ -105,6 +117,7 @@ class Handover:
         return taken
 
     def has_target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> bool:
+        """Whether another block owns a partition of ``topic`` (as far as is known)."""
         return any((topic, p) not in owned for p in self._partitions_of(consumer, topic))
 
     def target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> int | None:
@@ -115,13 +128,17 @@ class Handover:
         return others[next(self._turn) % len(others)]
 
     def _partitions_of(self, consumer: Consumer, topic: str) -> list[int]:
-        if topic not in self._partitions:
-            try:
-                found = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
-                self._partitions[topic] = sorted(found.topics[topic].partitions)
-            except (KafkaException, KeyError) as exc:
-                _log.warning("cannot read %s's partitions: %s", topic, exc)
-                return []
+        if topic in self._partitions:
+            return self._partitions[topic]
+        if time.monotonic() < self._unreadable_until.get(topic, 0.0):
+            return []  # asked a moment ago and the broker did not say: not again yet
+        try:
+            found = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
+            self._partitions[topic] = sorted(found.topics[topic].partitions)
+        except (KafkaException, KeyError) as exc:
+            _log.warning("cannot read %s's partitions: %s", topic, exc)
+            self._unreadable_until[topic] = time.monotonic() + METADATA_RETRY_SECONDS
+            return []
         return self._partitions[topic]
 
 

@@ -63,15 +63,18 @@ class JobQueue:
             self._jobs.extendleft(reversed(slots))
             self._ready.notify(len(slots))
 
-    def take_stale(self, older_than: float, eligible: Callable[[Slot], bool]) -> list[Slot]:
-        """Remove and return the ``eligible`` jobs queued for ``older_than`` seconds."""
-        limit = time.monotonic() - older_than
+    def take_if(self, wanted: Callable[[Slot], bool]) -> list[Slot]:
+        """Remove and return the queued jobs still in hand that are ``wanted``."""
         with self._ready:
-            stale = [s for s in self._jobs if s.queued_at <= limit and eligible(s)]
-            if stale:
-                taken = set(map(id, stale))
+            found = [s for s in self._jobs if not s.released and wanted(s)]
+            if found:
+                taken = set(map(id, found))
                 self._jobs = deque(s for s in self._jobs if id(s) not in taken)
-            return stale
+            return found
+
+    def topics(self) -> set[str]:
+        with self._ready:
+            return {s.message.topic() or "" for s in self._jobs}
 
     def take(self, timeout: float) -> list[Slot]:
         """The next job, with the quick ones after it that can share its call."""

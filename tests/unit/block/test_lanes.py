@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -91,6 +91,18 @@ class _SleepingWorker:
         return {"pid": 1}
 
 
+class _Topics:
+    """What ``Consumer.list_topics`` returns, for a topic of four partitions."""
+
+    def __init__(self) -> None:
+        self.topics = {"pendingJobs": type("T", (), {"partitions": dict.fromkeys(range(4))})}
+
+
+class _MetadataConsumer:
+    def list_topics(self, topic: str, timeout: float) -> _Topics:
+        return _Topics()
+
+
 def test_a_long_job_holds_one_lane_and_the_others_take_the_rest() -> None:
     jobs = JobQueue(BatchPlanner())
     events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
@@ -111,22 +123,23 @@ def test_a_long_job_holds_one_lane_and_the_others_take_the_rest() -> None:
         stop.set()
 
 
-def test_only_jobs_queued_long_enough_and_eligible_are_taken_for_handover() -> None:
+def test_a_job_handed_over_already_waits_before_it_moves_again_and_retries_stay() -> None:
     jobs = JobQueue(BatchPlanner())
-    old, retry, passed_on = _slot("old"), _slot("retry"), _slot("passed-on")
+    once = [(HANDOVERS_HEADER, b"1")]
+    fresh, retry, gone = _slot("fresh"), _slot("retry"), _slot("gone")
+    young, old = _slot("young", headers=once), _slot("old", headers=once)
+    passed_on = _slot("passed-on", headers=[(HANDOVERS_HEADER, str(MAX_HANDOVERS).encode())])
     assert retry.assignment is not None
     retry.assignment = retry.assignment.next_attempt()
-    passed_on.message = _Message("passed-on", [(HANDOVERS_HEADER, str(MAX_HANDOVERS).encode())])  # type: ignore[assignment]
-    for slot in (old, retry, passed_on):
+    for slot in (fresh, retry, gone, young, old, passed_on):
         jobs.put(slot)
-    for slot in (old, retry, passed_on):
-        slot.queued_at -= 5.0
-    young = _slot("young")
-    jobs.put(young)
-    handover = Handover(2.0, lambda seconds: True)
-    assert [s.key for s in jobs.take_stale(2.0, handover.eligible)] == ["old"]
-    assert len(jobs) == 3 and handover.due()
-    assert not Handover(0.0, lambda seconds: True).due()  # 0 turns it off
+    old.queued_at -= 5.0
+    gone.released = True  # let go (its partition moved): not this block's to hand over
+    handover = Handover(2.0, lambda seconds: True, block=0)
+    taken = handover.take(jobs, cast(Any, _MetadataConsumer()), {("pendingJobs", 0)})
+    assert [s.key for s in taken] == ["fresh", "old"]
+    assert len(jobs) == 4 and handover.due()
+    assert not Handover(0.0, lambda seconds: True, block=0).due()  # 0 turns it off
 
 
 def test_a_handed_over_record_is_the_request_unchanged_with_its_count() -> None:
@@ -171,18 +184,6 @@ def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
         stop.set()
 
 
-class _Topics:
-    """What ``Consumer.list_topics`` returns, for a topic of four partitions."""
-
-    def __init__(self) -> None:
-        self.topics = {"pendingJobs": type("T", (), {"partitions": dict.fromkeys(range(4))})}
-
-
-class _MetadataConsumer:
-    def list_topics(self, topic: str, timeout: float) -> _Topics:
-        return _Topics()
-
-
 def test_while_every_worker_is_held_queued_jobs_go_at_once_to_partitions_others_own() -> None:
     jobs = JobQueue(BatchPlanner())
     first, second, retry = _slot("first"), _slot("second"), _slot("retry")
@@ -192,9 +193,9 @@ def test_while_every_worker_is_held_queued_jobs_go_at_once_to_partitions_others_
         jobs.put(slot)  # just queued: none has waited
     consumer: Any = _MetadataConsumer()
     mine = {("pendingJobs", 0), ("pendingJobs", 1)}
-    assert Handover(2.0, lambda seconds: False).take(jobs, consumer, mine) == []
+    assert Handover(2.0, lambda seconds: False, block=0).take(jobs, consumer, mine) == []
     everything = {("pendingJobs", p) for p in range(4)}
-    assert Handover(2.0, lambda seconds: True).take(jobs, consumer, everything) == []
+    assert Handover(2.0, lambda seconds: True, block=0).take(jobs, consumer, everything) == []
     assert len(jobs) == 3  # no other block to take them: they stay, in order
     handover = Handover(2.0, lambda seconds: True, block=1)
     taken = handover.take(jobs, consumer, mine)
