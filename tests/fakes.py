@@ -1,29 +1,45 @@
-"""Ray-free stand-ins shared by tests: a worker call backed by a thread pool's future."""
+"""Ray-free stand-ins shared by tests: a worker that runs calls one at a time on its own
+thread, as a Ray actor does, behind the same ``CallGate`` the real worker keeps."""
 
 from __future__ import annotations
 
-from concurrent.futures import CancelledError, Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
-from computeinfra.block.jobs import CallCancelled, Outcome
+from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.worker import CallGate, next_call_id
 
 
 class FutureCall:
-    """A ``WorkerCall`` over a ``Future``: cancelling drops it if it has not started."""
+    """A ``WorkerCall`` over a ``Future``."""
 
-    def __init__(self, future: Future[list[Outcome]]) -> None:
+    def __init__(self, future: Future[list[Outcome]], call_id: int) -> None:
         self.future = future
+        self.call_id = call_id
 
     def wait(self, timeout: float) -> bool:
-        # ``wait`` counts a cancelled future done only once its executor met it; Ray's
-        # ``wait`` returns a dropped call as soon as it is dropped, as ``done`` does.
-        return self.future.done() or bool(wait_futures([self.future], timeout).done)
+        return bool(wait_futures([self.future], timeout).done)
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        try:
-            return self.future.result(timeout)
-        except CancelledError:
-            raise CallCancelled("cancelled before it started") from None
+        return self.future.result(timeout)
 
-    def cancel(self) -> None:
-        self.future.cancel()
+
+class ThreadWorker:
+    """A worker port over one thread; ``run`` runs a call's jobs. ``skip`` is answered at
+    once, beside the running call, as the actor's control group does."""
+
+    def __init__(self, run: Callable[[list[Assignment]], list[Outcome]]) -> None:
+        self.pool = ThreadPoolExecutor(1)
+        self.gate = CallGate()
+        self._run = run
+
+    def submit(self, assignments: list[Assignment]) -> FutureCall:
+        call_id = next_call_id()
+        return FutureCall(self.pool.submit(self._gated, assignments, call_id), call_id)
+
+    def _gated(self, assignments: list[Assignment], call_id: int) -> list[Outcome]:
+        return self._run(assignments) if self.gate.begin(call_id) else []
+
+    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+        return self.gate.skip(call_ids)

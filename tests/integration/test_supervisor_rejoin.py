@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from computeinfra import Client, Status
-from computeinfra.block.jobs import Assignment
 from computeinfra.block.membership import make_supervisor_consumer
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.block.worker import Worker
@@ -26,21 +24,18 @@ from computeinfra.kafka.admin import ensure_lane_topics
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import JobRequest, encode_request, lane_topic
 from computeinfra.tasks.registry import load_registry
-from tests.fakes import FutureCall
+from tests.fakes import ThreadWorker
 from tests.helpers import Stack, completions_for, wait_for
 
 TIMEOUT = 120
 
 
-class InProcessWorker:
+class InProcessWorker(ThreadWorker):
     """The worker port over a thread: this test is about the consumer, not the worker."""
 
     def __init__(self, settings: Settings) -> None:
         self.worker = Worker(settings, 0)
-        self.pool = ThreadPoolExecutor(1)
-
-    def submit(self, assignments: list[Assignment]) -> FutureCall:
-        return FutureCall(self.pool.submit(self.worker.run_all, assignments))
+        super().__init__(self.worker.run_all)
 
     def kill(self) -> None:
         raise AssertionError("the worker is never killed in this test")

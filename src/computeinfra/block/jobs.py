@@ -12,7 +12,6 @@ from computeinfra.protocol import ErrorInfo, FailureKind, Output, Status
 
 __all__ = [
     "Assignment",
-    "CallCancelled",
     "Failure",
     "Forward",
     "Outcome",
@@ -23,10 +22,6 @@ __all__ = [
 
 class WorkerLost(Exception):
     """The worker process died (killed, crashed, out of memory) before answering."""
-
-
-class CallCancelled(Exception):
-    """A call was cancelled before it started: none of its attempts ran."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .batching import MAX_JOBS_PER_CALL, BatchPlanner
-from .jobs import Assignment, CallCancelled, Outcome
+from .jobs import Outcome
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
 from .worker import WorkerPort
@@ -193,13 +193,9 @@ class WorkerLane:
             if not group:
                 return
             self._send(group)
-        try:
-            attempt = self._queue.collect(self._top_up)
-        except CallCancelled:  # the job waited on was taken back unrun
-            self._reclaim()
-            return
-        self._reclaim()  # before pairing: a lost worker gives back what was taken back
+        attempt = self._queue.collect(self._top_up)
         slot = self._sent.popleft()
+        assert slot.assignment is attempt.assignment, "results pair with jobs in send order"
         self._events.put(LaneEvent(slot, attempt.result))
 
     def _send(self, group: list[Slot]) -> None:
@@ -218,8 +214,6 @@ class WorkerLane:
         overdue = self._head_overdue()
         if overdue and len(self._queue) > 1 and self._rescued is not self._sent[0]:
             self._rescue()
-        else:
-            self._reclaim()  # calls whose cancellation landed late
         if len(self._queue) >= self._depth or overdue or not all(map(self._jobs.quick, self._sent)):
             return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
         group = self._jobs.take_quick()
@@ -231,15 +225,11 @@ class WorkerLane:
         """The running job turned out long: take back what was queued behind it at the
         worker, and put it first in the block's queue for any free worker (or handover)."""
         self._rescued = self._sent[0]
-        self._reclaim(self._queue.take_back())
-
-    def _reclaim(self, taken: list[Assignment] | None = None) -> None:
-        """Put the jobs taken back unrun first in the block's queue, uncounted."""
-        ids = {id(a) for a in (self._queue.reclaimed() if taken is None else taken)}
-        if not ids:
+        taken = {id(a) for a in self._queue.take_back()}
+        if not taken:
             return
-        back = [s for s in self._sent if id(s.assignment) in ids]
-        self._sent = deque(s for s in self._sent if id(s.assignment) not in ids)
+        back = [s for s in self._sent if id(s.assignment) in taken]
+        self._sent = deque(s for s in self._sent if id(s.assignment) not in taken)
         self._jobs.put_front(back)
         _log.info("block %s lane %s: took back %d job(s) queued behind a long one",
                   self._block, self.index, len(back))  # fmt: skip

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 
 from computeinfra.protocol import FailureKind
 
-from .jobs import Assignment, CallCancelled, Failure, Outcome, WorkerLost
+from .jobs import Assignment, Failure, Outcome, WorkerLost
 from .worker import WorkerCall, WorkerPort
 
 __all__ = ["Attempt", "AttemptQueue"]
 
 Result = Outcome | Failure
 MAX_MESSAGE_CHARS = 2000
-# How long a cancelled call may take to say it was dropped.
+# How long a worker may take to say which queued calls it will skip.
 TAKE_BACK_SECONDS = 1.0
 Idle = Callable[[float], float]
 
@@ -52,7 +52,6 @@ class _Call:
     handle: WorkerCall
     sent_at: float = field(default_factory=time.monotonic)
     results: deque[Result] | None = None  # set once the call answered
-    cancelled: bool = False  # asked to be dropped unrun (``take_back``)
 
 
 class AttemptQueue:
@@ -65,7 +64,6 @@ class AttemptQueue:
         self._calls: deque[_Call] = deque()
         self._on_worker_lost = on_worker_lost or (lambda: None)
         self._last_answer_at = time.monotonic()
-        self._taken: list[Assignment] = []  # dropped unrun, not yet reclaimed
 
     def __len__(self) -> int:
         """Calls queued (each carries one job or several)."""
@@ -94,36 +92,22 @@ class AttemptQueue:
         return Attempt(assignment, result)
 
     def take_back(self) -> list[Assignment]:
-        """Cancel the calls queued behind the running one; return the attempts of those that
-        never started, to be sent again (uncounted) wherever a worker is free. A call that
-        did start after all stays, and is collected in its turn. Ray may drop a call later
-        than this waits: ``reclaimed`` then returns it, and ``collect`` never counts it."""
+        """Have the worker skip the calls queued behind the running one; return the attempts
+        of those it will never run, to be sent again (uncounted) wherever a worker is free.
+        A call that had begun stays, and is collected in its turn."""
         behind = list(self._calls)[1:]
-        for call in behind:
-            call.cancelled = True
-            call.handle.cancel()
-        deadline = time.monotonic() + TAKE_BACK_SECONDS
-        for call in behind:
-            call.handle.wait(max(deadline - time.monotonic(), 0.0))
-        return self.reclaimed()
-
-    def reclaimed(self) -> list[Assignment]:
-        """The attempts of cancelled calls dropped unrun since last asked."""
-        for call in [c for c in self._calls if c.cancelled and c.results is None]:
-            if call.handle.wait(0):
-                self._settle(call)
-        taken, self._taken = self._taken, []
-        return taken
-
-    def _settle(self, call: _Call) -> None:
-        """A cancelled call is done: dropped unrun (taken back), or it ran after all."""
+        if not behind:
+            return []
         try:
-            call.results = deque(call.handle.outcome(timeout=0))
-        except CallCancelled:
-            self._calls.remove(call)
-            self._taken.extend(call.assignments)
-        except Exception:  # lost with its worker, or broken: collected in its turn as usual
-            return
+            never = set(self._worker.skip([c.handle.call_id for c in behind], TAKE_BACK_SECONDS))
+        except Exception:  # no answer (the worker is dying, say): all run in their turn
+            return []
+        taken: list[Assignment] = []
+        for call in behind:
+            if call.handle.call_id in never:
+                self._calls.remove(call)
+                taken.extend(call.assignments)
+        return taken
 
     def drain(self) -> list[Attempt]:
         """Collect every queued job (each may still fail); used before a retry."""
@@ -145,11 +129,6 @@ class AttemptQueue:
             left = None if limit == math.inf else max(deadline - time.monotonic(), 0.0)
             outcomes = head.handle.outcome(timeout=left)
             head.results = deque(outcomes)
-        except CallCancelled:  # taken back, and dropped unrun only now
-            if head in self._calls:  # not already reclaimed while waiting
-                self._calls.remove(head)
-                self._taken.extend(head.assignments)
-            raise
         except WorkerLost as lost:
             self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")
         except TimeoutError:
@@ -181,9 +160,6 @@ class AttemptQueue:
         else:
             behind = [_Call([a], head.handle) for a in head.assignments] + behind
         for call in behind:
-            if call.cancelled:  # taken back: it goes to the block's queue, not this worker
-                self._taken.extend(call.assignments)
-                continue
             call.handle = self._worker.submit(call.assignments)
             call.sent_at = time.monotonic()
             self._calls.append(call)

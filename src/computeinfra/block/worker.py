@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import traceback
 from typing import Any, Protocol
@@ -23,27 +24,38 @@ from computeinfra.tasks.registry import load_registry
 
 from .jobs import Assignment, Outcome
 
-__all__ = ["Worker", "WorkerCall", "WorkerPort"]
+__all__ = ["CallGate", "Worker", "WorkerCall", "WorkerPort", "next_call_id"]
 
 MAX_ERROR_MESSAGE_CHARS = 2000
+_last_call_id = 0
+_call_ids = threading.Lock()
+
+
+def next_call_id() -> int:
+    """A call id above every one this process made, and above those of a supervisor
+    process before it (it is the clock's nanoseconds): a restarted supervisor's calls must
+    not look begun to a worker that ran its predecessor's."""
+    global _last_call_id
+    with _call_ids:
+        _last_call_id = max(_last_call_id + 1, time.time_ns())
+        return _last_call_id
+
+
 TRACEBACK_FRAMES = 5
 
 
 class WorkerCall(Protocol):
     """A call in progress on a worker: one attempt or several, run in order."""
 
+    call_id: int  # rises in the order calls are sent to one worker
+
     def wait(self, timeout: float) -> bool:
         """Whether the attempt's result (or its failure) is ready, waiting up to ``timeout``."""
         ...
 
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
-        """The attempts' outcomes; raises ``WorkerLost`` if the process died,
-        ``CallCancelled`` if the call was cancelled before it started, and ``TimeoutError``
-        if they did not come within ``timeout`` seconds."""
-        ...
-
-    def cancel(self) -> None:
-        """Drop the call if it has not started yet (a started one runs to its end)."""
+        """The attempts' outcomes; raises ``WorkerLost`` if the process died, and
+        ``TimeoutError`` if they did not come within ``timeout`` seconds."""
         ...
 
 
@@ -52,11 +64,46 @@ class WorkerPort(Protocol):
 
     def submit(self, assignments: list[Assignment]) -> WorkerCall: ...
 
+    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+        """Ask the worker not to run these calls; returns those it will never run (the
+        others had begun). Answered beside the running call, not after it."""
+        ...
+
     def kill(self) -> None:
         """End the worker process now; it is restarted."""
         ...
 
     def describe(self, timeout: float) -> dict[str, Any]: ...
+
+
+class CallGate:
+    """Which calls a worker may still begin.
+
+    Why not ``ray.cancel``: Ray drops a call queued at a busy actor only once the call ahead
+    of it ends, and reports a running call it could not stop as cancelled all the same
+    (measured, Ray 2.60). A gate the worker itself keeps answers at once, and exactly.
+    ``skip`` comes from another thread than the calls (the actor's "control" group).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._begun = -1  # the latest call begun; calls run in the order they were sent
+        self._skipped: set[int] = set()
+
+    def begin(self, call_id: int) -> bool:
+        """Whether the call may run (it was not skipped); from then on it cannot be."""
+        with self._lock:
+            if call_id in self._skipped:
+                self._skipped.discard(call_id)
+                return False
+            self._begun = max(self._begun, call_id)
+            return True
+
+    def skip(self, call_ids: list[int]) -> list[int]:
+        with self._lock:
+            never = [c for c in call_ids if c > self._begun]
+            self._skipped.update(never)
+            return never
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -75,13 +122,20 @@ class Worker:
         self.block = block
         self.registry = load_registry(settings.task_modules)
         self.started_at = time.time()
+        self.gate = CallGate()
 
     def describe(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at}
 
-    def run_all(self, assignments: list[Assignment]) -> list[Outcome]:
-        """Several attempts in one call, in order (quick jobs share a call's overhead)."""
+    def run_all(self, assignments: list[Assignment], call_id: int = -1) -> list[Outcome]:
+        """Several attempts in one call, in order (quick jobs share a call's overhead);
+        none if the call was skipped (its supervisor took its jobs back)."""
+        if not self.gate.begin(call_id):
+            return []
         return [self.run(assignment) for assignment in assignments]
+
+    def skip(self, call_ids: list[int]) -> list[int]:
+        return self.gate.skip(call_ids)
 
     def run(self, assignment: Assignment) -> Outcome:
         """One attempt. Whatever goes wrong in it (the task's own exception, a result

@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, TaskCancelledError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from computeinfra.analyzer.analyzer import Analyzer
 from computeinfra.analyzer.events import JobEvent
 from computeinfra.analyzer.feed import TopicFeed
-from computeinfra.block.jobs import Assignment, CallCancelled, Outcome, WorkerLost
+from computeinfra.block.jobs import Assignment, Outcome, WorkerLost
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
 from computeinfra.block.middleware.loading import load_middleware
 from computeinfra.block.middleware.placement import ResourcePlacement
@@ -26,7 +26,7 @@ from computeinfra.block.middleware.reporting import AnalyzerReporter
 from computeinfra.block.middleware.retries import RetryPolicy
 from computeinfra.block.middleware.status import StatusPublisher
 from computeinfra.block.supervisor import Supervisor
-from computeinfra.block.worker import Worker
+from computeinfra.block.worker import Worker, next_call_id
 from computeinfra.cluster.nodes import RayNodeDirectory
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
@@ -43,8 +43,9 @@ def actor_name(role: str, block: int | None = None) -> str:
 
 
 class _RayWorkerCall:
-    def __init__(self, ref: ray.ObjectRef[list[Outcome]]) -> None:
+    def __init__(self, ref: ray.ObjectRef[list[Outcome]], call_id: int) -> None:
         self._ref = ref
+        self.call_id = call_id
 
     def wait(self, timeout: float) -> bool:
         ready, _ = ray.wait([self._ref], timeout=timeout, fetch_local=False)
@@ -57,13 +58,7 @@ class _RayWorkerCall:
             raise TimeoutError(str(exc)) from exc
         except RayActorError as exc:
             raise WorkerLost(getattr(exc, "error_msg", None) or type(exc).__name__) from exc
-        except TaskCancelledError as exc:
-            raise CallCancelled(str(exc)) from exc
         return result
-
-    def cancel(self) -> None:
-        # A queued actor task is dropped; a running one is not interrupted (Ray's rule).
-        ray.cancel(self._ref)
 
 
 class _RayWorkerPort:
@@ -71,7 +66,12 @@ class _RayWorkerPort:
         self._handle = handle
 
     def submit(self, assignments: list[Assignment]) -> _RayWorkerCall:
-        return _RayWorkerCall(self._handle.run_all.remote(assignments))
+        call_id = next_call_id()
+        return _RayWorkerCall(self._handle.run_all.remote(assignments, call_id), call_id)
+
+    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+        never: list[int] = ray.get(self._handle.skip.remote(call_ids), timeout=timeout)
+        return never
 
     def kill(self) -> None:
         ray.kill(self._handle, no_restart=False)
@@ -178,8 +178,13 @@ class _WorkerHost(Worker):
     def _describe(self) -> dict[str, Any]:
         return {**super().describe(), "node": ray.get_runtime_context().get_node_id()}
 
-    # Its own thread ("control"), so a status question is answered while a job runs.
+    def _skip(self, call_ids: list[int]) -> list[int]:
+        return super().skip(call_ids)
+
+    # Their own thread ("control"): a status question, and a supervisor taking back calls
+    # queued here, are answered while a job runs.
     describe = ray.method(concurrency_group="control")(_describe)  # type: ignore[assignment]
+    skip = ray.method(concurrency_group="control")(_skip)  # type: ignore[assignment]
 
 
 # ray.remote's typed overloads do not list every actor option (max_concurrency).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from pydantic import BaseModel
@@ -23,7 +22,7 @@ from computeinfra.block.jobs import Assignment, Outcome
 from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
 from computeinfra.block.slots import Slot
 from computeinfra.protocol import Status
-from tests.fakes import FutureCall
+from tests.fakes import ThreadWorker
 
 TIMEOUT = 10.0
 
@@ -67,22 +66,19 @@ def _slot(
     return Slot(_Message(key, headers), assignment)  # type: ignore[arg-type]
 
 
-class _SleepingWorker:
+class _SleepingWorker(ThreadWorker):
     """Runs calls one at a time on its own thread, as a Ray actor does."""
 
     def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(1)
+        super().__init__(self._sleep)
 
-    def _run(self, assignments: list[Assignment]) -> list[Outcome]:
+    def _sleep(self, assignments: list[Assignment]) -> list[Outcome]:
         outcomes = []
         for a in assignments:
             started = time.time()
             time.sleep(a.payload.seconds)  # type: ignore[attr-defined]  # the job itself
             outcomes.append(Outcome(status=Status.SUCCEEDED, started_at=started))
         return outcomes
-
-    def submit(self, assignments: list[Assignment]) -> FutureCall:
-        return FutureCall(self.pool.submit(self._run, assignments))
 
     def kill(self) -> None:
         raise AssertionError("no job here runs past its limit")

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from computeinfra.block.jobs import Assignment, CallCancelled, Failure, Outcome, WorkerLost
+from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
 from computeinfra.block.pipeline import AttemptQueue
+from computeinfra.block.worker import CallGate, next_call_id
 from computeinfra.protocol import FailureKind, Status
 
 
@@ -23,18 +24,15 @@ def _assignment(key: str, time_limit: float | None = 5.0) -> Assignment:
 
 
 class _Call:
-    def __init__(self, assignments: list[Assignment]) -> None:
+    def __init__(self, assignments: list[Assignment], call_id: int) -> None:
         self.assignments = assignments
+        self.call_id = call_id
         self.done = threading.Event()
         self.results: list[Outcome] = []
         self.lost: str | None = None
         self.broken: str | None = None
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        if not self.done.is_set():  # not run yet: dropped
-            self.cancelled = True
-            self.done.set()
+        self.begun = False
+        self.skipped = False
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
@@ -42,8 +40,6 @@ class _Call:
     def outcome(self, timeout: float | None = None) -> list[Outcome]:
         if not self.done.wait(timeout):
             raise TimeoutError("not yet")
-        if self.cancelled:
-            raise CallCancelled("cancelled before it started")
         if self.lost is not None:
             raise WorkerLost(self.lost)
         if self.broken is not None:  # the call failed, not the task: e.g. Ray cannot move it
@@ -66,19 +62,29 @@ class SerialWorker:
         self.ran: list[str] = []
         self.queue: list[_Call] = []
         self.kills = 0
+        self.calls = 0
 
     def submit(self, assignments: list[Assignment]) -> _Call:
-        call = _Call(assignments)
+        self.calls += 1
+        call = _Call(assignments, self.calls)
         self.queue.append(call)
         return call
+
+    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+        never = [c for c in self.queue if c.call_id in call_ids and not c.begun]
+        for call in never:
+            call.skipped = True
+        return [c.call_id for c in never]
 
     def step(self) -> None:
         """Run queued calls until one dies or hangs; a death fails every queued call."""
         while self.queue:
             call = self.queue[0]
-            if call.cancelled:
+            if call.skipped:
                 self.queue.pop(0)
+                call.done.set()
                 continue
+            call.begun = True
             for assignment in call.assignments:
                 if assignment.key in self.hang_on:
                     self.hang_on.discard(assignment.key)
@@ -236,42 +242,33 @@ def test_calls_queued_behind_a_running_one_are_taken_back_unrun() -> None:
     assert len(queue) == 1 and worker.ran == []
 
 
-def test_a_call_whose_cancel_lands_late_is_still_taken_back_uncounted() -> None:
-    """Ray can take longer to drop a queued call than take_back waits: the call must then
-    come back when its cancellation lands, never as a failed attempt to retry (seen in CI:
-    short jobs answered on attempt 2, after the long job they had been queued behind)."""
-    worker = SerialWorker(hang_on={"long"})
+def test_a_call_that_has_begun_is_not_taken_back() -> None:
+    worker = SerialWorker(hang_on={"b"})
+    queue = AttemptQueue(worker)
+    for key in ("a", "b", "c"):
+        queue.send([_assignment(key)])
+    worker.step()  # a ran; b has begun and hangs; c waits
+    assert queue.collect().assignment.key == "a"
+    assert [a.key for a in queue.take_back()] == ["c"]
+    assert len(queue) == 1 and worker.ran == ["a"]
+
+
+def test_nothing_is_taken_back_when_the_worker_does_not_answer() -> None:
+    class Silent(SerialWorker):
+        def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+            raise TimeoutError("no answer")
+
+    worker = Silent(hang_on={"long"})
     queue = AttemptQueue(worker)
     for key in ("long", "b"):
         queue.send([_assignment(key)])
     worker.step()
-    late = worker.queue[1]
-    late.cancel = lambda: None  # type: ignore[method-assign]  # the cancel is slow to land
-    assert queue.take_back() == []
-    late.cancelled = True
-    late.done.set()
-    assert [a.key for a in queue.reclaimed()] == ["b"]
-    assert len(queue) == 1
+    assert queue.take_back() == [] and len(queue) == 2
 
 
-def test_a_cancelled_call_met_when_collected_is_taken_back_not_failed() -> None:
-    worker = SerialWorker(hang_on={"long"})
-    queue = AttemptQueue(worker)
-    for key in ("long", "b"):
-        queue.send([_assignment(key)])
-    worker.step()
-    late = worker.queue[1]
-    late.cancel = lambda: None  # type: ignore[method-assign]
-    assert queue.take_back() == []
-    worker.queue[0].results.append(Outcome(status=Status.SUCCEEDED, started_at=time.time()))
-    worker.queue[0].done.set()
-    late.cancelled = True
-    late.done.set()
-    assert queue.collect().assignment.key == "long"
-    try:
-        queue.collect()
-    except CallCancelled:
-        pass
-    else:
-        raise AssertionError("a dropped call has no result to collect")
-    assert [a.key for a in queue.reclaimed()] == ["b"] and len(queue) == 0
+def test_the_worker_gate_skips_only_calls_not_begun() -> None:
+    gate = CallGate()
+    assert gate.begin(5)
+    assert gate.skip([4, 5, 6, 7]) == [6, 7]
+    assert not gate.begin(6) and not gate.begin(7) and gate.begin(8)
+    assert next_call_id() < next_call_id()
