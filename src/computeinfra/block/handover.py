@@ -104,16 +104,17 @@ class Handover:
             waited = first or now - slot.queued_at >= self.after
             return waited and self.eligible(slot) and (slot.message.topic() or "") in targets
 
-        taken = []
+        taken, stay = [], []
         for slot in jobs.take_if(movable):
             partition = self.target(consumer, owned, slot.message.topic() or "")
             if partition is None:  # the metadata changed in between: it stays, first in line
-                jobs.put_front([slot])
+                stay.append(slot)
                 continue
             slot.records = [handover_record(slot, partition, self.block)]
             slot.assignment = None
             self.handed_over += 1
             taken.append(slot)
+        jobs.put_front(stay)
         return taken
 
     def has_target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> bool:

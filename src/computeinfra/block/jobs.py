@@ -14,6 +14,7 @@ __all__ = [
     "Assignment",
     "Failure",
     "Forward",
+    "NotRun",
     "Outcome",
     "WorkerLost",
     "judge",
@@ -39,6 +40,12 @@ class Assignment:
 
     def next_attempt(self) -> Assignment:
         return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """The worker skipped the call this attempt was in: it never ran, and is not counted
+    (a take-back whose answer came too late for its supervisor to wait for it)."""
 
 
 @dataclass(frozen=True)

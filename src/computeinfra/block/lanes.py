@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .batching import MAX_JOBS_PER_CALL, BatchPlanner
-from .jobs import Outcome
+from .jobs import NotRun, Outcome
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
 from .worker import WorkerPort
@@ -194,8 +194,11 @@ class WorkerLane:
                 return
             self._send(group)
         attempt = self._queue.collect(self._top_up)
+        assert self._sent[0].assignment is attempt.assignment, "results pair in send order"
         slot = self._sent.popleft()
-        assert slot.assignment is attempt.assignment, "results pair with jobs in send order"
+        if isinstance(attempt.result, NotRun):  # back first in line, uncounted
+            self._jobs.put_front([slot])
+            return
         self._events.put(LaneEvent(slot, attempt.result))
 
     def _send(self, group: list[Slot]) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from computeinfra.protocol import FailureKind
 
-from .jobs import Assignment, Failure, Outcome, WorkerLost
+from .jobs import Assignment, Failure, NotRun, Outcome, WorkerLost
 from .worker import WorkerCall, WorkerPort
 
 __all__ = ["Attempt", "AttemptQueue"]
@@ -43,7 +43,7 @@ class Attempt:
     """One attempt's result, as collected."""
 
     assignment: Assignment
-    result: Result
+    result: Result | NotRun
 
 
 @dataclass
@@ -51,7 +51,7 @@ class _Call:
     assignments: list[Assignment]
     handle: WorkerCall
     sent_at: float = field(default_factory=time.monotonic)
-    results: deque[Result] | None = None  # set once the call answered
+    results: deque[Result | NotRun] | None = None  # set once the call answered
 
 
 class AttemptQueue:
@@ -128,7 +128,10 @@ class AttemptQueue:
                     break
             left = None if limit == math.inf else max(deadline - time.monotonic(), 0.0)
             outcomes = head.handle.outcome(timeout=left)
-            head.results = deque(outcomes)
+            if len(outcomes) == len(head.assignments):
+                head.results = deque(outcomes)
+            else:  # skipped by the worker: a take-back answered after we stopped waiting
+                head.results = deque(NotRun() for _ in head.assignments)
         except WorkerLost as lost:
             self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")
         except TimeoutError:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
+from computeinfra.block.jobs import Assignment, Failure, NotRun, Outcome, WorkerLost
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.worker import CallGate, next_call_id
 from computeinfra.protocol import FailureKind, Status
@@ -272,3 +272,28 @@ def test_the_worker_gate_skips_only_calls_not_begun() -> None:
     assert gate.skip([4, 5, 6, 7]) == [6, 7]
     assert not gate.begin(6) and not gate.begin(7) and gate.begin(8)
     assert next_call_id() < next_call_id()
+
+
+def test_a_skip_answered_too_late_comes_back_as_not_run_never_as_a_result() -> None:
+    """The worker skipped the call after its supervisor stopped waiting for the answer:
+    the call returns nothing, and its job comes back unrun (it wedged the lane once)."""
+
+    class Late(SerialWorker):
+        def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+            super().skip(call_ids, timeout)
+            raise TimeoutError("answered after the supervisor stopped waiting")
+
+    worker = Late(hang_on={"long"})
+    queue = AttemptQueue(worker)
+    for key in ("long", "b"):
+        queue.send([_assignment(key)])
+    worker.step()
+    assert queue.take_back() == []
+    worker.queue[0].results.append(Outcome(status=Status.SUCCEEDED, started_at=time.time()))
+    worker.queue[0].done.set()
+    worker.queue.pop(0)
+    worker.step()
+    assert queue.collect().assignment.key == "long"
+    late = queue.collect()
+    assert (late.assignment.key, late.result, len(queue)) == ("b", NotRun(), 0)
+    assert worker.ran == []
