@@ -26,8 +26,8 @@ class FutureCall:
 
 
 class ThreadWorker:
-    """A worker port over one thread; ``run`` runs a call's jobs. ``skip`` is answered at
-    once, beside the running call, as the actor's control group does."""
+    """A worker port over one thread; ``run`` runs jobs. ``cut`` is answered at once,
+    beside the running call, as the actor's control group does."""
 
     def __init__(self, run: Callable[[list[Assignment]], list[Outcome]]) -> None:
         self.pool = ThreadPoolExecutor(1)
@@ -39,7 +39,14 @@ class ThreadWorker:
         return FutureCall(self.pool.submit(self._gated, assignments, call_id), call_id)
 
     def _gated(self, assignments: list[Assignment], call_id: int) -> list[Outcome]:
-        return self._run(assignments) if self.gate.begin(call_id) else []
+        if not self.gate.begin(call_id):
+            return []
+        outcomes = self._run(assignments[:1])
+        for assignment in assignments[1:]:
+            if not self.gate.proceed(call_id):
+                break
+            outcomes += self._run([assignment])
+        return outcomes
 
-    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
-        return self.gate.skip(call_ids)
+    def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
+        return self.gate.cut(call_ids)

@@ -84,8 +84,9 @@ def test_calls_queued_at_a_ray_worker_behind_a_long_one_are_taken_back_unrun(
     stack: DevStack,
 ) -> None:
     """What a lane relies on to take jobs back: the worker actor, asked on its control
-    thread, skips the calls still queued behind the running one, while that one runs on.
-    (``ray.cancel`` could not do it: Ray drops such a call only once the one ahead ends.)"""
+    thread, stops the running call after its running job and skips the calls queued
+    behind it, while that job runs on. (``ray.cancel`` could not: Ray drops a queued call
+    only once the one ahead ends, and cannot stop a running call between its jobs.)"""
     import ray
 
     from computeinfra.block.jobs import Assignment
@@ -113,13 +114,31 @@ def test_calls_queued_at_a_ray_worker_behind_a_long_one_are_taken_back_unrun(
 
         port = Recording(handle)
         queue = AttemptQueue(port)
-        for key, seconds in (("long", 20.0), ("b", 0.0), ("c", 0.0)):
-            queue.send([Assignment(key, "sleep", SleepPayload(seconds=seconds), "tb", None)])
+        jobs = [
+            Assignment(key, "sleep", SleepPayload(seconds=seconds), "tb", None)
+            for key, seconds in (("long", 20.0), ("b", 0.0), ("c", 0.0))
+        ]
+        queue.send(jobs[:2])  # b shares the long one's call, as quick jobs do
+        queue.send(jobs[2:])
+        wait_for(
+            lambda: _last_call(handle) == port.calls[0].call_id,
+            60,
+            "the long call to begin",
+            interval=0.1,
+        )
         assert [a.key for a in queue.take_back()] == ["b", "c"]
         assert not port.calls[0].wait(0)  # taken back while the long one still runs
-        assert [call.outcome(timeout=60) for call in port.calls[1:]] == [[], []]  # never ran
+        assert port.calls[1].outcome(timeout=60) == []  # c never ran
         attempt = queue.collect()
         assert attempt.assignment.key == "long"
         assert getattr(attempt.result, "status", None) is Status.SUCCEEDED
+        assert len(queue) == 0 and len(port.calls[0].outcome(timeout=0)) == 1  # b never ran
     finally:
         ray.kill(handle, no_restart=True)
+
+
+def _last_call(handle: Any) -> int:
+    import ray
+
+    described: dict[str, Any] = ray.get(handle.describe.remote(), timeout=30)
+    return int(described["last_call"])

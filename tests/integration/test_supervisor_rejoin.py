@@ -35,7 +35,7 @@ class InProcessWorker(ThreadWorker):
 
     def __init__(self, settings: Settings) -> None:
         self.worker = Worker(settings, 0)
-        super().__init__(self.worker.run_all)
+        super().__init__(lambda jobs: [self.worker.run(job) for job in jobs])
 
     def kill(self) -> None:
         raise AssertionError("the worker is never killed in this test")

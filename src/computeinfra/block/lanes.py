@@ -215,7 +215,7 @@ class WorkerLane:
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
         overdue = self._head_overdue()
-        if overdue and len(self._queue) > 1 and self._rescued is not self._sent[0]:
+        if overdue and self._rescued is not self._sent[0]:
             self._rescue()
         if len(self._queue) >= self._depth or overdue or not all(map(self._jobs.quick, self._sent)):
             return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
@@ -225,8 +225,9 @@ class WorkerLane:
         return TOP_UP_SECONDS
 
     def _rescue(self) -> None:
-        """The running job turned out long: take back what was queued behind it at the
-        worker, and put it first in the block's queue for any free worker (or handover)."""
+        """The running job turned out long: take back what waits behind it at the worker
+        (in its call, or queued), and put it first in the block's queue for any free worker
+        (or handover)."""
         self._rescued = self._sent[0]
         taken = {id(a) for a in self._queue.take_back()}
         if not taken:

@@ -33,7 +33,7 @@ __all__ = ["Attempt", "AttemptQueue"]
 
 Result = Outcome | Failure
 MAX_MESSAGE_CHARS = 2000
-# How long a worker may take to say which queued calls it will skip.
+# How long a worker may take to say where it stopped the calls it was asked to.
 TAKE_BACK_SECONDS = 1.0
 Idle = Callable[[float], float]
 
@@ -92,21 +92,24 @@ class AttemptQueue:
         return Attempt(assignment, result)
 
     def take_back(self) -> list[Assignment]:
-        """Have the worker skip the calls queued behind the running one; return the attempts
-        of those it will never run, to be sent again (uncounted) wherever a worker is free.
-        A call that had begun stays, and is collected in its turn."""
-        behind = list(self._calls)[1:]
-        if not behind:
+        """Have the worker stop where it is: the jobs of the running call it has not begun
+        (quick jobs share a call), and the calls queued behind it. Returns the attempts it
+        will never run, to be sent again (uncounted) wherever a worker is free; a job that
+        had begun stays, and is collected in its turn."""
+        open_calls = [c for c in self._calls if c.results is None]
+        if not open_calls or (len(open_calls) == 1 and len(open_calls[0].assignments) == 1):
             return []
         try:
-            never = set(self._worker.skip([c.handle.call_id for c in behind], TAKE_BACK_SECONDS))
+            kept = self._worker.cut([c.handle.call_id for c in open_calls], TAKE_BACK_SECONDS)
         except Exception:  # no answer (the worker is dying, say): all run in their turn
             return []
         taken: list[Assignment] = []
-        for call in behind:
-            if call.handle.call_id in never:
+        for call in open_calls:
+            runs = kept.get(call.handle.call_id, len(call.assignments))
+            taken.extend(call.assignments[runs:])
+            call.assignments = call.assignments[:runs]
+            if not runs:
                 self._calls.remove(call)
-                taken.extend(call.assignments)
         return taken
 
     def drain(self) -> list[Attempt]:
@@ -128,10 +131,10 @@ class AttemptQueue:
                     break
             left = None if limit == math.inf else max(deadline - time.monotonic(), 0.0)
             outcomes = head.handle.outcome(timeout=left)
-            if len(outcomes) == len(head.assignments):
-                head.results = deque(outcomes)
-            else:  # skipped by the worker: a take-back answered after we stopped waiting
-                head.results = deque(NotRun() for _ in head.assignments)
+            # Fewer outcomes than jobs: the worker stopped the call where a take-back asked,
+            # and answered it after we stopped waiting. The rest never ran.
+            unrun = (NotRun() for _ in head.assignments[len(outcomes) :])
+            head.results = deque([*outcomes, *unrun])
         except WorkerLost as lost:
             self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")
         except TimeoutError:

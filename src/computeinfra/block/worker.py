@@ -64,9 +64,10 @@ class WorkerPort(Protocol):
 
     def submit(self, assignments: list[Assignment]) -> WorkerCall: ...
 
-    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
-        """Ask the worker not to run these calls; returns those it will never run (the
-        others had begun). Answered beside the running call, not after it."""
+    def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
+        """Ask the worker to stop these calls where they are: how many jobs of each will
+        run (0: none; the running call's begun ones; ended calls are left out). Answered
+        beside the running call, not after it."""
         ...
 
     def kill(self) -> None:
@@ -77,18 +78,24 @@ class WorkerPort(Protocol):
 
 
 class CallGate:
-    """Which calls a worker may still begin.
+    """Which calls, and which jobs of the running call, a worker may still begin.
 
     Why not ``ray.cancel``: Ray drops a call queued at a busy actor only once the call ahead
     of it ends, and reports a running call it could not stop as cancelled all the same
     (measured, Ray 2.60). A gate the worker itself keeps answers at once, and exactly.
-    ``skip`` comes from another thread than the calls (the actor's "control" group).
+    ``cut`` comes from another thread than the calls (the actor's "control" group).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._begun = -1  # the latest call begun; calls run in the order they were sent
         self._skipped: set[int] = set()
+        self._jobs_begun = 0  # of the latest call begun
+        self._cut = -1  # the running call told to begin no more of its jobs
+
+    @property
+    def begun(self) -> int:
+        return self._begun
 
     def begin(self, call_id: int) -> bool:
         """Whether the call may run (it was not skipped); from then on it cannot be."""
@@ -96,14 +103,27 @@ class CallGate:
             if call_id in self._skipped:
                 self._skipped.discard(call_id)
                 return False
-            self._begun = max(self._begun, call_id)
+            self._begun, self._jobs_begun = max(self._begun, call_id), 1
             return True
 
-    def skip(self, call_ids: list[int]) -> list[int]:
+    def proceed(self, call_id: int) -> bool:
+        """Whether the call's next job may begin."""
         with self._lock:
-            never = [c for c in call_ids if c > self._begun]
-            self._skipped.update(never)
-            return never
+            if call_id == self._cut:
+                return False
+            self._jobs_begun += 1
+            return True
+
+    def cut(self, call_ids: list[int]) -> dict[int, int]:
+        """Stop these calls where they are: how many jobs of each will run (0: none; for
+        the running call, those begun). Calls that ended are left out."""
+        with self._lock:
+            kept = {c: 0 for c in call_ids if c > self._begun}
+            self._skipped.update(kept)
+            if self._begun in call_ids:
+                self._cut = self._begun
+                kept[self._begun] = self._jobs_begun
+            return kept
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -125,17 +145,27 @@ class Worker:
         self.gate = CallGate()
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at,
+            "last_call": self.gate.begun,  # the latest call begun (tests wait on it)
+        }
 
     def run_all(self, assignments: list[Assignment], call_id: int = -1) -> list[Outcome]:
         """Several attempts in one call, in order (quick jobs share a call's overhead);
-        none if the call was skipped (its supervisor took its jobs back)."""
+        fewer, or none, if the supervisor took the rest back (``CallGate.cut``)."""
         if not self.gate.begin(call_id):
             return []
-        return [self.run(assignment) for assignment in assignments]
+        outcomes = [self.run(assignments[0])]
+        for assignment in assignments[1:]:
+            if not self.gate.proceed(call_id):
+                break
+            outcomes.append(self.run(assignment))
+        return outcomes
 
-    def skip(self, call_ids: list[int]) -> list[int]:
-        return self.gate.skip(call_ids)
+    def cut(self, call_ids: list[int]) -> dict[int, int]:
+        return self.gate.cut(call_ids)
 
     def run(self, assignment: Assignment) -> Outcome:
         """One attempt. Whatever goes wrong in it (the task's own exception, a result

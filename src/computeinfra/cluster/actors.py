@@ -69,9 +69,9 @@ class _RayWorkerPort:
         call_id = next_call_id()
         return _RayWorkerCall(self._handle.run_all.remote(assignments, call_id), call_id)
 
-    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
-        never: list[int] = ray.get(self._handle.skip.remote(call_ids), timeout=timeout)
-        return never
+    def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
+        kept: dict[int, int] = ray.get(self._handle.cut.remote(call_ids), timeout=timeout)
+        return kept
 
     def kill(self) -> None:
         ray.kill(self._handle, no_restart=False)
@@ -178,13 +178,13 @@ class _WorkerHost(Worker):
     def _describe(self) -> dict[str, Any]:
         return {**super().describe(), "node": ray.get_runtime_context().get_node_id()}
 
-    def _skip(self, call_ids: list[int]) -> list[int]:
-        return super().skip(call_ids)
+    def _cut(self, call_ids: list[int]) -> dict[int, int]:
+        return super().cut(call_ids)
 
     # Their own thread ("control"): a status question, and a supervisor taking back calls
     # queued here, are answered while a job runs.
     describe = ray.method(concurrency_group="control")(_describe)  # type: ignore[assignment]
-    skip = ray.method(concurrency_group="control")(_skip)  # type: ignore[assignment]
+    cut = ray.method(concurrency_group="control")(_cut)  # type: ignore[assignment]
 
 
 # ray.remote's typed overloads do not list every actor option (max_concurrency).

@@ -33,6 +33,8 @@ class _Call:
         self.broken: str | None = None
         self.begun = False
         self.skipped = False
+        self.jobs_begun = 0
+        self.cut_at: int | None = None
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
@@ -70,11 +72,14 @@ class SerialWorker:
         self.queue.append(call)
         return call
 
-    def skip(self, call_ids: list[int], timeout: float) -> list[int]:
-        never = [c for c in self.queue if c.call_id in call_ids and not c.begun]
-        for call in never:
-            call.skipped = True
-        return [c.call_id for c in never]
+    def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
+        kept = {}
+        for call in self.queue:
+            if call.call_id in call_ids:
+                call.skipped = not call.begun
+                call.cut_at = call.jobs_begun
+                kept[call.call_id] = call.jobs_begun
+        return kept
 
     def step(self) -> None:
         """Run queued calls until one dies or hangs; a death fails every queued call."""
@@ -85,7 +90,12 @@ class SerialWorker:
                 call.done.set()
                 continue
             call.begun = True
-            for assignment in call.assignments:
+            for index, assignment in enumerate(call.assignments):
+                if index < len(call.results):
+                    continue  # ran before this call hung
+                if call.cut_at is not None and index >= call.cut_at:
+                    break
+                call.jobs_begun = index + 1
                 if assignment.key in self.hang_on:
                     self.hang_on.discard(assignment.key)
                     return
@@ -255,7 +265,7 @@ def test_a_call_that_has_begun_is_not_taken_back() -> None:
 
 def test_nothing_is_taken_back_when_the_worker_does_not_answer() -> None:
     class Silent(SerialWorker):
-        def skip(self, call_ids: list[int], timeout: float) -> list[int]:
+        def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
             raise TimeoutError("no answer")
 
     worker = Silent(hang_on={"long"})
@@ -266,12 +276,27 @@ def test_nothing_is_taken_back_when_the_worker_does_not_answer() -> None:
     assert queue.take_back() == [] and len(queue) == 2
 
 
-def test_the_worker_gate_skips_only_calls_not_begun() -> None:
+def test_the_worker_gate_stops_calls_where_they_are() -> None:
     gate = CallGate()
-    assert gate.begin(5)
-    assert gate.skip([4, 5, 6, 7]) == [6, 7]
-    assert not gate.begin(6) and not gate.begin(7) and gate.begin(8)
+    assert gate.begin(5) and gate.proceed(5)  # call 5 is on its second job
+    assert gate.cut([4, 5, 6, 7]) == {5: 2, 6: 0, 7: 0}  # 4 ended: not named
+    assert not gate.proceed(5)  # its third job never begins
+    assert not gate.begin(6) and not gate.begin(7) and gate.begin(8) and gate.proceed(8)
     assert next_call_id() < next_call_id()
+
+
+def test_the_jobs_of_a_running_call_not_begun_are_taken_back() -> None:
+    """Quick jobs share a call: when one of them turns out long, those after it in the
+    same call go back to the block's queue, and the call ends after the long one."""
+    worker = SerialWorker(hang_on={"b"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment(k) for k in ("a", "b", "c", "d")])
+    queue.send([_assignment("e")])
+    worker.step()  # a ran; b has begun and hangs
+    assert [a.key for a in queue.take_back()] == ["c", "d", "e"]
+    worker.step()  # b ends; the call stops there
+    assert [queue.collect().assignment.key for _ in range(2)] == ["a", "b"]
+    assert len(queue) == 0 and worker.ran == ["a", "b"]
 
 
 def test_a_skip_answered_too_late_comes_back_as_not_run_never_as_a_result() -> None:
@@ -279,8 +304,8 @@ def test_a_skip_answered_too_late_comes_back_as_not_run_never_as_a_result() -> N
     the call returns nothing, and its job comes back unrun (it wedged the lane once)."""
 
     class Late(SerialWorker):
-        def skip(self, call_ids: list[int], timeout: float) -> list[int]:
-            super().skip(call_ids, timeout)
+        def cut(self, call_ids: list[int], timeout: float) -> dict[int, int]:
+            super().cut(call_ids, timeout)
             raise TimeoutError("answered after the supervisor stopped waiting")
 
     worker = Late(hang_on={"long"})
