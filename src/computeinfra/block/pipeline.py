@@ -106,6 +106,10 @@ class AttemptQueue:
         taken: list[Assignment] = []
         for call in open_calls:
             runs = kept.get(call.handle.call_id, len(call.assignments))
+            if not runs and call is self._calls[0]:
+                # Not begun either (its worker is restarting, say): it stays where
+                # ``collect`` waits for it, and comes back as NotRun, to be queued again.
+                continue
             taken.extend(call.assignments[runs:])
             call.assignments = call.assignments[:runs]
             if not runs:

@@ -322,3 +322,18 @@ def test_a_skip_answered_too_late_comes_back_as_not_run_never_as_a_result() -> N
     late = queue.collect()
     assert (late.assignment.key, late.result, len(queue)) == ("b", NotRun(), 0)
     assert worker.ran == []
+
+
+def test_a_head_call_not_begun_comes_back_as_not_run_and_the_queue_stays_whole() -> None:
+    """The head call had not begun either (its worker was restarting) when the lane took
+    back: it must stay at the head and come back as NotRun, never vanish from under
+    ``collect`` (an IndexError wedged a lane in the recovery bench)."""
+    worker = SerialWorker()
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a")])
+    queue.send([_assignment("b")])
+    assert [a.key for a in queue.take_back()] == ["b"]
+    worker.step()
+    head = queue.collect()
+    assert (head.assignment.key, head.result, len(queue)) == ("a", NotRun(), 0)
+    assert worker.ran == []
