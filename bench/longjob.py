@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import ray
 from ours import OursDriver
 from workloads import latency_at_rate
 
@@ -38,10 +39,15 @@ def run_long_job(
     idle = latency_at_rate(driver, RATE, jobs)
     long = client.submit("sleep", {"seconds": long_seconds}, "bench-long-job")
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not _running(settings, long.key):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the long job did not start within {START_TIMEOUT_SECONDS:.0f} s")
-        time.sleep(POLL_SECONDS)  # polling a condition with a deadline
+    try:
+        while not _running(settings, long.key):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the long job did not start in {START_TIMEOUT_SECONDS:.0f} s")
+            time.sleep(POLL_SECONDS)  # polling a condition with a deadline
+    finally:
+        # Leave the cluster before it stops (as recovery.py does): a Ray driver whose
+        # cluster is gone exits the whole process a minute later, in the middle of the peers.
+        ray.shutdown()
     busy = latency_at_rate(driver, RATE, jobs)
     return {
         "long_seconds": long_seconds,

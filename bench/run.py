@@ -122,18 +122,18 @@ def ours(
         report["scale"] = run_scale(
             client, stack.process.pid, args.scale_jobs, args.scale_checkpoint
         )
-    if "longjob" in args.sections:
+    if "recovery" in args.sections:
+        from recovery import run_recovery  # joins Ray: only after the memory figures
+
+        console.print(f"computeinfra: recovery, {args.repeats} kill(s) of each")
+        report["recovery"] = run_recovery(client, stack.settings, args.repeats)
+    if "longjob" in args.sections:  # last: its long job still runs when it ends
         from longjob import run_long_job  # joins Ray: only after the memory figures
 
         console.print(
             f"computeinfra: {args.long_jobs} short jobs at 20/s, idle then beside a long job"
         )
         report["long_job"] = run_long_job(client, stack.settings, args.long_jobs, args.long_seconds)
-    if "recovery" in args.sections:
-        from recovery import run_recovery  # joins Ray: only after the memory figures
-
-        console.print(f"computeinfra: recovery, {args.repeats} kill(s) of each")
-        report["recovery"] = run_recovery(client, stack.settings, args.repeats)
 
 
 def peers(root: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
