@@ -7,8 +7,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
+from computeinfra.block.calls import CallGate, next_call_id
 from computeinfra.block.jobs import Assignment, Outcome
-from computeinfra.block.worker import CallGate, next_call_id
 
 
 class FutureCall:

@@ -20,8 +20,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from computeinfra.protocol import FailureKind
+
 from .batching import MAX_JOBS_PER_CALL, BatchPlanner
-from .jobs import NotRun, Outcome
+from .jobs import Failure, NotRun, Outcome
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
 from .worker import WorkerPort
@@ -183,9 +185,38 @@ class WorkerLane:
         while not self._stop.is_set():
             try:
                 self._step()
-            except Exception:  # a bug here must not end the lane: its jobs are reported lost
-                _log.exception("block %s lane %s failed; going on", self._block, self.index)
-                self._stop.wait(1.0)
+            except Exception:  # a bug here must not end the lane, nor leave it inconsistent
+                _log.exception(
+                    "block %s lane %s failed; starting it again with a new worker process",
+                    self._block, self.index,
+                )  # fmt: skip
+                try:
+                    self._resync()
+                except Exception:
+                    _log.exception("block %s lane %s: could not start again", self._block,
+                                   self.index)  # fmt: skip
+                    self._stop.wait(1.0)
+
+    def _resync(self) -> None:
+        """Start clean after a bug in this lane: what it had sent cannot be trusted.
+
+        The worker process is ended, so no call sent before can still run. The job it was
+        on gets a failed attempt (``InternalError``; the retry policy decides, so a job that
+        trips the bug every time ends with one answer instead of looping); the jobs queued
+        behind it never ran and go back first in line, uncounted.
+        """
+        sent, self._sent = list(self._sent), deque()
+        self._queue = AttemptQueue(self.worker, on_worker_lost=self._worker_lost)
+        self._rescued = None
+        if not sent:
+            return
+        self._jobs.put_front(sent[1:])
+        failure = Failure(FailureKind.INTERNAL,
+                          "the block's dispatch failed during this attempt; its worker was "
+                          "restarted")  # fmt: skip
+        self.worker.kill()
+        self._events.put(LaneEvent(sent[0], failure))
+        self._worker_lost()
 
     def _step(self) -> None:
         if not self._sent:

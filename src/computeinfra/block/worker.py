@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 import traceback
 from typing import Any, Protocol
@@ -22,25 +21,12 @@ from computeinfra.protocol import ErrorInfo, FailureKind, Status
 from computeinfra.tasks.context import TaskContext
 from computeinfra.tasks.registry import load_registry
 
+from .calls import CallGate
 from .jobs import Assignment, Outcome
 
-__all__ = ["CallGate", "Worker", "WorkerCall", "WorkerPort", "next_call_id"]
+__all__ = ["Worker", "WorkerCall", "WorkerPort"]
 
 MAX_ERROR_MESSAGE_CHARS = 2000
-_last_call_id = 0
-_call_ids = threading.Lock()
-
-
-def next_call_id() -> int:
-    """A call id above every one this process made, and above those of a supervisor
-    process before it (it is the clock's nanoseconds): a restarted supervisor's calls must
-    not look begun to a worker that ran its predecessor's."""
-    global _last_call_id
-    with _call_ids:
-        _last_call_id = max(_last_call_id + 1, time.time_ns())
-        return _last_call_id
-
-
 TRACEBACK_FRAMES = 5
 
 
@@ -75,55 +61,6 @@ class WorkerPort(Protocol):
         ...
 
     def describe(self, timeout: float) -> dict[str, Any]: ...
-
-
-class CallGate:
-    """Which calls, and which jobs of the running call, a worker may still begin.
-
-    Why not ``ray.cancel``: Ray drops a call queued at a busy actor only once the call ahead
-    of it ends, and reports a running call it could not stop as cancelled all the same
-    (measured, Ray 2.60). A gate the worker itself keeps answers at once, and exactly.
-    ``cut`` comes from another thread than the calls (the actor's "control" group).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._begun = -1  # the latest call begun; calls run in the order they were sent
-        self._skipped: set[int] = set()
-        self._jobs_begun = 0  # of the latest call begun
-        self._cut = -1  # the running call told to begin no more of its jobs
-
-    @property
-    def begun(self) -> int:
-        return self._begun
-
-    def begin(self, call_id: int) -> bool:
-        """Whether the call may run (it was not skipped); from then on it cannot be."""
-        with self._lock:
-            if call_id in self._skipped:
-                self._skipped.discard(call_id)
-                return False
-            self._begun, self._jobs_begun = max(self._begun, call_id), 1
-            return True
-
-    def proceed(self, call_id: int) -> bool:
-        """Whether the call's next job may begin."""
-        with self._lock:
-            if call_id == self._cut:
-                return False
-            self._jobs_begun += 1
-            return True
-
-    def cut(self, call_ids: list[int]) -> dict[int, int]:
-        """Stop these calls where they are: how many jobs of each will run (0: none; for
-        the running call, those begun). Calls that ended are left out."""
-        with self._lock:
-            kept = {c: 0 for c in call_ids if c > self._begun}
-            self._skipped.update(kept)
-            if self._begun in call_ids:
-                self._cut = self._begun
-                kept[self._begun] = self._jobs_begun
-            return kept
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

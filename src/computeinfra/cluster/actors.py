@@ -18,6 +18,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from computeinfra.analyzer.analyzer import Analyzer
 from computeinfra.analyzer.events import JobEvent
 from computeinfra.analyzer.feed import TopicFeed
+from computeinfra.block.calls import next_call_id
 from computeinfra.block.jobs import Assignment, Outcome, WorkerLost
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
 from computeinfra.block.middleware.loading import load_middleware
@@ -26,7 +27,7 @@ from computeinfra.block.middleware.reporting import AnalyzerReporter
 from computeinfra.block.middleware.retries import RetryPolicy
 from computeinfra.block.middleware.status import StatusPublisher
 from computeinfra.block.supervisor import Supervisor
-from computeinfra.block.worker import Worker, next_call_id
+from computeinfra.block.worker import Worker
 from computeinfra.cluster.nodes import RayNodeDirectory
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any, cast
 
+import pytest
 from pydantic import BaseModel
 
 from computeinfra.block.batching import BatchPlanner
@@ -18,10 +19,11 @@ from computeinfra.block.handover import (
     handover_record,
     handovers,
 )
-from computeinfra.block.jobs import Assignment, Outcome
+from computeinfra.block.jobs import Assignment, Failure, Outcome
 from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
+from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.slots import Slot
-from computeinfra.protocol import Status
+from computeinfra.protocol import FailureKind, Status
 from tests.fakes import ThreadWorker
 
 TIMEOUT = 10.0
@@ -199,3 +201,54 @@ def test_while_every_worker_is_held_queued_jobs_go_at_once_to_partitions_others_
     assert sorted(s.records[0].partition or 0 for s in taken) == [2, 3]
     assert all(s.assignment is None for s in taken)
     assert len(jobs) == 1  # the retry keeps its attempt count here
+
+
+def test_a_lane_that_fails_starts_clean_and_the_job_it_was_on_fails_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in dispatch (here: collecting one job's result always raises) used to make the
+    lane retry the same step forever, its job never answered and nothing behind it run. Now
+    the lane kills its worker (no call sent before may still run), fails that attempt with
+    ``InternalError``, and puts what was queued behind it back first in line."""
+    collect = AttemptQueue.collect
+
+    def buggy(self: AttemptQueue, idle: Any = None) -> Any:
+        if self._calls[0].assignments[0].key == "poison":
+            raise RuntimeError("a bug in dispatch")
+        return collect(self, idle)
+
+    monkeypatch.setattr(AttemptQueue, "collect", buggy)
+    worker = _RestartingWorker()
+    jobs = JobQueue(BatchPlanner())
+    jobs.observe("sleep", Outcome(status=Status.SUCCEEDED, started_at=time.time()))
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
+    for key in ("poison", "after-0", "after-1"):
+        jobs.put(_slot(key))
+    lane.start()
+    try:
+        got = [events.get(timeout=TIMEOUT) for _ in range(4)]
+        failed = [e for e in got if isinstance(e.result, Failure)]
+        assert [(e.slot.key, e.result.type) for e in failed if e.slot and e.result] == [
+            ("poison", FailureKind.INTERNAL)
+        ]
+        assert sorted(e.slot.key for e in got if e.slot and isinstance(e.result, Outcome)) == [
+            "after-0",
+            "after-1",
+        ]
+        assert any(e.restarting for e in got) and worker.kills == 1
+    finally:
+        stop.set()
+
+
+class _RestartingWorker(_SleepingWorker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kills = 0
+
+    def kill(self) -> None:
+        self.kills += 1
+
+    def describe(self, timeout: float) -> dict[str, Any]:
+        return {"pid": 1 + self.kills}

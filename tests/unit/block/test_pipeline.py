@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from computeinfra.block.calls import CallGate, next_call_id, sender_of
 from computeinfra.block.jobs import Assignment, Failure, NotRun, Outcome, WorkerLost
 from computeinfra.block.pipeline import AttemptQueue
-from computeinfra.block.worker import CallGate, next_call_id
 from computeinfra.protocol import FailureKind, Status
 
 
@@ -283,6 +283,18 @@ def test_the_worker_gate_stops_calls_where_they_are() -> None:
     assert not gate.proceed(5)  # its third job never begins
     assert not gate.begin(6) and not gate.begin(7) and gate.begin(8) and gate.proceed(8)
     assert next_call_id() < next_call_id()
+
+
+def test_a_restarted_supervisors_calls_are_not_taken_for_begun_whatever_their_numbers() -> None:
+    """Call ids are a sender's own series, not the clock: a supervisor restarted after the
+    clock stepped back may number its calls below its predecessor's."""
+    gate = CallGate()
+    old, new = 7 << 40, 3 << 40
+    assert gate.begin(old | 50)
+    assert gate.cut([new | 1, new | 2]) == {new | 1: 0, new | 2: 0}
+    assert not gate.begin(new | 1) and gate.begin(new | 3)
+    assert gate.cut([old | 50, new | 3, new | 4]) == {new | 3: 1, new | 4: 0}
+    assert sender_of(next_call_id()) == sender_of(next_call_id()) > 0
 
 
 def test_the_jobs_of_a_running_call_not_begun_are_taken_back() -> None:
