@@ -10,7 +10,7 @@ import typer
 
 from computeinfra.errors import ComputeInfraError
 
-from . import cluster, jobs, kafka, web
+from . import cluster, doctor, jobs, kafka, web
 from .output import err_console
 
 __all__ = ["app", "configure_logging", "main"]
@@ -51,6 +51,7 @@ app.add_typer(kafka.app, name="kafka", help="Run the local Kafka broker.")
 jobs.register(app)
 cluster.register(app)
 web.register(app)
+doctor.register(app)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ _POM = Path(__file__).resolve().parent / "pom.xml"
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _TAIL_LINES = 40
+# The broker, and Kafka's tools (``TransactionsCommand``, used by ``computeinfra doctor``).
+_EXPECTED = ("kafka_2.13-{version}.jar", "kafka-tools-{version}.jar")
 
 
 def cache_dir() -> Path:
@@ -66,20 +68,28 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
         raise BrokerError(f"invalid Kafka version {version!r}: expected e.g. {KAFKA_VERSION}")
     home = cache_dir() / f"kafka-{version}"
     lib, marker = home / "lib", home / ".complete"
-    if marker.is_file():
+    if _complete(lib, marker, version):
         return lib
     require_tool("java")
     mvn = require_tool("mvn")
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file():  # another process finished while we waited
+        if _complete(lib, marker, version):  # another process finished while we waited
             return lib
+        marker.unlink(missing_ok=True)
         shutil.rmtree(lib, ignore_errors=True)
         cmd = [mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies"]
         cmd += [f"-DoutputDirectory={lib}", f"-Dkafka.version={version}"]
         run_tool(cmd, f"fetching the Kafka {version} jars with Maven")
-        if not (lib / f"kafka_2.13-{version}.jar").is_file():
-            raise BrokerError(f"Maven ran but {lib} has no kafka_2.13-{version}.jar")
+        for jar in _EXPECTED:
+            if not (lib / jar.format(version=version)).is_file():
+                raise BrokerError(f"Maven ran but {lib} has no {jar.format(version=version)}")
         marker.write_text(f"{version}\n")
     return lib
+
+
+def _complete(lib: Path, marker: Path, version: str) -> bool:
+    """Whether the cache holds a finished copy with every jar we need (a cache made before
+    a jar joined the pom is fetched again)."""
+    return marker.is_file() and all((lib / j.format(version=version)).is_file() for j in _EXPECTED)

@@ -1,0 +1,230 @@
+"""``computeinfra doctor``: read the broker, the job topics, the blocks' consumer group and
+their transactions, and say what is wrong in plain words (``diagnosis.py``); ``fix``
+aborts the transactions that nothing else will end."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from computeinfra.config import Settings
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    DEAD_TOPIC,
+    JOB_STATUS_TOPIC,
+    LANE_PREFIX,
+    PENDING_TOPIC,
+)
+
+from .clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer
+from .diagnosis import (
+    Finding,
+    GroupView,
+    Level,
+    OpenTxn,
+    group_findings,
+    topic_findings,
+    transaction_findings,
+)
+from .transactions import TransactionTool, TransactionToolError
+
+__all__ = ["Doctor", "Report"]
+
+_log = logging.getLogger("computeinfra.kafka")
+JOB_TOPICS = (PENDING_TOPIC, COMPLETED_TOPIC, JOB_STATUS_TOPIC, DEAD_TOPIC)
+OPEN_STATES = {"Ongoing", "PrepareCommit", "PrepareAbort"}
+# A block's transaction times out after 15 s and its coordinator then aborts it; open far
+# longer than that, nothing is going to end it.
+STUCK_AFTER_SECONDS = 60.0
+# find-hanging's bound: the broker's transaction.max.timeout.ms (15 min by default).
+MAX_TRANSACTION_MINUTES = 15
+
+
+@dataclass
+class Report:
+    findings: list[Finding]
+    fixed: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(f.level is Level.PROBLEM for f in self.findings)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "findings": [f.as_json() for f in self.findings],
+            "fixed": self.fixed,
+        }
+
+
+class Doctor:
+    def __init__(self, settings: Settings, stuck_after: float = STUCK_AFTER_SECONDS) -> None:
+        self._settings = settings
+        self._bootstrap = settings.bootstrap_servers
+        self._admin = AdminClient(common_config(self._bootstrap, "computeinfra-doctor"))
+        self._tool = TransactionTool(self._bootstrap)
+        self._stuck_after = stuck_after
+
+    def examine(self) -> Report:
+        try:
+            brokers = self._brokers()
+        except KafkaException as exc:
+            message = f"no broker answers at {self._bootstrap}: {_reason(exc)}"
+            return Report([Finding("broker", "broker-unreachable", Level.PROBLEM, message)])
+        findings = [
+            Finding(
+                "broker",
+                "broker-ok",
+                Level.OK,
+                f"Kafka at {self._bootstrap} answers: {len(brokers)} broker(s)",
+                data={"brokers": brokers},
+            )
+        ]
+        partitions = self._partitions()
+        counts = {t: len(ps) for t, ps in partitions.items() if t in JOB_TOPICS}
+        findings += topic_findings(counts, JOB_TOPICS, self._settings.partitions)
+        findings += self._group(partitions)
+        findings += self._transactions(brokers)
+        return Report(findings)
+
+    def fix(self, report: Report) -> Report:
+        """Abort what ``examine`` found stuck or hanging; say what was done."""
+        fixed = []
+        for finding in (f for f in report.findings if f.fixable):
+            for topic, partition, offset in self._to_abort(finding):
+                try:
+                    self._tool.abort(topic, partition, offset)
+                except TransactionToolError as exc:
+                    fixed.append(
+                        f"could not abort the transaction on {topic}-{partition} "
+                        f"at offset {offset}: {exc}"
+                    )
+                    continue
+                fixed.append(
+                    f"aborted the transaction on {topic}-{partition} that began "
+                    f"at offset {offset} ({finding.code})"
+                )
+        return Report(report.findings, fixed)
+
+    def _brokers(self) -> list[int]:
+        cluster = self._admin.describe_cluster(request_timeout=METADATA_TIMEOUT_SECONDS)
+        return sorted(node.id for node in cluster.result(METADATA_TIMEOUT_SECONDS).nodes)
+
+    def _partitions(self) -> dict[str, list[int]]:
+        metadata = self._admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS)
+        return {
+            name: sorted(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None and (name in JOB_TOPICS or name.startswith(LANE_PREFIX))
+        }
+
+    def _group(self, partitions: dict[str, list[int]]) -> list[Finding]:
+        group = self._settings.group
+        read = sorted(
+            (topic, p)
+            for topic, ps in partitions.items()
+            if topic == PENDING_TOPIC or topic.startswith(LANE_PREFIX)
+            for p in ps
+        )
+        try:
+            described = self._admin.describe_consumer_groups([group])[group].result(
+                METADATA_TIMEOUT_SECONDS
+            )
+            lag = self._lag(group, read)
+        except KafkaException as exc:
+            return [
+                Finding(
+                    "group",
+                    "group-unreadable",
+                    Level.WARNING,
+                    f"cannot describe group {group}: {_reason(exc)}",
+                )
+            ]
+        members = {
+            m.group_instance_id or m.member_id: [
+                (tp.topic, tp.partition) for tp in m.assignment.topic_partitions
+            ]
+            for m in described.members
+        }
+        state = described.state.name.lower()
+        return group_findings(group, GroupView(state, members, read, lag))
+
+    def _lag(self, group: str, read: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        consumer = make_consumer(self._bootstrap, group, client_id="computeinfra-doctor")
+        try:
+            tps = [TopicPartition(t, p) for t, p in read]
+            committed = consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS) if tps else []
+            lag = {}
+            for tp in committed:
+                low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+                lag[(tp.topic, tp.partition)] = max(
+                    high - (tp.offset if tp.offset >= 0 else low), 0
+                )
+            return lag
+        finally:
+            consumer.close()
+
+    def _transactions(self, brokers: list[int]) -> list[Finding]:
+        try:
+            ours = [
+                self._open(t.transactional_id, t.producer_id)
+                for t in self._tool.summaries()
+                if t.transactional_id.startswith(f"{self._settings.namespace}-")
+                and t.state in OPEN_STATES
+            ]
+            hanging = [
+                vars(h)
+                for b in brokers
+                for h in self._tool.find_hanging(b, MAX_TRANSACTION_MINUTES)
+            ]
+        except TransactionToolError as exc:
+            return [
+                Finding(
+                    "transactions",
+                    "transactions-unreadable",
+                    Level.WARNING,
+                    f"cannot read transactions: {exc}",
+                )
+            ]
+        return transaction_findings([t for t in ours if t], hanging, self._stuck_after)
+
+    def _open(self, transactional_id: str, producer_id: int) -> OpenTxn | None:
+        row = self._tool.describe(transactional_id)
+        if row.get("TransactionState") not in OPEN_STATES:
+            return None  # it ended since ``list``
+        started = float(row.get("CurrentTransactionStartTimeMs") or 0) / 1000
+        tps = []
+        for name in (row.get("TopicPartitions") or "").split(","):
+            topic, _, partition = name.strip().rpartition("-")
+            if topic and partition.isdigit():
+                tps.append((topic, int(partition)))
+        return OpenTxn(
+            transactional_id=transactional_id,
+            producer_id=producer_id,
+            state=row["TransactionState"],
+            open_seconds=max(time.time() - started, 0.0) if started > 0 else 0.0,
+            timeout_seconds=float(row.get("TransactionTimeoutMs") or 0) / 1000,
+            partitions=tuple(tps),
+        )
+
+    def _to_abort(self, finding: Finding) -> list[tuple[str, int, int]]:
+        data = finding.data
+        if finding.code == "hanging-transaction":
+            return [(data["topic"], int(data["partition"]), int(data["start_offset"]))]
+        found = []
+        for topic, partition in data["partitions"]:
+            for row in self._tool.producers(topic, partition):
+                start = int(row.get("CurrentTransactionStartOffset") or -1)
+                if int(row.get("ProducerId") or -1) == data["producer_id"] and start >= 0:
+                    found.append((topic, int(partition), start))
+        return found
+
+
+def _reason(exc: KafkaException) -> str:
+    error: Any = exc.args[0] if exc.args else None
+    return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
