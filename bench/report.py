@@ -143,6 +143,7 @@ def rows(report: dict[str, Any]) -> list[Row]:
         *_scale_rows(report),
         *_long_job_rows(report),
         *_recovery_rows(report),
+        *_startup_rows(report),
     ]
 
 
@@ -186,3 +187,21 @@ def write_readme(report: dict[str, Any], table_rows: list[Row], saved: Path) -> 
     head, rest = text.split(START, 1)
     _old, tail = rest.split(END, 1)
     README.write_text(f"{head}{START}\n{_markdown(report, table_rows, saved)}\n{END}{tail}")
+
+
+def _startup_rows(report: dict[str, Any]) -> list[Row]:
+    start = report.get("startup")
+    if not start:
+        return []
+    empty, full = start["empty"], start["history"]
+    history = f"{start['completed']:,} completed + {start['pending']:,} pending jobs"
+    ready = (
+        f"{full['ready_seconds']:.1f} (empty: {empty['ready_seconds']:.1f}, {start['ratio']:.2f}x)"
+    )
+    slowest = max(v for k, v in full.items() if k.startswith("page "))
+    pages = ", ".join(f"{k[5:-8]} {v:.2f}" for k, v in full.items() if k.startswith("page "))
+    return [
+        (f"up → ready on {history}, s", ready, DASH, DASH, DASH, "≤ 2x empty",
+         _met(start["ratio"] <= 2.0)),
+        ("web app's first page there, s", pages, DASH, DASH, DASH, "< 2 s", _met(slowest < 2.0)),
+    ]  # fmt: skip

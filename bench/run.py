@@ -13,6 +13,8 @@ Sections (``--only`` picks some, comma-separated):
   and after many more jobs;
 - longjob: short jobs at 20/s, p50/p95/p99, on an idle stack and beside one long job.
 - recovery: SIGKILL of a worker, then of a supervisor, until their work resumes.
+- startup: `up` to ready, and the web app's first page, on a data directory holding a
+  long history (1,000,000 completed jobs, 10,000 pending) beside an empty one.
 
 Prints a table against issue 5's targets, saves bench/results/<UTC time>.json with the
 machine description, and with ``--readme`` puts the table in README.md.
@@ -46,7 +48,7 @@ from workloads import Driver, latency_at_rate, throughput
 from computeinfra import Client
 from computeinfra.testing.stack import DevStack, dev_stack
 
-SECTIONS = ("throughput", "latency", "realwork", "scale", "longjob", "recovery")
+SECTIONS = ("throughput", "latency", "realwork", "scale", "longjob", "recovery", "startup")
 QUICK = {
     "jobs": 300,
     "latency_jobs": 200,
@@ -57,6 +59,8 @@ QUICK = {
     "warmup": 50,
     "long_jobs": 40,
     "long_seconds": 20.0,
+    "history": 20_000,
+    "history_pending": 500,
 }
 LOG_TAIL_CHARS = 4000
 TABLE_WIDTH = 160  # a log file is not a terminal; rich would wrap the table at 80
@@ -73,6 +77,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale-checkpoint", type=int, default=10_000)
     parser.add_argument("--long-jobs", type=int, default=400, help="short jobs per longjob run")
     parser.add_argument("--long-seconds", type=float, default=300.0, help="the long job's length")
+    parser.add_argument("--history", type=int, default=1_000_000, help="completed jobs, startup")
+    parser.add_argument("--history-pending", type=int, default=10_000, help="pending, startup")
     parser.add_argument("--repeats", type=int, default=3, help="kills per recovery measure")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed jobs per system")
     parser.add_argument("--blocks", type=int, default=os.cpu_count() or 2)
@@ -136,6 +142,22 @@ def ours(
         report["long_job"] = run_long_job(client, stack.settings, args.long_jobs, args.long_seconds)
 
 
+def ours_on_one_stack(
+    root: Path, args: argparse.Namespace, report: dict[str, Any], images: list[str]
+) -> None:
+    console.print(f"starting a broker and {args.blocks} blocks")
+    # The web app is not part of what we measure; the long job of `longjob` is still
+    # running when the stack stops, and need not be waited for.
+    env = {"COMPUTEINFRA_WEB_PORT": "0", "COMPUTEINFRA_DRAIN_SECONDS": "5"}
+    with dev_stack(root, args.blocks, env) as stack, Client(settings=stack.settings) as client:
+        try:
+            ours(stack, client, args, report, images)
+        except BaseException:
+            console.print(f"[red]failed; the end of {stack.log}:[/]")
+            console.print(stack.log.read_text()[-LOG_TAIL_CHARS:], markup=False)
+            raise
+
+
 def peers(root: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
     if args.no_peers or not args.sections & {"throughput", "latency"}:
         return
@@ -162,19 +184,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             images = make_images(root / "inputs" / "images", args.images)
             console.print(f"bare Pool({args.blocks}): {len(images)} images")
             report["real_work"] = {"pool_seconds": pool_seconds(args.blocks, compress, images)}
-        console.print(f"starting a broker and {args.blocks} blocks")
-        # The web app is not part of what we measure; the long job of `longjob` is still
-        # running when the stack stops, and need not be waited for.
-        env = {"COMPUTEINFRA_WEB_PORT": "0", "COMPUTEINFRA_DRAIN_SECONDS": "5"}
-        stack_cm = dev_stack(root, args.blocks, env)
-        with stack_cm as stack, Client(settings=stack.settings) as client:
-            try:
-                ours(stack, client, args, report, images)
-            except BaseException:
-                console.print(f"[red]failed; the end of {stack.log}:[/]")
-                console.print(stack.log.read_text()[-LOG_TAIL_CHARS:], markup=False)
-                raise
+        if args.sections - {"startup"}:
+            ours_on_one_stack(root, args, report, images)
         peers(root, args, report)
+        if "startup" in args.sections:  # its own stacks, after the others stopped
+            from startup import run_startup
+
+            console.print(f"start-up: {args.history:,} completed jobs, then an empty directory")
+            report["startup"] = run_startup(root, args.blocks, args.history, args.history_pending)
     return report
 
 

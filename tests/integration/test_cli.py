@@ -27,6 +27,7 @@ COMMANDS = [
     "blocks",
     "schema",
     "web",
+    "doctor",
 ]
 
 
@@ -73,6 +74,19 @@ def test_submit_wait_exits_nonzero_when_the_job_fails(stack: Stack) -> None:
     )
     assert result.returncode == 1
     assert json.loads(result.stdout)["error"]["message"] == "nope"
+
+
+def test_submit_takes_a_time_limit_and_attempts_for_the_job(stack: Stack) -> None:
+    """A request's own limit, from the command line: one attempt of 1 s, where the task's
+    defaults are 3 attempts of an hour."""
+    result = run_cli(
+        "submit", "sleep", "--payload", '{"seconds": 60}', "--result-dir", "cli/limits",
+        "--time-limit", "1", "--max-attempts", "1", "--wait", "--timeout", "120",
+        env=stack.env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    completion = json.loads(result.stdout)
+    assert completion["error"]["type"] == "TimeLimitExceeded" and completion["attempts"] == 1
 
 
 def test_submit_without_wait_prints_the_key_then_status_finds_it(stack: Stack, tmp_path) -> None:
@@ -161,6 +175,7 @@ def test_tasks_lists_builtins_and_user_tasks_with_schemas(stack: Stack) -> None:
         (["submit", "sleep", "--payload", "{not json"], "--payload is not valid JSON"),
         (["submit", "sleep", "--payload", "[1]"], "must be a JSON object"),
         (["submit", "sleep", "--payload", "@/no/such/file.json"], "cannot read payload file"),
+        (["submit", "sleep", "--time-limit", "0"], "time_limit: Input should be greater than 0"),
     ],
 )
 def test_bad_cli_input_is_a_readable_error(stack: Stack, args: list[str], words: str) -> None:

@@ -5,16 +5,23 @@ exactly one completion."""
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from computeinfra.block.membership import GroupMember
+from computeinfra.block.supervisor import Supervisor
+from computeinfra.cluster.keeper import BlockKeeper
 from computeinfra.cluster.launcher import RUN_ID, group_instance_id, member_id
+from computeinfra.config import Settings
 from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+from computeinfra.kafka.doctor import Doctor
 from computeinfra.protocol import PENDING_TOPIC
+from computeinfra.tasks.registry import load_registry
 from computeinfra.testing.stack import dev_stack, free_port, settings_under
 from tests.helpers import REPO, completions_for, read_topic, wait_for
+from tests.integration.test_supervisor_rejoin import InProcessWorker
 
 # As CI lays it out: shared/ beside the clone.
 REPRO = REPO.parent / "shared" / "repro" / "stuck-kafka-data.tar.gz"
@@ -30,6 +37,27 @@ GROUP_SECONDS = 60.0
 def _unpack(root: Path) -> None:
     with tarfile.open(REPRO) as archive:
         archive.extractall(root, filter="data")
+
+
+@pytest.fixture
+def repro_broker(tmp_path: Path) -> Iterator[Settings]:
+    """The shared directory's broker alone (no blocks), and settings that reach it with the
+    repro's host name (so block ids are the ones its group remembers)."""
+    _unpack(tmp_path)
+    broker = LocalBroker(
+        BrokerConfig(data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    )
+    broker.start()
+    try:
+        yield settings_under(
+            {
+                "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
+                "COMPUTEINFRA_HOST_ID": REPRO_HOST,
+                "COMPUTEINFRA_RESULTS_ROOT": str(tmp_path / "results"),
+            }
+        )
+    finally:
+        broker.stop()
 
 
 @pytest.mark.skipif(not REPRO.is_file(), reason=f"no reproduction at {REPRO}")
@@ -54,21 +82,14 @@ def test_the_shared_stuck_data_directory_starts_and_answers_every_job(tmp_path: 
 
 @pytest.mark.skipif(not REPRO.is_file(), reason=f"no reproduction at {REPRO}")
 def test_a_new_run_of_blocks_gets_every_partition_of_the_group_left_mid_rebalance(
-    tmp_path: Path,
+    repro_broker: Settings,
 ) -> None:
     """The root cause, without Ray: the group's stored state is the first half of a
     cooperative rebalance (block 0 kept 6..11 and gave up 0..5, block 1 got nothing). Blocks
     that take back those static seats get that half assignment and no rebalance, ever."""
-    _unpack(tmp_path)
-    broker = LocalBroker(
-        BrokerConfig(data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    )
-    broker.start()
+    settings = repro_broker
     members: list[GroupMember] = []
     try:
-        settings = settings_under(
-            {"COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap, "COMPUTEINFRA_HOST_ID": REPRO_HOST}
-        )
         seats = [group_instance_id(member_id(settings, block), RUN_ID) for block in range(2)]
         members = [GroupMember(settings, seat, [PENDING_TOPIC]) for seat in seats]
 
@@ -82,4 +103,48 @@ def test_a_new_run_of_blocks_gets_every_partition_of_the_group_left_mid_rebalanc
     finally:
         for member in members:
             member.close()
-        broker.stop()
+
+
+@pytest.mark.skipif(not REPRO.is_file(), reason=f"no reproduction at {REPRO}")
+def test_blocks_back_in_a_half_rebalanced_seat_are_found_and_rejoin_with_new_seats(
+    repro_broker: Settings,
+) -> None:
+    """What a supervisor restarted by Ray meets when it died between the two rounds of a
+    cooperative rebalance: its seat comes back with the stored half assignment. Here the
+    repro's own seats are taken back on purpose. ``doctor`` names the partitions no one
+    reads, and the keeper's remedy (every block rejoins with a new seat) ends it."""
+    settings = repro_broker
+    supervisors: list[Supervisor] = []
+    try:
+        for block in range(2):
+            seat = member_id(settings, block)  # the seat the repro's run left in the group
+            supervisors.append(
+                Supervisor(
+                    settings,
+                    block,
+                    [InProcessWorker(settings)],
+                    member_id=seat,
+                    group_instance_id=seat,
+                    registry=load_registry(()),
+                )
+            )
+            supervisors[-1].start()
+        doctor = Doctor(settings)
+        stuck = wait_for(doctor.unowned, GROUP_SECONDS, "the group to leave partitions unread")
+        finding = next(f for f in doctor.examine().findings if f.area == "group")
+        assert finding.code == "unowned-partitions", finding
+
+        keeper = BlockKeeper(lambda: [], lambda i: None, grace=0.0,
+                             unowned=doctor.unowned,
+                             reseat=lambda: [s.reseat() for s in supervisors])  # fmt: skip
+        assert keeper.check_group()
+
+        def every_partition_read() -> bool:
+            owned = {p for s in supervisors for p in s.status()["partitions"]}
+            return len(owned) == settings.partitions and not doctor.unowned()
+
+        wait_for(every_partition_read, GROUP_SECONDS, f"{stuck} to be read again")
+        assert all(s.status()["group_instance_id"].endswith(".1") for s in supervisors)
+    finally:
+        for supervisor in supervisors:
+            supervisor.stop(0)

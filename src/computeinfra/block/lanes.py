@@ -164,12 +164,9 @@ class WorkerLane:
         return list(self._sent)
 
     def held(self, seconds: float) -> bool:
-        """Whether this lane's worker has been on its current job for ``seconds``."""
-        try:
-            head = self._sent[0]
-        except IndexError:
-            return False
-        return head.started_at is not None and time.time() - head.started_at >= seconds
+        """Whether this lane's worker has been on its current call for ``seconds``."""
+        head = self._queue.head_since()
+        return head is not None and time.monotonic() - head[0] >= seconds
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -273,10 +270,12 @@ class WorkerLane:
         """Whether the job running has taken longer than its task's jobs usually do: one
         task's jobs can differ (a 0 s and a 45 s ``sleep``), and nothing may be queued
         behind one that turns out long."""
-        head = self._sent[0]
-        expected = self._jobs.expected(head.task) or 0.0
-        started = head.started_at or time.time()
-        return time.time() - started > 2 * expected + PIPELINE_SECONDS
+        running = self._queue.head_since()
+        if running is None:
+            return False
+        since, jobs = running
+        expected = (self._jobs.expected(self._sent[0].task) or 0.0) * jobs
+        return time.monotonic() - since > 2 * expected + PIPELINE_SECONDS
 
     def _worker_lost(self) -> None:
         """Nothing is sent until a new worker process answers; the supervisor is told."""

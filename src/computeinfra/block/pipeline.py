@@ -69,6 +69,19 @@ class AttemptQueue:
         """Calls queued (each carries one job or several)."""
         return len(self._calls)
 
+    def head_since(self) -> tuple[float, int] | None:
+        """When the oldest call still running could have begun (monotonic: when it was
+        sent, or when the call ahead of it answered), and how many jobs it carries; None
+        when no call is running. Not when it was sent: calls queued behind others wait
+        their turn, and must not look long for it. Read from other threads too."""
+        try:
+            head = self._calls[0]
+        except IndexError:
+            return None
+        if head.results is not None:
+            return None
+        return max(head.sent_at, self._last_answer_at), len(head.assignments)
+
     def send(self, assignments: Sequence[Assignment]) -> None:
         if not self._calls:
             self._last_answer_at = time.monotonic()  # the worker was idle until now

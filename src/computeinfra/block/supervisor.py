@@ -71,10 +71,13 @@ class Supervisor:
         self.member_id = member_id or f"{settings.namespace}-supervisor-{block}"
         # Its static seat in the group; ``member_id`` stays the stable ``transactional.id``.
         self.group_instance_id = group_instance_id or self.member_id
+        self._first_seat = self.group_instance_id
         self.hooks = MiddlewareChain(middleware)
         self.registry = registry or load_registry(settings.task_modules)
         self.topics = tuple(topics)
         self._stop = threading.Event()  # take no more records; drain and stop
+        self._reseat = threading.Event()  # rejoin the group with a new seat
+        self._seats = 0
         self._lanes_stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._member: GroupMember | None = None
@@ -114,6 +117,13 @@ class Supervisor:
         if self._thread is not None:
             self._thread.join()
         self._lanes_stop.set()
+
+    def reseat(self) -> None:
+        """Leave the group's seat and join with a new one, which the group must give a full
+        assignment: the way out of a group whose stored assignment leaves partitions to no
+        one (a cooperative rebalance cut in half; ``cluster/keeper.py`` asks for it). What
+        is not committed is let go and read again, as after a rebalance."""
+        self._reseat.set()
 
     def status(self) -> dict[str, Any]:
         # Asked afresh: Ray may have restarted an idle worker without this supervisor noticing.
@@ -169,6 +179,9 @@ class Supervisor:
         self._member = GroupMember(self.settings, self.group_instance_id, self.topics)
         self.flow.begin(self._member, self._outbox, Positions())
         while not self._stop.is_set():
+            if self._reseat.is_set():
+                self._take_new_seat()
+                return
             try:
                 self.flow.step(take=True)
                 self.state = self._state()
@@ -177,6 +190,16 @@ class Supervisor:
                 self.flow.let_go()
                 self._member.rejoin(dead)
                 self.flow.begin(self._member, self._outbox, Positions())
+
+    def _take_new_seat(self) -> None:
+        """Close this round's clients; the next round joins as ``<seat>.<n>``: the seat's
+        run part changes, its block part stays (``doctor`` reads seats so)."""
+        self._reseat.clear()
+        self._seats += 1
+        self.group_instance_id = f"{self._first_seat}.{self._seats}"
+        _log.warning("block %s: rejoining the group as %s", self.block, self.group_instance_id)
+        self.flow.let_go()
+        self._close_clients()
 
     def _state(self) -> BlockState:
         if any(lane.restarting for lane in self.lanes):

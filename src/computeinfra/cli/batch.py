@@ -108,10 +108,18 @@ def submit_many(
     key_prefix: str | None,
     wait: bool,
     timeout: float | None,
+    limits: dict[str, Any] | None = None,
 ) -> int:
-    """Submit every payload; return the exit code (0 all succeeded, 1 some did not, 3 timeout)."""
+    """Submit every payload; return the exit code (0 all succeeded, 1 some did not, 3 timeout).
+    ``limits``: ``time_limit`` and ``max_attempts`` for every job, as ``Client.submit``."""
     handles = [
-        client.submit(task, payload, result_dir, key=f"{key_prefix}-{i}" if key_prefix else None)
+        client.submit(
+            task,
+            payload,
+            result_dir,
+            key=f"{key_prefix}-{i}" if key_prefix else None,
+            **(limits or {}),
+        )
         for i, payload in enumerate(payloads)
     ]
     client.flush()

@@ -57,6 +57,13 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait and print the completion as JSON.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Submit the payload this many times.")] = 1,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(help="Seconds per attempt; up to the task's max_time_limit (`tasks`)."),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(help="Attempts before the job fails (the task's by default).")
+    ] = None,
 ) -> None:
     """Submit a job and print its key.
 
@@ -68,6 +75,7 @@ def submit(
     many = payload.startswith("@") and payload.endswith(".jsonl")
     payloads = read_jsonl(payload[1:]) if many else [_read_payload(payload)] * repeat
     check_reachable(settings.bootstrap_servers)
+    limits: dict[str, Any] = {"time_limit": time_limit, "max_attempts": max_attempts}
     if len(payloads) > 1 or many:
         with Client(settings=settings) as client:
             code = submit_many(
@@ -78,11 +86,12 @@ def submit(
                 key_prefix=key,
                 wait=wait,
                 timeout=timeout,
+                limits=limits,
             )
         raise typer.Exit(code)
     body = payloads[0]
     with Client(settings=settings) as client:
-        handle = client.submit(task, body, result_dir, key=key)
+        handle = client.submit(task, body, result_dir, key=key, **limits)
         client.flush()
         if not wait:
             print(handle.key)

@@ -20,9 +20,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError as RawKafkaError
 from confluent_kafka import Message
+from pydantic import ValidationError
 
 from computeinfra.config import Settings
-from computeinfra.errors import JobError, JobTimeout, KafkaError
+from computeinfra.errors import JobError, JobTimeout, KafkaError, RequestError
 from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -30,6 +31,7 @@ from computeinfra.protocol import (
     Completion,
     JobRequest,
     decode_completion,
+    describe_validation_error,
     encode_request,
 )
 
@@ -106,13 +108,33 @@ class Client:
         self.close()
 
     def submit(
-        self, task: str, payload: dict[str, Any], result_dir: str, key: str | None = None
+        self,
+        task: str,
+        payload: dict[str, Any],
+        result_dir: str,
+        key: str | None = None,
+        *,
+        time_limit: float | None = None,
+        max_attempts: int | None = None,
     ) -> JobHandle:
-        """Queue a job and return at once. A delivery failure fails the handle."""
+        """Queue a job and return at once. A delivery failure fails the handle.
+
+        ``time_limit`` (seconds per attempt) may be longer than the task's default, up to
+        its ``max_time_limit``; ``max_attempts`` replaces the task's. Unset, the task's own
+        apply. A value out of range raises ``RequestError`` here, before anything is sent."""
         key = key or new_key()
-        request = JobRequest(
-            task=task, payload=payload, result_dir=result_dir, submitted_at=time.time()
-        )
+        try:
+            request = JobRequest(
+                task=task,
+                payload=payload,
+                result_dir=result_dir,
+                submitted_at=time.time(),
+                time_limit=time_limit,
+                max_attempts=max_attempts,
+            )
+        except ValidationError as exc:
+            message, field = describe_validation_error(exc)
+            raise RequestError(f"invalid job request: {message}", field=field) from None
         # Expect before producing, so even an instant completion cannot be missed.
         future = self._watcher.expect(key)
 

@@ -139,6 +139,9 @@ class _SupervisorHost:
     def stop(self, drain: float | None = None) -> None:
         self.supervisor.stop(drain)
 
+    def reseat(self) -> None:
+        self.supervisor.reseat()
+
 
 class _AnalyzerHost:
     """The analyzer fed by its topic-reading thread and by supervisors' Ray calls."""

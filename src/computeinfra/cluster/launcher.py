@@ -201,6 +201,14 @@ class Cluster:
     def status(self) -> list[dict[str, Any]]:
         return _statuses(self.supervisors)
 
+    def reseat(self) -> None:
+        """Every block rejoins the group with a new seat (``keeper.py``)."""
+        ray.get([s.reseat.remote() for s in self.supervisors], timeout=STATUS_TIMEOUT_SECONDS)
+
+    def restart_block(self, index: int) -> None:
+        """End block ``index``'s supervisor process; Ray starts it again (``keeper.py``)."""
+        ray.kill(self.supervisors[index], no_restart=False)
+
     def stop(self, drain: float | None = None, now: threading.Event | None = None) -> None:
         """Let every supervisor drain and commit, then end all actors (``stop_blocks``)."""
         stop_blocks(self.supervisors, [*self.workers, self.analyzer], drain, now)

@@ -123,7 +123,16 @@ class Doctor:
             if topic.error is None and (name in JOB_TOPICS or name.startswith(LANE_PREFIX))
         }
 
-    def _group(self, partitions: dict[str, list[int]]) -> list[Finding]:
+    def unowned(self) -> list[tuple[str, int]]:
+        """Partitions the blocks should read that no member of a stable group owns (the
+        keeper's question; raises ``KafkaException`` when the broker cannot tell)."""
+        view = self.group_view(self._partitions(), with_lag=False)
+        if view.state != "stable" or not view.members:
+            return []
+        owned = {tp for assignment in view.members.values() for tp in assignment}
+        return [tp for tp in view.partitions if tp not in owned]
+
+    def group_view(self, partitions: dict[str, list[int]], with_lag: bool = True) -> GroupView:
         group = self._settings.group
         read = sorted(
             (topic, p)
@@ -131,28 +140,30 @@ class Doctor:
             if topic == PENDING_TOPIC or topic.startswith(LANE_PREFIX)
             for p in ps
         )
-        try:
-            described = self._admin.describe_consumer_groups([group])[group].result(
-                METADATA_TIMEOUT_SECONDS
-            )
-            lag = self._lag(group, read)
-        except KafkaException as exc:
-            return [
-                Finding(
-                    "group",
-                    "group-unreadable",
-                    Level.WARNING,
-                    f"cannot describe group {group}: {_reason(exc)}",
-                )
-            ]
+        described = self._admin.describe_consumer_groups([group])[group].result(
+            METADATA_TIMEOUT_SECONDS
+        )
         members = {
             m.group_instance_id or m.member_id: [
                 (tp.topic, tp.partition) for tp in m.assignment.topic_partitions
             ]
             for m in described.members
         }
-        state = described.state.name.lower()
-        return group_findings(group, GroupView(state, members, read, lag))
+        # A lane topic is read only by blocks on nodes with its task's resources: with
+        # none of them in the group, nobody should read it.
+        lanes = {topic for assignment in members.values() for topic, _p in assignment}
+        read = [tp for tp in read if tp[0] == PENDING_TOPIC or tp[0] in lanes]
+        lag = self._lag(group, read) if with_lag else {}
+        return GroupView(described.state.name.lower(), members, read, lag)
+
+    def _group(self, partitions: dict[str, list[int]]) -> list[Finding]:
+        group = self._settings.group
+        try:
+            view = self.group_view(partitions)
+        except KafkaException as exc:
+            message = f"cannot describe group {group}: {_reason(exc)}"
+            return [Finding("group", "group-unreadable", Level.WARNING, message)]
+        return group_findings(group, view)
 
     def _lag(self, group: str, read: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         consumer = make_consumer(self._bootstrap, group, client_id="computeinfra-doctor")

@@ -21,10 +21,12 @@ import ray
 
 from computeinfra.block.middleware.loading import load_middleware
 from computeinfra.cluster.connect import remove_state, write_state
+from computeinfra.cluster.keeper import BlockKeeper
 from computeinfra.cluster.launcher import Cluster
 from computeinfra.config import Settings, mark_run
 from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import check_reachable, ensure_topics
+from computeinfra.kafka.doctor import Doctor
 from computeinfra.kafka.local import LocalKafka, local_broker
 from computeinfra.runtime.reap import reap
 from computeinfra.runtime.web import start_web, stop_web
@@ -95,7 +97,15 @@ def serve(
             web = start_web(web_port, say, {"COMPUTEINFRA_BOOTSTRAP": settings.bootstrap_servers})
         if on_ready is not None:
             on_ready(cluster)
-        wait_for_signal()
+        group = Doctor(settings)
+        keeper = BlockKeeper(
+            cluster.status, cluster.restart_block, unowned=group.unowned, reseat=cluster.reseat
+        )
+        keeper.start()
+        try:
+            wait_for_signal()
+        finally:
+            keeper.stop()
         say("stopping…")
     finally:
         stop_web(web)
