@@ -199,9 +199,10 @@ def _startup_rows(report: dict[str, Any]) -> list[Row]:
         f"{full['ready_seconds']:.1f} (empty: {empty['ready_seconds']:.1f}, {start['ratio']:.2f}x)"
     )
     slowest = max(v for k, v in full.items() if k.startswith("page "))
+    pages_label = f"web app's first pages there (serving {full['web_seconds']:.1f} s after up), s"
     pages = ", ".join(f"{k[5:-8]} {v:.2f}" for k, v in full.items() if k.startswith("page "))
     return [
         (f"up → ready on {history}, s", ready, DASH, DASH, DASH, "≤ 2x empty",
          _met(start["ratio"] <= 2.0)),
-        ("web app's first page there, s", pages, DASH, DASH, DASH, "< 2 s", _met(slowest < 2.0)),
+        (pages_label, pages, DASH, DASH, DASH, "< 2 s", _met(slowest < 2.0)),
     ]  # fmt: skip

@@ -10,12 +10,13 @@ with history (the goal: within 2x of empty).
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import BrokerConfig, LocalBroker
@@ -50,20 +51,27 @@ def _fill(root: Path, completed: int, pending: int) -> None:
         now = time.time()
         for index in range(completed):
             key = f"history-{index}".encode()
-            producer.produce(PENDING_TOPIC, request, key)
+            _produce(producer, PENDING_TOPIC, request, key)
             answer = Completion(key=key.decode(), task="sleep", status=Status.SUCCEEDED,
                                 result_dir="h", attempts=1, submitted_at=now, started_at=now,
                                 finished_at=now, block=0)  # fmt: skip
-            producer.produce(COMPLETED_TOPIC, encode_completion(answer), key)
-            if index % 10_000 == 0:
-                producer.poll(0)
+            _produce(producer, COMPLETED_TOPIC, encode_completion(answer), key)
         producer.flush(300)
         _commit_to_end(broker.config.bootstrap, settings.group, settings.partitions)
         for index in range(pending):
-            producer.produce(PENDING_TOPIC, request, f"pending-{index}".encode())
+            _produce(producer, PENDING_TOPIC, request, f"pending-{index}".encode())
         producer.flush(300)
     finally:
         broker.stop()
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain it
+            producer.poll(0.1)
 
 
 def _commit_to_end(bootstrap: str, group: str, partitions: int) -> None:
@@ -85,12 +93,26 @@ def _start(root: Path, blocks: int) -> dict[str, float]:
     env = {"COMPUTEINFRA_WEB_PORT": str(free_port())}
     with dev_stack(root, blocks, env, ready_timeout=READY_TIMEOUT_SECONDS) as stack:
         figures = {"ready_seconds": time.monotonic() - started}
+        _wait_listening(int(env["COMPUTEINFRA_WEB_PORT"]))  # `up` starts it once ready
+        figures["web_seconds"] = time.monotonic() - started
         for page in PAGES:
             begun = time.monotonic()
             with urllib.request.urlopen(stack.web_url + page, timeout=60) as answer:
                 answer.read()
             figures[f"page {page} seconds"] = time.monotonic() - begun
         return figures
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling a condition with a deadline
 
 
 def run_startup(root: Path, blocks: int, completed: int, pending: int) -> dict[str, Any]:

@@ -223,8 +223,9 @@ class Flow:
             return  # let go: an orphan keeps its answer, in case its record comes back
         del self._pending[key]
         if self._positions.answer(*key):
+            slot.answered_at = time.monotonic()
             if not self._answers:
-                self._answers_since = time.monotonic()
+                self._answers_since = slot.answered_at
             self._answers[key] = slot
 
     # -- letting go ----------------------------------------------------------------------------
@@ -296,7 +297,9 @@ class Flow:
         self._positions.committed(plan)
         for key in plan.answers:
             del self._answers[key]
-        self._answers_since = time.monotonic()
+        # The oldest answer left: those ready during this transaction have waited already,
+        # and go in the next one at once (not a window after this one ended).
+        self._answers_since = min((s.answered_at for s in self._answers.values()), default=0.0)
         self.processed += len(slots)
         for slot in slots:
             if slot.completion is not None:

@@ -59,6 +59,7 @@ class Slot:
     released: bool = False  # let go unanswered: its record is read again
     started_at: float | None = None  # when its latest attempt was sent to a worker
     queued_at: float = 0.0  # monotonic: when its latest attempt was queued for a worker
+    answered_at: float = 0.0  # monotonic: when its answer was ready
 
     @property
     def answered(self) -> bool:
