@@ -31,20 +31,17 @@ def test_an_unreachable_block_is_restarted_after_its_grace_and_a_busy_one_never(
     assert keeper.check() == []
     clock.now = 61.0
     assert keeper.check() == [1] and restarted == [1]
-    clock.now = 100.0
-    assert keeper.check() == []  # the new process has its own grace
-    states[1] = BlockState.IDLE
-    clock.now = 200.0
-    assert keeper.check() == [] and keeper.restarts == {1: 1}
-    states[1] = BlockState.DEAD
-    keeper.check()
-    clock.now = 230.0
-    assert keeper.check() == []  # it came back in between: a new grace
+    clock.now = 175.0
+    assert keeper.check() == []  # the next waits twice as long: 120 s
+    clock.now = 182.0
+    assert keeper.check() == [1] and keeper.restarts == {1: 2}
+    states[1] = BlockState.DEAD  # its consume thread restarts itself: not the keeper's
     clock.now = 10_000.0
-    assert keeper.check() == [1] and 0 not in keeper.restarts
+    assert keeper.check() == [] and keeper.check() == []
+    assert 0 not in keeper.restarts  # busy all along, however long
 
 
-def test_a_restart_that_fails_is_tried_again_on_the_next_look() -> None:
+def test_a_restart_that_fails_is_tried_again_later() -> None:
     clock = _Clock()
     calls: list[int] = []
 
@@ -57,12 +54,14 @@ def test_a_restart_that_fails_is_tried_again_on_the_next_look() -> None:
     keeper.check()
     clock.now = 6.0
     assert keeper.check() == [] and calls == [0]
+    clock.now = 17.0
     assert keeper.check() == [0] and calls == [0, 0]
 
 
-def test_partitions_unowned_past_the_grace_make_the_blocks_rejoin_once_per_grace() -> None:
+def test_partitions_unowned_past_the_grace_make_a_block_rejoin_with_backoff() -> None:
     """A cooperative rebalance cut in half and stored by the group: no block will ever
-    read those partitions until the blocks take new seats."""
+    read those partitions until one takes a new seat. The same partitions must stay
+    unowned all along (a rebalance between its rounds shows others)."""
     clock = _Clock()
     unowned = [("pendingJobs", 3)]
     reseats: list[float] = []
@@ -76,11 +75,16 @@ def test_partitions_unowned_past_the_grace_make_the_blocks_rejoin_once_per_grace
     )
     assert not keeper.check_group()
     clock.now = 30.0
-    assert not keeper.check_group()  # a rebalance between its two rounds looks so too
-    clock.now = 61.0
-    assert keeper.check_group() and reseats == [61.0]
-    clock.now = 100.0
+    unowned.append(("pendingJobs", 4))  # other partitions: counting starts again
     assert not keeper.check_group()
+    clock.now = 61.0
+    assert not keeper.check_group()
+    clock.now = 91.0
+    assert keeper.check_group() and reseats == [91.0]
+    clock.now = 200.0
+    assert not keeper.check_group()  # then twice the grace
+    clock.now = 212.0
+    assert keeper.check_group() and keeper.reseats == 2
     unowned.clear()
-    clock.now = 500.0
-    assert not keeper.check_group() and keeper.reseats == 1
+    clock.now = 5000.0
+    assert not keeper.check_group() and reseats == [91.0, 212.0]

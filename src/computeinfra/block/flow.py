@@ -281,7 +281,8 @@ class Flow:
     def commit(self) -> None:
         """Commit the answers in hand that fit, with their partitions' offsets."""
         plan = self._positions.plan()
-        if not plan.answers:
+        if not plan.answers:  # none fits yet (a crowded map): wait a window, do not spin
+            self._answers_since = time.monotonic()
             return
         assert self._outbox is not None and self._member is not None
         slots = [self._answers[key] for key in plan.answers]

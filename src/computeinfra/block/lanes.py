@@ -197,23 +197,25 @@ class WorkerLane:
     def _resync(self) -> None:
         """Start clean after a bug in this lane: what it had sent cannot be trusted.
 
-        The worker process is ended, so no call sent before can still run. The job it was
-        on gets a failed attempt (``InternalError``; the retry policy decides, so a job that
-        trips the bug every time ends with one answer instead of looping); the jobs queued
-        behind it never ran and go back first in line, uncounted.
+        The worker process is ended and a new one awaited first, so no call sent before
+        can still run beside what is sent next. The job it was on gets a failed attempt
+        (``InternalError``; the retry policy decides, so a job that trips the bug every
+        time ends with one answer instead of looping); the jobs sent after it go back first
+        in line, uncounted (one that shared its call may have run already: it runs again,
+        and is answered once).
         """
         sent, self._sent = list(self._sent), deque()
         self._queue = AttemptQueue(self.worker, on_worker_lost=self._worker_lost)
         self._rescued = None
-        if not sent:
-            return
-        self._jobs.put_front(sent[1:])
-        failure = Failure(FailureKind.INTERNAL,
-                          "the block's dispatch failed during this attempt; its worker was "
-                          "restarted")  # fmt: skip
-        self.worker.kill()
-        self._events.put(LaneEvent(sent[0], failure))
-        self._worker_lost()
+        if sent:
+            self.worker.kill()
+            self._worker_lost()
+            self._jobs.put_front(sent[1:])
+            failure = Failure(FailureKind.INTERNAL,
+                              "the block's dispatch failed during this attempt; its worker "
+                              "was restarted")  # fmt: skip
+            self._events.put(LaneEvent(sent[0], failure))
+        self._stop.wait(1.0)  # a bug that recurs must not become a hot loop
 
     def _step(self) -> None:
         if not self._sent:
@@ -235,8 +237,8 @@ class WorkerLane:
             assert slot.assignment is not None, "only a job still to run is queued"
             slot.started_at = started
             assignments.append(slot.assignment)
+        self._sent.extend(group)  # first: a send that raises leaves them to ``_resync``
         self._queue.send(assignments)
-        self._sent.extend(group)
 
     def _top_up(self, deadline: float) -> float:
         """While a call runs: queue more quick work behind it, if all in hand is quick."""

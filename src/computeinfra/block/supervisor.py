@@ -78,6 +78,7 @@ class Supervisor:
         self._stop = threading.Event()  # take no more records; drain and stop
         self._reseat = threading.Event()  # rejoin the group with a new seat
         self._seats = 0
+        self._seat_changed = False
         self._lanes_stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._member: GroupMember | None = None
@@ -169,18 +170,26 @@ class Supervisor:
         self._shut_down()
 
     def _serve(self) -> None:
-        # A first start waits for the workers' processes; a restart does not wait long.
-        for lane in self.lanes:
-            lane.link.refresh(
-                WORKER_ASK_ON_RESTART_SECONDS if self.restarts else WORKER_FIRST_SECONDS
-            )
-            lane.link.send_to_current()
+        if self._reseat.is_set():  # asked while a round was starting or dead: join anew
+            self._next_seat()
+        elif not self._seat_changed:
+            # A first start waits for the workers' processes; a restart does not wait
+            # long. A new seat keeps the lanes as they are (they may be awaiting a worker).
+            for lane in self.lanes:
+                lane.link.refresh(
+                    WORKER_ASK_ON_RESTART_SECONDS if self.restarts else WORKER_FIRST_SECONDS
+                )
+                lane.link.send_to_current()
+        self._seat_changed = False
         self._outbox = Outbox(self.settings.bootstrap_servers, self.member_id)
         self._member = GroupMember(self.settings, self.group_instance_id, self.topics)
         self.flow.begin(self._member, self._outbox, Positions())
         while not self._stop.is_set():
-            if self._reseat.is_set():
-                self._take_new_seat()
+            if self._reseat.is_set():  # close this round; the next joins with a new seat
+                self._next_seat()
+                self._seat_changed = True
+                self.flow.let_go()
+                self._close_clients()
                 return
             try:
                 self.flow.step(take=True)
@@ -191,15 +200,13 @@ class Supervisor:
                 self._member.rejoin(dead)
                 self.flow.begin(self._member, self._outbox, Positions())
 
-    def _take_new_seat(self) -> None:
-        """Close this round's clients; the next round joins as ``<seat>.<n>``: the seat's
-        run part changes, its block part stays (``doctor`` reads seats so)."""
+    def _next_seat(self) -> None:
+        """The next round joins as ``<seat>.<n>``: the seat's run part changes, its block
+        part stays (``doctor`` reads seats so)."""
         self._reseat.clear()
         self._seats += 1
         self.group_instance_id = f"{self._first_seat}.{self._seats}"
         _log.warning("block %s: rejoining the group as %s", self.block, self.group_instance_id)
-        self.flow.let_go()
-        self._close_clients()
 
     def _state(self) -> BlockState:
         if any(lane.restarting for lane in self.lanes):

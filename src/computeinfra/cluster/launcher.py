@@ -202,8 +202,12 @@ class Cluster:
         return _statuses(self.supervisors)
 
     def reseat(self) -> None:
-        """Every block rejoins the group with a new seat (``keeper.py``)."""
-        ray.get([s.reseat.remote() for s in self.supervisors], timeout=STATUS_TIMEOUT_SECONDS)
+        """The block holding the fewest partitions rejoins the group with a new seat
+        (``keeper.py``): one new member rebalances the whole group, and only that block
+        lets go of what it had in hand."""
+        rows = self.status()
+        index = min(range(len(rows)), key=lambda i: len(rows[i].get("partitions") or []))
+        ray.get(self.supervisors[index].reseat.remote(), timeout=STATUS_TIMEOUT_SECONDS)
 
     def restart_block(self, index: int) -> None:
         """End block ``index``'s supervisor process; Ray starts it again (``keeper.py``)."""

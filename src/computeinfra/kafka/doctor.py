@@ -21,7 +21,7 @@ from computeinfra.protocol import (
     PENDING_TOPIC,
 )
 
-from .clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer
+from .clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer, make_producer
 from .diagnosis import (
     Finding,
     GroupView,
@@ -37,7 +37,8 @@ __all__ = ["Doctor", "Report"]
 
 _log = logging.getLogger("computeinfra.kafka")
 JOB_TOPICS = (PENDING_TOPIC, COMPLETED_TOPIC, JOB_STATUS_TOPIC, DEAD_TOPIC)
-OPEN_STATES = {"Ongoing", "PrepareCommit", "PrepareAbort"}
+# Only an ongoing transaction can be stuck: one preparing its commit or abort is ending.
+OPEN_STATES = {"Ongoing"}
 # A block's transaction times out after 15 s and its coordinator then aborts it; open far
 # longer than that, nothing is going to end it.
 STUCK_AFTER_SECONDS = 60.0
@@ -93,23 +94,27 @@ class Doctor:
         return Report(findings)
 
     def fix(self, report: Report) -> Report:
-        """Abort what ``examine`` found stuck or hanging; say what was done."""
+        """End what ``examine`` found stuck or hanging; say what was done."""
         fixed = []
         for finding in (f for f in report.findings if f.fixable):
-            for topic, partition, offset in self._to_abort(finding):
-                try:
-                    self._tool.abort(topic, partition, offset)
-                except TransactionToolError as exc:
-                    fixed.append(
-                        f"could not abort the transaction on {topic}-{partition} "
-                        f"at offset {offset}: {exc}"
-                    )
-                    continue
-                fixed.append(
-                    f"aborted the transaction on {topic}-{partition} that began "
-                    f"at offset {offset} ({finding.code})"
-                )
+            try:
+                fixed.append(self._fix_one(finding))
+            except (TransactionToolError, KafkaException) as exc:
+                fixed.append(f"could not fix {finding.code}: {exc}")
         return Report(report.findings, fixed)
+
+    def _fix_one(self, finding: Finding) -> str:
+        data = finding.data
+        if finding.code == "stuck-transaction":
+            # Fenced, not aborted partition by partition: a producer that starts with the
+            # same transactional.id makes the coordinator abort the open transaction on
+            # every partition and the offsets with it, atomically. Abort markers written
+            # by hand could abort the answers of a transaction whose offsets then commit.
+            fence(self._bootstrap, data["transactional_id"])
+            return f"fenced {data['transactional_id']}: its open transaction was aborted"
+        topic, partition, start = data["topic"], int(data["partition"]), int(data["start_offset"])
+        self._tool.abort(topic, partition, start)
+        return f"aborted the transaction on {topic}-{partition} that began at offset {start}"
 
     def _brokers(self) -> list[int]:
         cluster = self._admin.describe_cluster(request_timeout=METADATA_TIMEOUT_SECONDS)
@@ -208,7 +213,7 @@ class Doctor:
         row = self._tool.describe(transactional_id)
         if row.get("TransactionState") not in OPEN_STATES:
             return None  # it ended since ``list``
-        started = float(row.get("CurrentTransactionStartTimeMs") or 0) / 1000
+        started = _number(row.get("CurrentTransactionStartTimeMs")) / 1000
         tps = []
         for name in (row.get("TopicPartitions") or "").split(","):
             topic, _, partition = name.strip().rpartition("-")
@@ -219,23 +224,30 @@ class Doctor:
             producer_id=producer_id,
             state=row["TransactionState"],
             open_seconds=max(time.time() - started, 0.0) if started > 0 else 0.0,
-            timeout_seconds=float(row.get("TransactionTimeoutMs") or 0) / 1000,
+            timeout_seconds=_number(row.get("TransactionTimeoutMs")) / 1000,
             partitions=tuple(tps),
         )
-
-    def _to_abort(self, finding: Finding) -> list[tuple[str, int, int]]:
-        data = finding.data
-        if finding.code == "hanging-transaction":
-            return [(data["topic"], int(data["partition"]), int(data["start_offset"]))]
-        found = []
-        for topic, partition in data["partitions"]:
-            for row in self._tool.producers(topic, partition):
-                start = int(row.get("CurrentTransactionStartOffset") or -1)
-                if int(row.get("ProducerId") or -1) == data["producer_id"] and start >= 0:
-                    found.append((topic, int(partition), start))
-        return found
 
 
 def _reason(exc: KafkaException) -> str:
     error: Any = exc.args[0] if exc.args else None
     return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
+
+
+def _number(text: str | None) -> float:
+    """A figure of the tool's table; "None" and "-1" (nothing there) read as 0."""
+    try:
+        return max(float(text or 0), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def fence(bootstrap: str, transactional_id: str) -> None:
+    """Start, then close, a producer with ``transactional_id``: the coordinator aborts the
+    transaction its previous holder left open. A block still alive under that id finds
+    itself fenced, and starts a new producer; its answers are read and made again."""
+    producer = make_producer(
+        bootstrap, "computeinfra-doctor", **{"transactional.id": transactional_id}
+    )
+    producer.init_transactions(METADATA_TIMEOUT_SECONDS * 3)
+    producer.flush(METADATA_TIMEOUT_SECONDS)

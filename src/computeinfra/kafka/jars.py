@@ -8,15 +8,25 @@ by every checkout. The helpers that run Maven also run Kafka's own tools for the
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from computeinfra.config import ToolSettings
 from computeinfra.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "cache_dir", "ensure_kafka_jars", "require_tool", "run_tool", "tail"]
+__all__ = [
+    "KAFKA_VERSION",
+    "cache_dir",
+    "ensure_kafka_jars",
+    "installed_kafka_jars",
+    "require_tool",
+    "run_tool",
+    "tail",
+]
 
 KAFKA_VERSION: str = ToolSettings.from_env().kafka_version
 
@@ -77,15 +87,33 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _complete(lib, marker, version):  # another process finished while we waited
             return lib
-        marker.unlink(missing_ok=True)
-        shutil.rmtree(lib, ignore_errors=True)
+        # Into a new folder, then moved into place: a broker may be running from the old
+        # one (a cache made before a jar joined the pom), and loads its classes lazily.
+        fresh = home / f"lib.{os.getpid()}.tmp"
+        shutil.rmtree(fresh, ignore_errors=True)
         cmd = [mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies"]
-        cmd += [f"-DoutputDirectory={lib}", f"-Dkafka.version={version}"]
+        cmd += [f"-DoutputDirectory={fresh}", f"-Dkafka.version={version}"]
         run_tool(cmd, f"fetching the Kafka {version} jars with Maven")
         for jar in _EXPECTED:
-            if not (lib / jar.format(version=version)).is_file():
-                raise BrokerError(f"Maven ran but {lib} has no {jar.format(version=version)}")
+            if not (fresh / jar.format(version=version)).is_file():
+                raise BrokerError(f"Maven ran but {fresh} has no {jar.format(version=version)}")
+        marker.unlink(missing_ok=True)
+        if lib.exists():
+            lib.rename(home / f"lib.replaced-{int(time.time())}")
+        fresh.rename(lib)
         marker.write_text(f"{version}\n")
+    return lib
+
+
+def installed_kafka_jars(version: str = KAFKA_VERSION) -> Path:
+    """``<cache>/kafka-<version>/lib`` if it is complete; never fetches (a read-only
+    command such as ``doctor`` must not start a download)."""
+    home = cache_dir() / f"kafka-{version}"
+    lib = home / "lib"
+    if not _complete(lib, home / ".complete", version):
+        raise BrokerError(
+            f"the Kafka {version} jars are not all here: run `computeinfra kafka fetch`"
+        )
     return lib
 
 

@@ -8,10 +8,13 @@ callers ask few questions (``list`` once, ``describe`` only for open transaction
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from .jars import ensure_kafka_jars, require_tool, tail
+from .jars import installed_kafka_jars, require_tool, tail
 
 __all__ = [
     "OpenTransaction",
@@ -20,14 +23,31 @@ __all__ = [
     "TransactionToolError",
 ]
 
+_T = TypeVar("_T")
 TOOL_CLASS = "org.apache.kafka.tools.TransactionsCommand"
 TOOL_TIMEOUT_SECONDS = 60.0
 # A short-lived JVM: start fast, stay small.
-_JVM_OPTIONS = ["-Xmx256m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+# Log4j's default configuration would print its errors on stdout, among the table's rows.
+_JVM_OPTIONS = [
+    "-Xmx256m",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+    "-Dorg.apache.logging.log4j.level=OFF",
+]
+_COLUMN = re.compile(r"^[A-Za-z()]+$")
 
 
 class TransactionToolError(Exception):
     """The tool could not run, or the broker refused the request."""
+
+
+def _parsed(read: Callable[[], list[_T]]) -> list[_T]:
+    """``read()``, with a table we cannot read (another Kafka's columns) as the tool's
+    error, not a traceback."""
+    try:
+        return read()
+    except (KeyError, ValueError) as exc:
+        raise TransactionToolError(f"unexpected output of kafka-transactions: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -58,22 +78,19 @@ class TransactionTool:
         self._bootstrap = bootstrap
 
     def summaries(self) -> list[TransactionSummary]:
-        return [
-            TransactionSummary(
-                row["TransactionalId"], int(row["ProducerId"]), row["TransactionState"]
-            )
-            for row in self._table("list")
-        ]
+        return _parsed(
+            lambda: [
+                TransactionSummary(
+                    row["TransactionalId"], int(row["ProducerId"]), row["TransactionState"]
+                )
+                for row in self._table("list")
+            ]
+        )
 
     def describe(self, transactional_id: str) -> dict[str, str]:
         """State, timeout, how long the current transaction has been open, its partitions."""
         rows = self._table("describe", "--transactional-id", transactional_id)
         return rows[0] if rows else {}
-
-    def producers(self, topic: str, partition: int) -> list[dict[str, str]]:
-        """The producers that wrote to one partition lately, with the offset where each
-        one's open transaction starts (``CurrentTransactionStartOffset``, -1: none)."""
-        return self._table("describe-producers", "--topic", topic, "--partition", str(partition))
 
     def find_hanging(self, broker_id: int, max_timeout_minutes: int) -> list[OpenTransaction]:
         """Transactions open on this broker's partitions for longer than any transaction
@@ -86,16 +103,18 @@ class TransactionTool:
             "--max-transaction-timeout",
             str(max_timeout_minutes),
         )
-        return [
-            OpenTransaction(
-                topic=row["Topic"],
-                partition=int(row["Partition"]),
-                producer_id=int(row["ProducerId"]),
-                start_offset=int(row["StartOffset"]),
-                minutes_open=int(row.get("Duration(min)", "0") or 0),
-            )
-            for row in rows
-        ]
+        return _parsed(
+            lambda: [
+                OpenTransaction(
+                    topic=row["Topic"],
+                    partition=int(row["Partition"]),
+                    producer_id=int(row["ProducerId"]),
+                    start_offset=int(row["StartOffset"]),
+                    minutes_open=int(row.get("Duration(min)", "0") or 0),
+                )
+                for row in rows
+            ]
+        )
 
     def abort(self, topic: str, partition: int, start_offset: int) -> None:
         """Write an abort marker for the transaction that starts at ``start_offset``."""
@@ -110,20 +129,20 @@ class TransactionTool:
         )
 
     def _table(self, *args: str) -> list[dict[str, str]]:
-        lines = [line for line in self._run(*args).splitlines() if line.strip()]
-        if not lines:
-            return []
-        header = [h.strip() for h in lines[0].split("\t")]
-        rows = []
-        for line in lines[1:]:
-            cells = [c.strip() for c in line.split("\t")]
-            rows.append(dict(zip(header, cells, strict=False)))
-        return rows
+        """The tool's table: the header is the first line of column names (a log line
+        the JVM may print first is skipped), rows are the lines with as many cells."""
+        lines = [[c.strip() for c in line.split("\t")] for line in self._run(*args).splitlines()]
+        for index, cells in enumerate(lines):
+            if len(cells) > 1 and all(_COLUMN.match(c) for c in cells if c):
+                header = [c for c in cells if c]
+                rows = [row for row in lines[index + 1 :] if len(row) >= len(header)]
+                return [dict(zip(header, row, strict=False)) for row in rows]
+        return []
 
     def _run(self, *args: str) -> str:
         try:
             java = require_tool("java")
-            lib = ensure_kafka_jars()
+            lib = installed_kafka_jars()
         except Exception as exc:  # no Java or Maven here: say so, do not crash
             raise TransactionToolError(str(exc)) from exc
         cmd = [
