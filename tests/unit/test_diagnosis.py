@@ -7,6 +7,7 @@ from computeinfra.kafka.diagnosis import (
     Level,
     OpenTxn,
     group_findings,
+    settings_findings,
     topic_findings,
     transaction_findings,
 )
@@ -88,3 +89,21 @@ def test_transactions_open_too_long_or_hanging_are_fixable_problems() -> None:
     assert [f.fixable for f in found] == [False, True, True]
     assert "completedJobs-1" in found[1].message and "offset 40" in found[2].message
     assert _codes(transaction_findings([], [], 60.0)) == [("transactions-ok", Level.OK)]
+
+
+def test_topic_settings_that_lose_jobs_or_status_are_named() -> None:
+    counts = {"pendingJobs": 12, "jobStatus": 6, "completedJobs": 12}
+    configs = {
+        "jobStatus": {"cleanup.policy": "delete"},
+        "pendingJobs": {"retention.ms": str(3600 * 1000)},
+        "completedJobs": {"retention.ms": "-1"},
+    }
+    found = settings_findings(configs, counts)
+    assert [f.code for f in found] == [
+        "status-not-compacted",
+        "status-partitions",
+        "short-retention",
+    ]
+    assert "pendingJobs keeps records 1 h" in found[2].message
+    healthy = {"jobStatus": {"cleanup.policy": "compact"}, "pendingJobs": {"retention.ms": "-1"}}
+    assert settings_findings(healthy, {"pendingJobs": 12, "jobStatus": 12}) == []

@@ -121,7 +121,8 @@ class Client:
 
         ``time_limit`` (seconds per attempt) may be longer than the task's default, up to
         its ``max_time_limit``; ``max_attempts`` replaces the task's. Unset, the task's own
-        apply. A value out of range raises ``RequestError`` here, before anything is sent."""
+        apply. A value outside the wire format's bounds raises ``RequestError`` here; one
+        over the task's own maximum comes back as the job's ``rejected`` completion."""
         key = key or new_key()
         try:
             request = JobRequest(

@@ -18,6 +18,7 @@ __all__ = [
     "Level",
     "OpenTxn",
     "group_findings",
+    "settings_findings",
     "topic_findings",
     "transaction_findings",
 ]
@@ -101,60 +102,73 @@ def topic_findings(
     return findings
 
 
+DAY_MS = 24 * 3600 * 1000
+
+
+def settings_findings(
+    configs: Mapping[str, Mapping[str, str]], counts: Mapping[str, int]
+) -> list[Finding]:
+    """What the job topics' settings mean for jobs. ``configs``: topic -> its config;
+    ``counts``: topic -> partitions. Names are the protocol's (``pendingJobs``…)."""
+    findings = []
+    status = configs.get("jobStatus", {})
+    if status and "compact" not in status.get("cleanup.policy", ""):
+        findings.append(Finding("topics", "status-not-compacted", Level.WARNING,
+                                "jobStatus is not compacted: it keeps every status record, "
+                                "and grows with history (set cleanup.policy=compact)"))  # fmt: skip
+    status_count, pending_count = counts.get("jobStatus"), counts.get("pendingJobs")
+    if status_count and pending_count and status_count != pending_count:
+        findings.append(Finding("topics", "status-partitions", Level.WARNING,
+                                f"jobStatus has {status_count} partitions, pendingJobs "
+                                f"{pending_count}: `status` looks for a job's state "
+                                "on the partition of the same number"))  # fmt: skip
+    for topic, what in (("pendingJobs", "a job waiting"), ("completedJobs", "a completion")):
+        retention = int(configs.get(topic, {}).get("retention.ms", "-1") or -1)
+        if 0 <= retention < 7 * DAY_MS:
+            findings.append(Finding("topics", "short-retention", Level.WARNING,
+                                    f"{topic} keeps records {retention / 3_600_000:g} h: "
+                                    f"{what} longer than that is deleted",
+                                    data={"topic": topic, "retention_ms": retention}))  # fmt: skip
+    return findings
+
+
 def group_findings(group: str, view: GroupView) -> list[Finding]:
-    owned = {tp for assignment in view.members.values() for tp in assignment}
     waiting = sum(view.lag.values())
-    data = {"group": group, "state": view.state, "members": len(view.members), "lag": waiting}
+    data = {
+        "group": group,
+        "state": view.state,
+        "members": len(view.members),
+        "lag": waiting,
+        "assignment": {m: [f"{t}-{p}" for t, p in tps] for m, tps in view.members.items()},
+    }
     if not view.members:
         level = Level.WARNING if waiting else Level.NOTE
-        return [
-            Finding(
-                "group",
-                "no-blocks",
-                level,
-                f"no working block is in group {group}; {waiting} job(s) wait",
-                data=data,
-            )
-        ]
-    findings = []
-    unowned = sorted(tp for tp in view.partitions if tp not in owned)
-    if unowned and view.state == "stable":
-        stuck = sum(view.lag.get(tp, 0) for tp in unowned)
-        findings.append(
-            Finding(
-                "group",
-                "unowned-partitions",
-                Level.PROBLEM,
-                f"no block reads {_partitions(unowned)} ({stuck} job(s) wait there) although "
-                "the group is stable: a rebalance that never finished. Restart the blocks "
-                "(`computeinfra up` gives them new seats)",
-                data={**data, "partitions": [list(tp) for tp in unowned], "waiting": stuck},
-            )
-        )
-    elif view.state != "stable":
-        findings.append(
-            Finding(
-                "group",
-                "rebalancing",
-                Level.NOTE,
-                f"group {group} is {view.state}: blocks are joining or "
-                "leaving; ask again in a few seconds",
-                data=data,
-            )
-        )
-    findings.extend(_double_seats(view, data))
+        message = f"no working block is in group {group}; {waiting} job(s) wait"
+        return [Finding("group", "no-blocks", level, message, data=data)]
+    findings = [*_ownership(group, view, data), *_double_seats(view, data)]
     if not findings:
-        findings.append(
-            Finding(
-                "group",
-                "group-ok",
-                Level.OK,
-                f"{len(view.members)} block(s) read all {len(view.partitions)} partitions; "
-                f"{waiting} job(s) not yet committed",
-                data=data,
-            )
-        )
+        message = (f"{len(view.members)} block(s) read all {len(view.partitions)} partitions; "
+                   f"{waiting} job(s) not yet committed")  # fmt: skip
+        findings.append(Finding("group", "group-ok", Level.OK, message, data=data))
     return findings
+
+
+def _ownership(group: str, view: GroupView, data: dict[str, Any]) -> list[Finding]:
+    """Partitions no member of a stable group reads, or a rebalance under way."""
+    if view.state != "stable":
+        message = (f"group {group} is {view.state}: blocks are joining or leaving; ask "
+                   "again in a few seconds")  # fmt: skip
+        return [Finding("group", "rebalancing", Level.NOTE, message, data=data)]
+    owned = {tp for assignment in view.members.values() for tp in assignment}
+    unowned = sorted(tp for tp in view.partitions if tp not in owned)
+    if not unowned:
+        return []
+    stuck = sum(view.lag.get(tp, 0) for tp in unowned)
+    message = (f"no block reads {_partitions(unowned)} ({stuck} job(s) wait there) although "
+               "the group is stable: a rebalance that never finished (`computeinfra up` "
+               "makes a block rejoin after a minute; a restart of `up` does too)")  # fmt: skip
+    data = {**data, "partitions": [list(tp) for tp in unowned], "waiting": stuck}
+    return [Finding("group", "unowned-partitions", Level.PROBLEM, message, data=data)]
 
 
 def _double_seats(view: GroupView, data: dict[str, Any]) -> list[Finding]:

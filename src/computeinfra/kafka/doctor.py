@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import admin as kafka_admin
 from confluent_kafka.admin import AdminClient
 
 from computeinfra.config import Settings
@@ -28,6 +29,7 @@ from .diagnosis import (
     Level,
     OpenTxn,
     group_findings,
+    settings_findings,
     topic_findings,
     transaction_findings,
 )
@@ -86,9 +88,16 @@ class Doctor:
                 data={"brokers": brokers},
             )
         ]
-        partitions = self._partitions()
+        try:
+            partitions = self._partitions()
+        except KafkaException as exc:
+            message = f"cannot list the topics: {_reason(exc)}"
+            return Report(
+                [*findings, Finding("topics", "topics-unreadable", Level.PROBLEM, message)]
+            )
         counts = {t: len(ps) for t, ps in partitions.items() if t in JOB_TOPICS}
         findings += topic_findings(counts, JOB_TOPICS, self._settings.partitions)
+        findings += self._settings_of(counts)
         findings += self._group(partitions)
         findings += self._transactions(brokers)
         return Report(findings)
@@ -115,6 +124,24 @@ class Doctor:
         topic, partition, start = data["topic"], int(data["partition"]), int(data["start_offset"])
         self._tool.abort(topic, partition, start)
         return f"aborted the transaction on {topic}-{partition} that began at offset {start}"
+
+    def _settings_of(self, counts: dict[str, int]) -> list[Finding]:
+        if not counts:
+            return []
+        resource = kafka_admin.ConfigResource  # type: ignore[attr-defined]  # not re-exported
+        resources = [resource(resource.Type.TOPIC, name) for name in counts]
+        try:
+            futures = self._admin.describe_configs(
+                resources, request_timeout=METADATA_TIMEOUT_SECONDS
+            )
+            configs = {
+                found.name: {k: str(v.value) for k, v in future.result().items()}
+                for found, future in futures.items()
+            }
+        except KafkaException as exc:
+            message = f"cannot read the topics' settings: {_reason(exc)}"
+            return [Finding("topics", "settings-unreadable", Level.WARNING, message)]
+        return settings_findings(configs, counts)
 
     def _brokers(self) -> list[int]:
         cluster = self._admin.describe_cluster(request_timeout=METADATA_TIMEOUT_SECONDS)
