@@ -112,6 +112,9 @@ class GroupMember:
         self.topics = list(topics)
         self.assigned: set[tuple[str, int]] = set()
         self.paused: set[tuple[str, int]] = set()
+        # Revoked while paused: librdkafka keeps a partition's pause across a revoke, so
+        # one given back comes back paused (measured) and must be resumed by us.
+        self._revoked_paused: set[tuple[str, int]] = set()
         # Bumped each time a partition is assigned or revoked: what was expected of it
         # under an earlier assignment no longer holds (``positions.py``).
         self.epochs: dict[tuple[str, int], int] = {}
@@ -123,7 +126,10 @@ class GroupMember:
         return consumer
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        given = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned |= given
+        self.paused |= self._revoked_paused & given  # still paused: ``pause_only`` resumes
+        self._revoked_paused -= given
         self._bump(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -132,6 +138,7 @@ class GroupMember:
         # commit against the rebalance it is part of.
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= gone
+        self._revoked_paused |= self.paused & gone
         self.paused -= gone
         self._bump(partitions)
 
@@ -166,6 +173,7 @@ class GroupMember:
             self.consumer.close()
         self.assigned.clear()
         self.paused.clear()
+        self._revoked_paused.clear()  # a new consumer pauses nothing
         self.consumer = self._join()
 
     def close(self) -> None:

@@ -1,0 +1,75 @@
+"""A partition revoked while paused and given back comes back paused: librdkafka keeps the
+pause across the revoke. The supervisor's record of what it paused said otherwise, so such
+a partition was never resumed and its jobs waited for ever (a block idle, its partition's
+lag not moving: seen in test_scale_out after a session timeout under load). On a broker
+of its own, with two members of a private group: no stack, no Ray."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from computeinfra.block.membership import GroupMember
+from computeinfra.config import Settings
+from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+from computeinfra.kafka.clients import make_producer
+from computeinfra.testing.stack import free_port, settings_under
+from tests.helpers import wait_for
+
+TOPIC = "pauseTest"
+TIMEOUT = 60.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    broker = LocalBroker(
+        BrokerConfig(data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    )
+    broker.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.config.bootstrap})
+        for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
+            future.result(30)
+        found = settings_under({"COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap})
+        yield replace(found, group=f"pause-{uuid.uuid4().hex[:8]}")
+    finally:
+        broker.stop()
+
+
+def _serve(*members: GroupMember) -> list[bytes]:
+    """One poll of each (the group protocol runs in it); the values read."""
+    return [m.value() or b"" for member in members for m in member.records(100, 0.1)]
+
+
+def test_a_partition_given_back_while_paused_is_resumed(settings: Settings) -> None:
+    first = GroupMember(settings, "first", [TOPIC])
+    second: GroupMember | None = None
+    try:
+        wait_for(lambda: _serve(first) is not None and len(first.assigned) == 2, TIMEOUT,
+                 "the first member to hold both partitions")  # fmt: skip
+        first.pause_only(set(first.assigned))  # as a block with a full queue does
+        second = GroupMember(settings, "second", [TOPIC])
+        wait_for(lambda: _serve(first, second) is not None and len(first.assigned) == 1,
+                 TIMEOUT, "a partition to move to the second member")  # fmt: skip
+        second.close()  # a static member leaves no word: its session times out
+        second = None
+        wait_for(lambda: _serve(first) is not None and len(first.assigned) == 2, TIMEOUT,
+                 "the partition to come back")  # fmt: skip
+
+        first.pause_only(set())  # the queue drained: everything is to be read again
+        producer = make_producer(settings.bootstrap_servers)
+        for partition in (0, 1):
+            producer.produce(TOPIC, f"to-{partition}".encode(), partition=partition)
+        assert producer.flush(30) == 0
+        seen: set[bytes] = set()
+        wait_for(lambda: seen.update(_serve(first)) or seen >= {b"to-0", b"to-1"}, TIMEOUT,
+                 "a record from each partition")  # fmt: skip
+    finally:
+        for member in (first, second):
+            if member is not None:
+                member.close()
