@@ -1,6 +1,6 @@
 """Ctrl-C at every stage of `computeinfra up` (issue #17, item 3): while the broker
-starts, while Ray starts, while the blocks start. Each time `up` exits by itself and
-leaves no process behind (Ray's agents included), and the broker's data is kept."""
+starts, while Ray starts, while the blocks start. Each time `up` exits by itself, with no
+traceback, and leaves no process behind (Ray's agents included)."""
 
 from __future__ import annotations
 
