@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -24,7 +24,13 @@ from computeinfra.protocol import (
     PENDING_TOPIC,
 )
 
-__all__ = ["check_reachable", "consumer_lag", "ensure_lane_topics", "ensure_topics"]
+__all__ = [
+    "check_reachable",
+    "consumer_lag",
+    "ensure_lane_topics",
+    "ensure_topics",
+    "partition_lag",
+]
 
 _log = logging.getLogger("computeinfra.kafka")
 TOPIC_ALREADY_EXISTS = 36
@@ -123,16 +129,34 @@ def consumer_lag(bootstrap: str, group: str, topic: str = PENDING_TOPIC) -> int 
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             return None
-        partitions = [TopicPartition(topic, p) for p in found.partitions]
-        committed = consumer.committed(partitions, timeout=METADATA_TIMEOUT_SECONDS)
-        lag = 0
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-            position = tp.offset if tp.offset >= 0 else low
-            lag += max(high - position, 0)
-        return lag
+        return sum(lag_of(consumer, [(topic, p) for p in found.partitions]).values())
     except KafkaException as exc:
         _log.warning("cannot read the lag of group %s: %s", group, exc)
         return None
     finally:
         consumer.close()
+
+
+def partition_lag(
+    bootstrap: str, group: str, where: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """Per partition, the records ``group`` has not committed yet; raises ``KafkaException``."""
+    consumer = make_consumer(bootstrap, group, client_id="computeinfra-lag")
+    try:
+        return lag_of(consumer, where)
+    finally:
+        consumer.close()
+
+
+def lag_of(consumer: Consumer, where: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """What ``consumer``'s group has not committed on each partition: from the committed
+    offset (or the log's start, if none) to the end."""
+    if not where:
+        return {}
+    tps = [TopicPartition(topic, partition) for topic, partition in where]
+    lag = {}
+    for tp in consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS):
+        low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+        position = tp.offset if tp.offset >= 0 else low
+        lag[(tp.topic, tp.partition)] = max(high - position, 0)
+    return lag

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from confluent_kafka import admin as kafka_admin
 from confluent_kafka.admin import AdminClient
 
@@ -22,7 +22,8 @@ from computeinfra.protocol import (
     PENDING_TOPIC,
 )
 
-from .clients import METADATA_TIMEOUT_SECONDS, common_config, make_consumer, make_producer
+from .admin import partition_lag
+from .clients import METADATA_TIMEOUT_SECONDS, common_config, make_producer
 from .diagnosis import (
     Finding,
     GroupView,
@@ -185,7 +186,7 @@ class Doctor:
         # none of them in the group, nobody should read it.
         lanes = {topic for assignment in members.values() for topic, _p in assignment}
         read = [tp for tp in read if tp[0] == PENDING_TOPIC or tp[0] in lanes]
-        lag = self._lag(group, read) if with_lag else {}
+        lag = partition_lag(self._bootstrap, group, read) if with_lag else {}
         return GroupView(described.state.name.lower(), members, read, lag)
 
     def _group(self, partitions: dict[str, list[int]]) -> list[Finding]:
@@ -196,21 +197,6 @@ class Doctor:
             message = f"cannot describe group {group}: {_reason(exc)}"
             return [Finding("group", "group-unreadable", Level.WARNING, message)]
         return group_findings(group, view)
-
-    def _lag(self, group: str, read: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        consumer = make_consumer(self._bootstrap, group, client_id="computeinfra-doctor")
-        try:
-            tps = [TopicPartition(t, p) for t, p in read]
-            committed = consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS) if tps else []
-            lag = {}
-            for tp in committed:
-                low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-                lag[(tp.topic, tp.partition)] = max(
-                    high - (tp.offset if tp.offset >= 0 else low), 0
-                )
-            return lag
-        finally:
-            consumer.close()
 
     def _transactions(self, brokers: list[int]) -> list[Finding]:
         try:
