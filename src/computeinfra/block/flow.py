@@ -32,7 +32,7 @@ from .pipeline import Result
 from .positions import Positions, where_of
 from .retries import Retries
 from .slots import Slot, SlotMaker, longest_left
-from .transaction import Outbox, PartitionLost
+from .transaction import Outbox, OutboxRecord, PartitionLost
 
 __all__ = ["Flow"]
 
@@ -70,6 +70,8 @@ class Flow:
         self._pending: dict[Key, Slot] = {}  # taken, not answered
         self._answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0
+        self._dispatched_since = 0.0  # the first dispatch since the last commit, or 0
+        self._carried: list[OutboxRecord] = []  # middleware records of a commit fenced
         self._retries = Retries()
         self._orphans = Orphans()
         self._paused_full = False
@@ -112,8 +114,9 @@ class Flow:
 
     def _tick(self) -> float:
         tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
-        if self._answers:
-            due = self._answers_since + self._settings.commit_window - time.monotonic()
+        since = self._due_since()
+        if since:
+            due = since + self._settings.commit_window - time.monotonic()
             tick = min(tick, max(due, 0.0))
         retry = self._retries.wait()
         if retry is not None:
@@ -125,6 +128,7 @@ class Flow:
     def _take(self, records: list[Message]) -> None:
         member = self._member
         assert member is not None
+        ready: list[Slot] = []
         for message in self._positions.admit(records, member.epochs, member.consumer):
             key: Key = (where_of(message), message.offset() or 0)
             orphan = self._orphans.adopt(key)
@@ -137,11 +141,18 @@ class Flow:
             self._pending[key] = slot
             if slot.answered:
                 self._answered(slot)
-            elif orphan is None:
-                self._dispatch(slot)
+            elif orphan is None and self._dispatching(slot):
+                ready.append(slot)
+        self._queue(ready)
 
     def _dispatch(self, slot: Slot) -> None:
         """Queue ``slot``'s next attempt for a worker; a hook that raises answers it."""
+        if self._dispatching(slot):
+            self._queue([slot])
+
+    def _dispatching(self, slot: Slot) -> bool:
+        """Whether ``slot``'s next attempt may go to a worker: a hook that raises answers it
+        instead."""
         assignment = slot.assignment
         assert assignment is not None
         try:
@@ -149,8 +160,14 @@ class Flow:
         except HookError as error:
             self._slots.answer_hook_error(slot, error, attempts=assignment.attempt - 1)
             self._answered(slot)
-            return
-        self._jobs.put(slot)
+            return False
+        return True
+
+    def _queue(self, slots: list[Slot]) -> None:
+        if slots:
+            if not self._dispatched_since:
+                self._dispatched_since = time.monotonic()
+            self._jobs.put(slots)
 
     def _hand_over(self, member: GroupMember) -> None:
         """Forward the jobs this block's held workers cannot start soon to another block
@@ -268,33 +285,46 @@ class Flow:
         wanted = set(member.assigned) if self._paused_full or self.draining else set()
         member.pause_only(wanted | self._positions.crowded())
 
+    def _due_since(self) -> float:
+        """Since when something waits for a transaction (an answer, or a job sent to a
+        worker whose ``running`` the middleware publishes), or 0."""
+        since = [t for t in (self._answers_since if self._answers else 0.0,
+                             self._dispatched_since) if t]  # fmt: skip
+        return min(since, default=0.0)
+
     def _commit_due(self) -> bool:
-        if not self._answers or time.monotonic() < self._commit_after:
+        since = self._due_since()
+        if not since or time.monotonic() < self._commit_after:
             return False
-        waited = time.monotonic() - self._answers_since
         return (
             not self._pending
-            or waited >= self._settings.commit_window
+            or time.monotonic() - since >= self._settings.commit_window
             or len(self._answers) >= MAX_ANSWERS_PER_TRANSACTION
         )
 
     def commit(self) -> None:
-        """Commit the answers in hand that fit, with their partitions' offsets."""
+        """Commit the answers in hand that fit, with their partitions' offsets, and what the
+        middleware publishes with them."""
         plan = self._positions.plan()
-        if not plan.answers:  # none fits yet (a crowded map): wait a window, do not spin
+        self._carried += self._hooks.commit_records()
+        self._dispatched_since = 0.0
+        if not plan.answers and not self._carried:
+            # None fits yet (a crowded map): wait a window, do not spin.
             self._answers_since = time.monotonic()
             return
         assert self._outbox is not None and self._member is not None
         slots = [self._answers[key] for key in plan.answers]
-        self._hooks.before_commit()
         try:
-            records = [record for slot in slots for record in slot.records]
+            records = [*self._carried, *(record for slot in slots for record in slot.records)]
             self._outbox.commit(self._member.consumer, plan.offsets, records)
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
             self._commit_after = time.monotonic() + FENCED_PAUSE_SECONDS
+            if self._carried:
+                self._dispatched_since = time.monotonic()
             return
+        self._carried = []
         self._positions.committed(plan)
         for key in plan.answers:
             del self._answers[key]

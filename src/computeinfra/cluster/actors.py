@@ -122,7 +122,7 @@ class _SupervisorHost:
                 AnalyzerReporter(send, block),
                 RetryPolicy(settings.retry_backoff, settings.retry_backoff_max),
                 DeadLetterFailures(),
-                StatusPublisher(settings.bootstrap_servers, block, node),
+                StatusPublisher(block, node),
                 *load_middleware(settings.middleware),
             ],
             node=node,

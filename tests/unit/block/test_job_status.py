@@ -18,27 +18,6 @@ from computeinfra.protocol import (
 from computeinfra.web.board import JobBoard
 
 
-class Sink:
-    """Stands in for a producer: records what was produced, and when it was flushed."""
-
-    def __init__(self) -> None:
-        self.produced: list[tuple[str, bytes, bytes]] = []
-        self.flushed_at: list[int] = []
-
-    def produce(
-        self, topic: str, value: bytes | str | None = None, key: bytes | str | None = None
-    ) -> None:
-        assert isinstance(value, bytes) and isinstance(key, bytes)
-        self.produced.append((topic, key, value))
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        self.flushed_at.append(len(self.produced))
-        return 0
-
-
 class Empty(BaseModel):
     pass
 
@@ -55,19 +34,17 @@ def completion(status: Status = Status.SUCCEEDED, attempts: int = 2) -> Completi
     )  # fmt: skip
 
 
-def test_running_on_dispatch_flushed_before_commit_then_terminal_in_the_transaction() -> None:
-    sink = Sink()
-    publisher = StatusPublisher("unused:1", block=1, node="n1", producer=sink)
+def test_running_goes_in_the_next_transaction_then_terminal_with_the_completion() -> None:
+    publisher = StatusPublisher(block=1, node="n1")
     publisher.before_dispatch(assignment(1))
-    publisher.before_dispatch(assignment(2))
-    running = [decode_job_status(value) for _t, _k, value in sink.produced]
-    assert [(s.state, s.attempt, s.block, s.node) for s in running] == [
-        (JobState.RUNNING, 1, 1, "n1"),
-        (JobState.RUNNING, 2, 1, "n1"),
-    ]
-    assert {topic for topic, _k, _v in sink.produced} == {JOB_STATUS_TOPIC}
-    publisher.before_commit()
-    assert sink.flushed_at == [2]  # both running records delivered before the commit
+    publisher.before_dispatch(assignment(2))  # a retry: its latest attempt is what runs
+    (record,) = publisher.commit_records()
+    running = decode_job_status(record.value)
+    assert (record.topic, record.key) == (JOB_STATUS_TOPIC, b"k1")
+    assert (running.state, running.attempt, running.block, running.node) == (
+        JobState.RUNNING, 2, 1, "n1")  # fmt: skip
+    assert running.started_at is not None and running.started_at == running.at
+    assert publisher.commit_records() == []  # published once
     (record,) = publisher.extra_records(completion(Status.FAILED), b"{}")
     assert (record.topic, record.key) == (JOB_STATUS_TOPIC, b"k1")
     final = decode_job_status(record.value)
@@ -75,16 +52,20 @@ def test_running_on_dispatch_flushed_before_commit_then_terminal_in_the_transact
     assert final.terminal
 
 
-def test_no_flush_when_nothing_was_produced() -> None:
-    sink = Sink()
-    StatusPublisher("unused:1", block=0, producer=sink).before_commit()
-    assert sink.flushed_at == []
+def test_a_job_answered_before_the_transaction_gets_only_its_terminal_status() -> None:
+    publisher = StatusPublisher(block=0)
+    publisher.before_dispatch(assignment())
+    (record,) = publisher.extra_records(completion(), None)
+    assert decode_job_status(record.value).state is JobState.SUCCEEDED
+    # Its running would follow its terminal state in the transaction, and compaction
+    # would keep it: it is never published.
+    assert publisher.commit_records() == []
 
 
 def test_board_never_moves_a_job_back() -> None:
     board = JobBoard(capacity=10)
     request = JobRequest(task="sleep", payload={}, result_dir="out", submitted_at=100.0)
-    publisher = StatusPublisher("unused:1", block=0, producer=Sink())
+    publisher = StatusPublisher(block=0)
     final = completion()
     assert board.completion(final) is not None
     # A running status and the request, read late from other topics, change nothing.
@@ -98,10 +79,11 @@ def test_board_keeps_what_later_steps_do_not_carry_and_bounds_its_size() -> None
     board = JobBoard(capacity=2)
     request = JobRequest(task="sleep", payload={}, result_dir="kept", submitted_at=100.0)
     board.request("k1", request, 100.0)
-    sink = Sink()
-    StatusPublisher("unused:1", block=0, producer=sink).before_dispatch(assignment())
+    publisher = StatusPublisher(block=0)
+    publisher.before_dispatch(assignment())
     # A status from an older writer, without the result folder.
-    status = decode_job_status(sink.produced[0][2]).model_copy(update={"result_dir": None})
+    (record,) = publisher.commit_records()
+    status = decode_job_status(record.value).model_copy(update={"result_dir": None})
     running = board.status(status)
     assert running is not None and running.state is JobState.RUNNING
     assert running.result_dir == "kept" and running.max_attempts == 3

@@ -110,10 +110,10 @@ def test_a_long_job_holds_one_lane_and_the_others_take_the_rest() -> None:
         lane.start()
     try:
         jobs.put(
-            _slot("long", seconds=3.0, task="crunch")
+            [_slot("long", seconds=3.0, task="crunch")]
         )  # the worker thread outlives the test this long
         for index in range(5):
-            jobs.put(_slot(f"short-{index}"))
+            jobs.put([_slot(f"short-{index}")])
         done = [events.get(timeout=TIMEOUT).slot for _ in range(5)]
         assert sorted(s.key for s in done if s) == [f"short-{i}" for i in range(5)]
         assert any(lane.held(0.0) and lane.running[0].key == "long" for lane in lanes)
@@ -130,7 +130,7 @@ def test_a_job_handed_over_already_waits_before_it_moves_again_and_retries_stay(
     assert retry.assignment is not None
     retry.assignment = retry.assignment.next_attempt()
     for slot in (fresh, retry, gone, young, old, passed_on):
-        jobs.put(slot)
+        jobs.put([slot])
     old.queued_at -= 5.0
     gone.released = True  # let go (its partition moved): not this block's to hand over
     handover = Handover(2.0, lambda seconds: True, block=0)
@@ -164,12 +164,12 @@ def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
     busy = WorkerLane(_SleepingWorker(), 0, jobs, events, 0, stop, 4)
     busy.start()
     try:
-        jobs.put(_slot("long", seconds=3.0))
+        jobs.put([_slot("long", seconds=3.0)])
         wait_until = time.monotonic() + TIMEOUT
         while not busy.running and time.monotonic() < wait_until:
             time.sleep(0.001)  # polling a condition with a deadline
         for index in range(3):
-            jobs.put(_slot(f"short-{index}"))
+            jobs.put([_slot(f"short-{index}")])
         while len(busy.running) < 4 and time.monotonic() < wait_until:
             time.sleep(0.001)  # until they are queued behind the long one at its worker
         assert len(busy.running) in (1, 4)  # queued behind it, or already taken back
@@ -188,7 +188,7 @@ def test_while_every_worker_is_held_queued_jobs_go_at_once_to_partitions_others_
     assert retry.assignment is not None
     retry.assignment = retry.assignment.next_attempt()
     for slot in (first, second, retry):
-        jobs.put(slot)  # just queued: none has waited
+        jobs.put([slot])  # just queued: none has waited
     consumer: Any = _MetadataConsumer()
     mine = {("pendingJobs", 0), ("pendingJobs", 1)}
     assert Handover(2.0, lambda seconds: False, block=0).take(jobs, consumer, mine) == []
@@ -225,7 +225,7 @@ def test_a_lane_that_fails_starts_clean_and_the_job_it_was_on_fails_alone(
     stop = threading.Event()
     lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
     for key in ("poison", "after-0", "after-1"):
-        jobs.put(_slot(key))
+        jobs.put([_slot(key)])
     lane.start()
     try:
         got = [events.get(timeout=TIMEOUT) for _ in range(4)]

@@ -60,8 +60,10 @@ class Middleware:
         """Records to publish in the same transaction as ``completion``."""
         return ()
 
-    def before_commit(self) -> None:
-        """A transaction of answers is about to commit: flush what must land before them."""
+    def commit_records(self) -> Sequence[OutboxRecord]:
+        """Records to publish in the transaction about to commit, before its answers (what
+        happened since the last one, such as attempts that started)."""
+        return ()
 
     def on_worker_restart(self) -> None:
         """The worker process died (or was killed) and is being restarted."""
@@ -89,7 +91,7 @@ class MiddlewareChain(Middleware):
 
     A hook that raises while a job is handled raises ``HookError`` (the caller answers that
     job with it); one that raises outside a job (``on_idle``, ``on_worker_restart``,
-    ``before_commit``, ``after_completion``) is logged and counted, and the chain goes on.
+    ``commit_records``, ``after_completion``) is logged and counted, and the chain goes on.
     """
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
@@ -163,8 +165,16 @@ class MiddlewareChain(Middleware):
                 continue
         return records
 
-    def before_commit(self) -> None:
-        self._all("before_commit")
+    def commit_records(self) -> list[OutboxRecord]:
+        """Every middleware's ``commit_records``; one that fails is logged, counted and
+        left out (the transaction carries answers, which must not wait on a hook)."""
+        records: list[OutboxRecord] = []
+        for m in self.middleware:
+            try:
+                records.extend(m.commit_records())
+            except Exception as exc:
+                self._failed(m, "commit_records", exc)
+        return records
 
     def on_worker_restart(self) -> None:
         self._all("on_worker_restart")
