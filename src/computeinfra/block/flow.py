@@ -3,8 +3,8 @@
 The thread never waits on a job. It polls ``pendingJobs`` (briefly while jobs run), takes
 the records it may (``positions.py``), answers at once those that need no worker, queues the
 others for its lanes, turns each attempt's result into an answer or a retry (after a
-backoff, without holding anything else back), and commits what is answered once the oldest
-answer has waited ``commit_window``, or nothing else is running.
+backoff, without holding anything else back), and commits what is answered when a
+transaction is due (``commits.py``).
 
 Jobs whose partition moved, or whose consume round ended, are *let go*: kept for a while
 as orphans, so that if their record comes back to this block the running job is taken up
@@ -22,6 +22,7 @@ from confluent_kafka import Message
 from computeinfra.config import Settings
 
 from .answers import complete
+from .commits import Commits
 from .handover import Handover
 from .jobs import Failure, Outcome, judge
 from .lanes import JobQueue, LaneEvent
@@ -32,7 +33,7 @@ from .pipeline import Result
 from .positions import Positions, where_of
 from .retries import Retries
 from .slots import Slot, SlotMaker, longest_left
-from .transaction import Outbox, OutboxRecord, PartitionLost
+from .transaction import Outbox
 
 __all__ = ["Flow"]
 
@@ -41,8 +42,6 @@ _log = logging.getLogger("computeinfra.supervisor")
 # could take more, so new records start soon; longer while jobs queue anyway.
 TICK_SECONDS = 0.005
 BUSY_TICK_SECONDS = 0.05
-MAX_ANSWERS_PER_TRANSACTION = 1000
-FENCED_PAUSE_SECONDS = 0.2
 
 
 class Flow:
@@ -68,17 +67,17 @@ class Flow:
         self._outbox: Outbox | None = None
         self._positions = Positions()
         self._pending: dict[Key, Slot] = {}  # taken, not answered
-        self._answers: dict[Key, Slot] = {}  # answered, not committed
-        self._answers_since = 0.0
-        self._dispatched_since = 0.0  # the first dispatch since the last commit, or 0
-        self._carried: list[OutboxRecord] = []  # middleware records of a commit fenced
+        self._commits = Commits(hooks, settings.commit_window, block)
+        self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
         self._orphans = Orphans()
         self._paused_full = False
-        self._commit_after = 0.0  # after a fenced commit: let the rebalance end first
         self.draining = False
         self.drain_seconds: float | None = None  # None: the longest remaining time limit
-        self.processed = 0
+
+    @property
+    def processed(self) -> int:
+        return self._commits.processed
 
     @property
     def backing_off(self) -> bool:
@@ -104,7 +103,7 @@ class Flow:
         for slot in self._orphans.expired():
             self._release(slot)
         self._pause(member)
-        if self._commit_due():
+        if self._commits.due(running=bool(self._pending)):
             self.commit()
         if not (self._pending or self._answers):
             self._hooks.on_idle()
@@ -114,7 +113,7 @@ class Flow:
 
     def _tick(self) -> float:
         tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
-        since = self._due_since()
+        since = self._commits.since()
         if since:
             due = since + self._settings.commit_window - time.monotonic()
             tick = min(tick, max(due, 0.0))
@@ -165,8 +164,7 @@ class Flow:
 
     def _queue(self, slots: list[Slot]) -> None:
         if slots:
-            if not self._dispatched_since:
-                self._dispatched_since = time.monotonic()
+            self._commits.dispatched()
             self._jobs.put(slots)
 
     def _hand_over(self, member: GroupMember) -> None:
@@ -240,10 +238,7 @@ class Flow:
             return  # let go: an orphan keeps its answer, in case its record comes back
         del self._pending[key]
         if self._positions.answer(*key):
-            slot.answered_at = time.monotonic()
-            if not self._answers:
-                self._answers_since = slot.answered_at
-            self._answers[key] = slot
+            self._commits.add(key, slot)
 
     # -- letting go ----------------------------------------------------------------------------
 
@@ -285,56 +280,10 @@ class Flow:
         wanted = set(member.assigned) if self._paused_full or self.draining else set()
         member.pause_only(wanted | self._positions.crowded())
 
-    def _due_since(self) -> float:
-        """Since when something waits for a transaction (an answer, or a job sent to a
-        worker whose ``running`` the middleware publishes), or 0."""
-        since = [t for t in (self._answers_since if self._answers else 0.0,
-                             self._dispatched_since) if t]  # fmt: skip
-        return min(since, default=0.0)
-
-    def _commit_due(self) -> bool:
-        since = self._due_since()
-        if not since or time.monotonic() < self._commit_after:
-            return False
-        return (
-            not self._pending
-            or time.monotonic() - since >= self._settings.commit_window
-            or len(self._answers) >= MAX_ANSWERS_PER_TRANSACTION
-        )
-
     def commit(self) -> None:
-        """Commit the answers in hand that fit, with their partitions' offsets, and what the
-        middleware publishes with them."""
-        plan = self._positions.plan()
-        self._carried += self._hooks.commit_records()
-        self._dispatched_since = 0.0
-        if not plan.answers and not self._carried:
-            # None fits yet (a crowded map): wait a window, do not spin.
-            self._answers_since = time.monotonic()
-            return
+        """Commit the answers in hand that fit (``commits.py``)."""
         assert self._outbox is not None and self._member is not None
-        slots = [self._answers[key] for key in plan.answers]
-        try:
-            records = [*self._carried, *(record for slot in slots for record in slot.records)]
-            self._outbox.commit(self._member.consumer, plan.offsets, records)
-        except PartitionLost as lost:
-            # Kept: the next poll completes the rebalance; what is still ours commits then.
-            _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
-            self._commit_after = time.monotonic() + FENCED_PAUSE_SECONDS
-            if self._carried:
-                self._dispatched_since = time.monotonic()
-            return
-        self._carried = []
-        self._positions.committed(plan)
-        for key in plan.answers:
-            del self._answers[key]
-        # The oldest answer left: those ready during this transaction have waited already,
-        # and go in the next one at once (not a window after this one ended).
-        self._answers_since = min((s.answered_at for s in self._answers.values()), default=0.0)
-        self.processed += len(slots)
-        for slot in slots:
-            if slot.completion is not None:
-                self._hooks.after_completion(slot.completion)
+        self._commits.commit(self._positions, self._outbox, self._member.consumer)
 
     def drain(self) -> None:
         """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest
