@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 
 from confluent_kafka import Consumer
 
@@ -19,7 +20,7 @@ from .middleware import MiddlewareChain
 from .orphans import Key
 from .positions import Positions
 from .slots import Slot
-from .transaction import Outbox, OutboxRecord, PartitionLost
+from .transaction import Outbox, PartitionLost
 
 __all__ = ["MAX_ANSWERS_PER_TRANSACTION", "Commits"]
 
@@ -36,7 +37,6 @@ class Commits:
         self.answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0  # monotonic: when the oldest answer was ready
         self._dispatched_since = 0.0  # the first dispatch since the last commit, or 0
-        self._carried: list[OutboxRecord] = []  # middleware records of a commit fenced
         self._after = 0.0  # after a fenced commit: let the rebalance end first
         self.processed = 0
 
@@ -68,29 +68,33 @@ class Commits:
             or len(self.answers) >= MAX_ANSWERS_PER_TRANSACTION
         )
 
-    def commit(self, positions: Positions, outbox: Outbox, consumer: Consumer) -> None:
+    def commit(
+        self, positions: Positions, outbox: Outbox, consumer: Consumer, in_hand: Collection[str]
+    ) -> None:
         """Commit the answers in hand that fit, with their partitions' offsets, and what the
-        middleware publishes with them."""
+        middleware publishes with them (``in_hand``: the keys of the jobs still held)."""
         plan = positions.plan()
-        self._carried += self._hooks.commit_records()
+        extra = self._hooks.commit_records(in_hand)
         self._dispatched_since = 0.0
-        if not plan.answers and not self._carried:
+        if not plan.answers and not extra:
             # None fits yet (a crowded map): wait a window, do not spin.
             self._answers_since = time.monotonic()
             return
         slots = [self.answers[key] for key in plan.answers]
         try:
-            records = [*self._carried, *(record for slot in slots for record in slot.records)]
+            records = [*extra, *(record for slot in slots for record in slot.records)]
             outbox.commit(consumer, plan.offsets, records)
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
+            # The middleware's records are not kept: a job let go in the rebalance must not
+            # show running after its new owner answered it (one still held just shows
+            # pending until its answer).
             self._after = time.monotonic() + FENCED_PAUSE_SECONDS
-            if self._carried:
-                self._dispatched_since = time.monotonic()
             return
-        self._carried = []
         positions.committed(plan)
+        if not plan.answers:  # only middleware records: the answers' window is unchanged
+            return
         for key in plan.answers:
             del self.answers[key]
         # The oldest answer left: those ready during this transaction have waited already,

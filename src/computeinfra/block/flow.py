@@ -283,7 +283,8 @@ class Flow:
     def commit(self) -> None:
         """Commit the answers in hand that fit (``commits.py``)."""
         assert self._outbox is not None and self._member is not None
-        self._commits.commit(self._positions, self._outbox, self._member.consumer)
+        in_hand = {slot.key for slot in self._pending.values()}
+        self._commits.commit(self._positions, self._outbox, self._member.consumer, in_hand)
 
     def drain(self) -> None:
         """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest

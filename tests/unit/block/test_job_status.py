@@ -38,13 +38,13 @@ def test_running_goes_in_the_next_transaction_then_terminal_with_the_completion(
     publisher = StatusPublisher(block=1, node="n1")
     publisher.before_dispatch(assignment(1))
     publisher.before_dispatch(assignment(2))  # a retry: its latest attempt is what runs
-    (record,) = publisher.commit_records()
+    (record,) = publisher.commit_records({"k1"})
     running = decode_job_status(record.value)
     assert (record.topic, record.key) == (JOB_STATUS_TOPIC, b"k1")
     assert (running.state, running.attempt, running.block, running.node) == (
         JobState.RUNNING, 2, 1, "n1")  # fmt: skip
     assert running.started_at is not None and running.started_at == running.at
-    assert publisher.commit_records() == []  # published once
+    assert publisher.commit_records({"k1"}) == []  # published once
     (record,) = publisher.extra_records(completion(Status.FAILED), b"{}")
     assert (record.topic, record.key) == (JOB_STATUS_TOPIC, b"k1")
     final = decode_job_status(record.value)
@@ -59,7 +59,16 @@ def test_a_job_answered_before_the_transaction_gets_only_its_terminal_status() -
     assert decode_job_status(record.value).state is JobState.SUCCEEDED
     # Its running would follow its terminal state in the transaction, and compaction
     # would keep it: it is never published.
-    assert publisher.commit_records() == []
+    assert publisher.commit_records({"k1"}) == []
+
+
+def test_a_job_let_go_before_the_transaction_gets_no_running_from_this_block() -> None:
+    publisher = StatusPublisher(block=0)
+    publisher.before_dispatch(assignment())
+    # Its partition moved: its new owner may have answered it already, and a running
+    # written after that would be the state compaction keeps.
+    assert publisher.commit_records(in_hand=set()) == []
+    assert publisher.commit_records({"k1"}) == []  # dropped, not kept for later
 
 
 def test_board_never_moves_a_job_back() -> None:
@@ -82,7 +91,7 @@ def test_board_keeps_what_later_steps_do_not_carry_and_bounds_its_size() -> None
     publisher = StatusPublisher(block=0)
     publisher.before_dispatch(assignment())
     # A status from an older writer, without the result folder.
-    (record,) = publisher.commit_records()
+    (record,) = publisher.commit_records({"k1"})
     status = decode_job_status(record.value).model_copy(update={"result_dir": None})
     running = board.status(status)
     assert running is not None and running.state is JobState.RUNNING

@@ -18,7 +18,7 @@ job's ``failed`` completion, and logs and counts one that raises outside a job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from computeinfra.protocol import Completion
@@ -60,9 +60,10 @@ class Middleware:
         """Records to publish in the same transaction as ``completion``."""
         return ()
 
-    def commit_records(self) -> Sequence[OutboxRecord]:
+    def commit_records(self, in_hand: Collection[str]) -> Sequence[OutboxRecord]:
         """Records to publish in the transaction about to commit, before its answers (what
-        happened since the last one, such as attempts that started)."""
+        happened since the last one, such as attempts that started); ``in_hand``: the keys
+        of the jobs this block still holds (a job let go is another block's now)."""
         return ()
 
     def on_worker_restart(self) -> None:
@@ -165,13 +166,13 @@ class MiddlewareChain(Middleware):
                 continue
         return records
 
-    def commit_records(self) -> list[OutboxRecord]:
+    def commit_records(self, in_hand: Collection[str]) -> list[OutboxRecord]:
         """Every middleware's ``commit_records``; one that fails is logged, counted and
         left out (the transaction carries answers, which must not wait on a hook)."""
         records: list[OutboxRecord] = []
         for m in self.middleware:
             try:
-                records.extend(m.commit_records())
+                records.extend(m.commit_records(in_hand))
             except Exception as exc:
                 self._failed(m, "commit_records", exc)
         return records

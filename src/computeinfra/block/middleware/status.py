@@ -15,7 +15,7 @@ shares the cores with the blocks (measured in issue #13: supervisor CPU -10 to -
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from computeinfra.block.jobs import Assignment
 from computeinfra.block.transaction import OutboxRecord
@@ -89,7 +89,9 @@ class StatusPublisher(Middleware):
         status = terminal_status(completion)
         return [OutboxRecord(JOB_STATUS_TOPIC, completion.key.encode(), encode_job_status(status))]
 
-    def commit_records(self) -> Sequence[OutboxRecord]:
+    def commit_records(self, in_hand: Collection[str]) -> Sequence[OutboxRecord]:
+        # Only jobs still held: one let go (a rebalance, a round that ended) may have been
+        # answered by its new owner already, and a running after that would stay for good.
         started, self._started = self._started, {}
         return [
             OutboxRecord(
@@ -98,4 +100,5 @@ class StatusPublisher(Middleware):
                 encode_job_status(running_status(assignment, self._block, self._node, at)),
             )
             for key, (assignment, at) in started.items()
+            if key in in_hand
         ]
