@@ -141,6 +141,9 @@ class Settings:
     # remaining time limit).
     drain_seconds: float | None = None
     commit_window: float = 0.01
+    # How long an attempt is with the workers before its ``running`` status is published
+    # (a shorter job gets no status record, only its completion).
+    running_status_after: float = 0.5
     # A task whose recent run time is under this shares a worker call with others.
     quick_job_seconds: float = 0.005
     # How long a view of the Ray cluster's nodes is reused by placement.
@@ -242,6 +245,7 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
             else None
         ),
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
+        "running_status_after": env.number("COMPUTEINFRA_RUNNING_STATUS_AFTER_MS", 500.0) / 1000,
         "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
     }
 

@@ -118,7 +118,9 @@ def test_events_stream_states_and_the_completion(stack: Stack, web: httpx.Client
         reader = threading.Thread(target=listen, args=(response,), daemon=True)
         reader.start()
         wait_for(opened.is_set, TIMEOUT, "the stream to open")
-        key = submit(web, "sleep", {"seconds": 0.1}, "web/sse")
+        # Longer than COMPUTEINFRA_RUNNING_STATUS_AFTER_MS: a quicker job is never shown
+        # running, only pending, then its completion.
+        key = submit(web, "sleep", {"seconds": 1}, "web/sse")
         wait_for(
             lambda: any(e == "completion" and d["key"] == key for e, d in list(seen)),
             TIMEOUT,

@@ -2,10 +2,10 @@
 
 A transaction carries every answer ready that fits in its partition's map of answered
 offsets (``positions.py``), and what the middleware publishes beside them (a job's
-``running``). It is due once the oldest answer, or the first job sent to a worker since the
-last one, has waited ``commit_window``; at once when nothing else is running; or when
-``MAX_ANSWERS_PER_TRANSACTION`` are ready. A commit the group fenced is kept and tried again
-after the rebalance.
+``running``). It is due once the oldest answer has waited ``commit_window``; at once when
+nothing else is running; when ``MAX_ANSWERS_PER_TRANSACTION`` are ready; or when the
+middleware has records due (``records_due``), answers or not. A commit the group fenced is
+kept and tried again after the rebalance.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class Commits:
         self._block = block
         self.answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0  # monotonic: when the oldest answer was ready
-        self._dispatched_since = 0.0  # the first dispatch since the last commit, or 0
         self._after = 0.0  # after a fenced commit: let the rebalance end first
         self.processed = 0
 
@@ -46,27 +45,27 @@ class Commits:
             self._answers_since = slot.answered_at
         self.answers[key] = slot
 
-    def dispatched(self) -> None:
-        """A job was sent to the workers: its ``running`` goes in the next transaction."""
-        if not self._dispatched_since:
-            self._dispatched_since = time.monotonic()
-
-    def since(self) -> float:
-        """Since when something waits for a transaction, or 0."""
-        waiting = [t for t in (self._answers_since if self.answers else 0.0,
-                               self._dispatched_since) if t]  # fmt: skip
-        return min(waiting, default=0.0)
+    def _deadline(self, running: bool) -> float | None:
+        """When (monotonic) the next transaction is due, or ``None``; ``running``: jobs are
+        still in hand."""
+        deadlines = [when for when in (self._hooks.records_due(),) if when is not None]
+        if self.answers:
+            full = len(self.answers) >= MAX_ANSWERS_PER_TRANSACTION
+            alone = not running or full
+            deadlines.append(self._answers_since + (0.0 if alone else self._window))
+        if not deadlines:
+            return None
+        return max(min(deadlines), self._after)
 
     def due(self, running: bool) -> bool:
         """Whether to commit now; ``running``: jobs are still in hand."""
-        since = self.since()
-        if not since or time.monotonic() < self._after:
-            return False
-        return (
-            not running
-            or time.monotonic() - since >= self._window
-            or len(self.answers) >= MAX_ANSWERS_PER_TRANSACTION
-        )
+        deadline = self._deadline(running)
+        return deadline is not None and time.monotonic() >= deadline
+
+    def wait(self, running: bool) -> float | None:
+        """Seconds until a commit is due (0: now), or ``None`` if nothing waits for one."""
+        deadline = self._deadline(running)
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
     def commit(
         self, positions: Positions, outbox: Outbox, consumer: Consumer, in_hand: Collection[str]
@@ -75,10 +74,11 @@ class Commits:
         middleware publishes with them (``in_hand``: the keys of the jobs still held)."""
         plan = positions.plan()
         extra = self._hooks.commit_records(in_hand)
-        self._dispatched_since = 0.0
         if not plan.answers and not extra:
-            # None fits yet (a crowded map): wait a window, do not spin.
+            # None fits yet (a crowded map), or the records due were let go: wait a window,
+            # do not spin.
             self._answers_since = time.monotonic()
+            self._after = self._answers_since + self._window
             return
         slots = [self.answers[key] for key in plan.answers]
         try:

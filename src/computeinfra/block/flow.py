@@ -16,10 +16,12 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from dataclasses import replace
 
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
+from computeinfra.protocol import handed_over
 
 from .answers import complete
 from .commits import Commits
@@ -113,10 +115,9 @@ class Flow:
 
     def _tick(self) -> float:
         tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
-        since = self._commits.since()
-        if since:
-            due = since + self._settings.commit_window - time.monotonic()
-            tick = min(tick, max(due, 0.0))
+        commit = self._commits.wait(running=bool(self._pending))
+        if commit is not None:
+            tick = min(tick, commit)
         retry = self._retries.wait()
         if retry is not None:
             tick = min(tick, retry)
@@ -128,7 +129,8 @@ class Flow:
         member = self._member
         assert member is not None
         ready: list[Slot] = []
-        for message in self._positions.admit(records, member.epochs, member.consumer):
+        admitted = self._positions.admit(records, member.epochs, member.consumer, member.ends)
+        for message in admitted:
             key: Key = (where_of(message), message.offset() or 0)
             orphan = self._orphans.adopt(key)
             if orphan is not None:  # its job is still in hand: take it up again
@@ -137,12 +139,23 @@ class Flow:
             else:
                 slot = self._slots.make(message)
                 slot.position = key
+                self._inherit(slot, message)
             self._pending[key] = slot
             if slot.answered:
                 self._answered(slot)
             elif orphan is None and self._dispatching(slot):
                 ready.append(slot)
         self._queue(ready)
+
+    def _inherit(self, slot: Slot, message: Message) -> None:
+        """Mark a job whose record another block may have read before (``jobs.py``)."""
+        key, assignment = slot.position, slot.assignment
+        if (
+            assignment is not None
+            and key is not None
+            and (self._positions.inherited(*key) or handed_over(message.headers()))
+        ):
+            slot.assignment = replace(assignment, inherited=True)
 
     def _dispatch(self, slot: Slot) -> None:
         """Queue ``slot``'s next attempt for a worker; a hook that raises answers it."""
@@ -164,7 +177,6 @@ class Flow:
 
     def _queue(self, slots: list[Slot]) -> None:
         if slots:
-            self._commits.dispatched()
             self._jobs.put(slots)
 
     def _hand_over(self, member: GroupMember) -> None:

@@ -37,6 +37,10 @@ class Assignment:
     max_attempts: int = 1
     time_limit: float | None = 600.0  # seconds per attempt; None: no limit
     attempt: int = 1
+    # Its record may have been read before: by the partition's previous owner, by this
+    # block before it restarted, or by the block that handed it over. Whoever read it may
+    # have published its ``running``.
+    inherited: bool = False
 
     def next_attempt(self) -> Assignment:
         return replace(self, attempt=self.attempt + 1)

@@ -15,7 +15,14 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_consumer
@@ -38,6 +45,8 @@ SESSION_TIMEOUT_MS = 10_000
 # partitions to others. It polls every few ms; the slowest thing between two polls is a
 # commit retried while the broker is away, or a middleware hook.
 MAX_POLL_INTERVAL_MS = 300_000
+# Reading the ends of partitions just assigned (one request; inside the rebalance).
+ENDS_TIMEOUT_SECONDS = 5.0
 
 
 def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
@@ -103,6 +112,22 @@ def consume_records(consumer: Consumer, count: int, timeout: float) -> list[Mess
     return records
 
 
+def _ends(consumer: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    """Each partition's end (its last stable offset: a ``read_committed`` reader never reads
+    past it), in one request; a partition whose end cannot be read now is left out."""
+    if not partitions:
+        return {}
+    latest = [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in partitions]
+    try:
+        found = consumer.offsets_for_times(latest, timeout=ENDS_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        _log.warning("partition ends unknown (%s): their jobs count as inherited", exc)
+        return {}
+    return {
+        (tp.topic, tp.partition): tp.offset for tp in found if tp.error is None and tp.offset >= 0
+    }
+
+
 class GroupMember:
     """A supervisor's seat in the consumer group: its consumer and the partitions it holds."""
 
@@ -118,6 +143,9 @@ class GroupMember:
         # Bumped each time a partition is assigned or revoked: what was expected of it
         # under an earlier assignment no longer holds (``positions.py``).
         self.epochs: dict[tuple[str, int], int] = {}
+        # Each partition's end when it was last assigned here (``positions.py``: which
+        # records a previous owner may have read).
+        self.ends: dict[tuple[str, int], int] = {}
         self.consumer = self._join()
 
     def _join(self) -> Consumer:
@@ -125,12 +153,13 @@ class GroupMember:
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         return consumer
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         given = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned |= given
         self.paused |= self._revoked_paused & given  # still paused: ``pause_only`` resumes
         self._revoked_paused -= given
         self._bump(partitions)
+        self.ends.update(_ends(consumer, partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Nothing to commit here: a supervisor never holds answers across a poll. Committing

@@ -17,6 +17,7 @@ record known to exist is ever required). A seek that is lost in a rebalance is m
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,9 @@ class Track:
     answered: set[int] = field(default_factory=set)  # answer in hand, not committed
     done: set[int] = field(default_factory=set)  # answered and committed, beyond ``committed``
     guard: int | None = None  # after a seek back: the next record must not be past this
+    # The partition's end when it was assigned: records from here on were appended after,
+    # and no one else has read them. Those before may have been started by a previous owner.
+    fresh: int = 0
 
     def low(self) -> int:
         """The offset to commit: the oldest record not answered, or past all seen and past
@@ -85,11 +89,16 @@ class Positions:
     # -- intake --------------------------------------------------------------------------------
 
     def admit(
-        self, messages: Sequence[Message], epochs: Mapping[Where, int], consumer: Consumer
+        self,
+        messages: Sequence[Message],
+        epochs: Mapping[Where, int],
+        consumer: Consumer,
+        ends: Mapping[Where, int] | None = None,
     ) -> list[Message]:
         """The records to take; skipped are those already answered, and those of a
-        partition that did not resume where it must (it is sought back)."""
-        seeks = self._open(messages, epochs, consumer)
+        partition that did not resume where it must (it is sought back). ``ends``: each
+        partition's end when it was assigned (``membership.py``)."""
+        seeks = self._open(messages, epochs, consumer, ends or {})
         taken: list[Message] = []
         for message in messages:
             where, offset = where_of(message), message.offset() or 0
@@ -120,7 +129,11 @@ class Positions:
         return None
 
     def _open(
-        self, messages: Sequence[Message], epochs: Mapping[Where, int], consumer: Consumer
+        self,
+        messages: Sequence[Message],
+        epochs: Mapping[Where, int],
+        consumer: Consumer,
+        ends: Mapping[Where, int],
     ) -> dict[Where, int]:
         """Open a track for each partition first seen under its current assignment; returns
         where to seek the partitions whose committed offset could not be read (their
@@ -137,8 +150,16 @@ class Positions:
             if where in found:
                 offset, metadata = found[where]
                 done = offset_map.decode(offset, metadata)
-                self.tracks[where] = Track(epochs.get(where, 0), offset, seen=offset, done=done)
+                fresh = ends.get(where, sys.maxsize)  # unknown: any may have been read
+                self.tracks[where] = Track(
+                    epochs.get(where, 0), offset, seen=offset, done=done, fresh=fresh
+                )
         return {where: offset for where, offset in firsts.items() if where not in found}
+
+    def inherited(self, where: Where, offset: int) -> bool:
+        """Whether the record at ``offset`` may have been read before this assignment."""
+        track = self.tracks.get(where)
+        return track is None or offset < track.fresh
 
     # -- answers and commits -------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ class _SupervisorHost:
                 AnalyzerReporter(send, block),
                 RetryPolicy(settings.retry_backoff, settings.retry_backoff_max),
                 DeadLetterFailures(),
-                StatusPublisher(block, node),
+                StatusPublisher(block, node, settings.running_status_after),
                 *load_middleware(settings.middleware),
             ],
             node=node,

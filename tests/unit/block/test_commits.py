@@ -5,47 +5,72 @@ from __future__ import annotations
 import time
 
 from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, Commits
-from computeinfra.block.middleware import MiddlewareChain
+from computeinfra.block.middleware import Middleware, MiddlewareChain
 from computeinfra.block.slots import Slot
 
 WINDOW = 0.05
 WHERE = ("pendingJobs", 0)
 
 
-def _commits() -> Commits:
-    return Commits(MiddlewareChain([]), WINDOW, block=0)
+class Due(Middleware):
+    """Has records due at a given time."""
+
+    def __init__(self, when: float | None) -> None:
+        self.when = when
+
+    def records_due(self) -> float | None:
+        return self.when
 
 
-def _wait_past(commits: Commits, seconds: float) -> None:
-    deadline = commits.since() + seconds
+class Broken(Middleware):
+    def records_due(self) -> float | None:
+        raise RuntimeError("no")
+
+
+def _commits(*middleware: Middleware) -> Commits:
+    return Commits(MiddlewareChain(middleware), WINDOW, block=0)
+
+
+def _wait_past(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() <= deadline:  # a deadline on the monotonic clock, not a sleep
         time.sleep(0.005)
 
 
 def test_nothing_waiting_is_never_due() -> None:
-    commits = _commits()
-    assert commits.since() == 0.0
+    commits = _commits(Due(None))
+    assert commits.wait(running=False) is None
     assert not commits.due(running=False)
 
 
 def test_an_answer_is_due_at_once_when_nothing_runs_else_after_the_window() -> None:
     commits = _commits()
     commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
-    assert commits.due(running=False)
+    assert commits.due(running=False) and commits.wait(running=False) == 0.0
     assert not commits.due(running=True)
-    _wait_past(commits, WINDOW)
+    wait = commits.wait(running=True)
+    assert wait is not None and 0 < wait <= WINDOW
+    _wait_past(wait)
     assert commits.due(running=True)
 
 
-def test_a_job_sent_to_a_worker_makes_a_transaction_due_for_its_running_status() -> None:
-    commits = _commits()
-    commits.dispatched()
-    first = commits.since()
-    commits.dispatched()  # the first one since the last commit counts
-    assert commits.since() == first
+def test_records_the_middleware_has_due_make_a_transaction_due_without_answers() -> None:
+    due = Due(time.monotonic() + WINDOW)
+    commits = _commits(Due(None), due)
     assert not commits.due(running=True)
-    _wait_past(commits, WINDOW)
+    wait = commits.wait(running=True)
+    assert wait is not None and 0 < wait <= WINDOW
+    _wait_past(wait)
     assert commits.due(running=True)
+    due.when = None  # published: nothing waits
+    assert commits.wait(running=True) is None
+
+
+def test_a_middleware_failing_to_say_when_is_counted_and_taken_as_no_need() -> None:
+    chain = MiddlewareChain([Broken(), Due(123.0)])
+    assert chain.records_due() == 123.0
+    assert chain.records_due() == 123.0
+    assert chain.errors == 2
 
 
 def test_many_answers_are_due_before_the_window() -> None:

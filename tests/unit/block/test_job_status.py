@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pydantic import BaseModel
 
 from computeinfra.block.jobs import Assignment
@@ -22,8 +24,10 @@ class Empty(BaseModel):
     pass
 
 
-def assignment(attempt: int = 1) -> Assignment:
-    return Assignment("k1", "sleep", Empty(), "out", 100.0, max_attempts=3, attempt=attempt)
+def assignment(attempt: int = 1, inherited: bool = False) -> Assignment:
+    return Assignment(
+        "k1", "sleep", Empty(), "out", 100.0, max_attempts=3, attempt=attempt, inherited=inherited
+    )
 
 
 def completion(status: Status = Status.SUCCEEDED, attempts: int = 2) -> Completion:
@@ -34,8 +38,8 @@ def completion(status: Status = Status.SUCCEEDED, attempts: int = 2) -> Completi
     )  # fmt: skip
 
 
-def test_running_goes_in_the_next_transaction_then_terminal_with_the_completion() -> None:
-    publisher = StatusPublisher(block=1, node="n1")
+def test_running_goes_in_a_transaction_once_shown_then_terminal_with_the_completion() -> None:
+    publisher = StatusPublisher(block=1, node="n1", running_after=0.0)
     publisher.before_dispatch(assignment(1))
     publisher.before_dispatch(assignment(2))  # a retry: its latest attempt is what runs
     (record,) = publisher.commit_records({"k1"})
@@ -45,6 +49,7 @@ def test_running_goes_in_the_next_transaction_then_terminal_with_the_completion(
         JobState.RUNNING, 2, 1, "n1")  # fmt: skip
     assert running.started_at is not None and running.started_at == running.at
     assert publisher.commit_records({"k1"}) == []  # published once
+    assert publisher.records_due() is None
     (record,) = publisher.extra_records(completion(Status.FAILED), b"{}")
     assert (record.topic, record.key) == (JOB_STATUS_TOPIC, b"k1")
     final = decode_job_status(record.value)
@@ -52,29 +57,55 @@ def test_running_goes_in_the_next_transaction_then_terminal_with_the_completion(
     assert final.terminal
 
 
-def test_a_job_answered_before_the_transaction_gets_only_its_terminal_status() -> None:
-    publisher = StatusPublisher(block=0)
+def test_running_is_due_once_the_attempt_has_run_for_running_after() -> None:
+    publisher = StatusPublisher(block=0, running_after=0.05)
     publisher.before_dispatch(assignment())
+    due = publisher.records_due()
+    assert due is not None and due > time.monotonic()
+    assert publisher.commit_records({"k1"}) == []  # too early: still kept
+    while time.monotonic() < due:  # a deadline on the monotonic clock, not a sleep
+        time.sleep(0.005)
+    (record,) = publisher.commit_records({"k1"})
+    assert decode_job_status(record.value).state is JobState.RUNNING
+
+
+def test_a_job_answered_before_running_after_gets_no_status_record_at_all() -> None:
+    publisher = StatusPublisher(block=0, running_after=60.0)
+    publisher.before_dispatch(assignment())
+    assert publisher.commit_records({"k1"}) == []
+    # No running on the topic to replace: the completion says it all, and the transaction
+    # writes to no jobStatus partition.
+    assert list(publisher.extra_records(completion(), None)) == []
+    assert publisher.records_due() is None and publisher.commit_records({"k1"}) == []
+
+
+def test_an_inherited_job_gets_its_terminal_status_even_when_quick() -> None:
+    # Its previous reader may have published running: the terminal state must replace it.
+    publisher = StatusPublisher(block=0, running_after=60.0)
+    publisher.before_dispatch(assignment(inherited=True))
     (record,) = publisher.extra_records(completion(), None)
     assert decode_job_status(record.value).state is JobState.SUCCEEDED
-    # Its running would follow its terminal state in the transaction, and compaction
-    # would keep it: it is never published.
-    assert publisher.commit_records({"k1"}) == []
 
 
-def test_a_job_let_go_before_the_transaction_gets_no_running_from_this_block() -> None:
-    publisher = StatusPublisher(block=0)
+def test_a_job_let_go_gets_no_running_from_this_block_and_its_terminal_if_it_comes_back() -> None:
+    publisher = StatusPublisher(block=0, running_after=0.0)
     publisher.before_dispatch(assignment())
     # Its partition moved: its new owner may have answered it already, and a running
     # written after that would be the state compaction keeps.
     assert publisher.commit_records(in_hand=set()) == []
     assert publisher.commit_records({"k1"}) == []  # dropped, not kept for later
+    assert publisher.records_due() is None
+    # The new owner may have shown it running; if it comes back here and ends, its
+    # terminal state replaces that.
+    (record,) = publisher.extra_records(completion(), None)
+    assert decode_job_status(record.value).terminal
 
 
 def test_board_never_moves_a_job_back() -> None:
     board = JobBoard(capacity=10)
     request = JobRequest(task="sleep", payload={}, result_dir="out", submitted_at=100.0)
     publisher = StatusPublisher(block=0)
+    publisher.before_dispatch(assignment(inherited=True))
     final = completion()
     assert board.completion(final) is not None
     # A running status and the request, read late from other topics, change nothing.
@@ -88,7 +119,7 @@ def test_board_keeps_what_later_steps_do_not_carry_and_bounds_its_size() -> None
     board = JobBoard(capacity=2)
     request = JobRequest(task="sleep", payload={}, result_dir="kept", submitted_at=100.0)
     board.request("k1", request, 100.0)
-    publisher = StatusPublisher(block=0)
+    publisher = StatusPublisher(block=0, running_after=0.0)
     publisher.before_dispatch(assignment())
     # A status from an older writer, without the result folder.
     (record,) = publisher.commit_records({"k1"})

@@ -54,6 +54,13 @@ def test_a_hook_outside_a_job_is_counted_and_the_others_still_run() -> None:
     assert chain.errors == 2
 
 
+class OldStyle(Middleware):
+    """Written for a release that had ``before_commit``."""
+
+    def before_commit(self) -> None:
+        pass
+
+
 def test_user_middleware_is_loaded_by_name() -> None:
     loaded = load_middleware(["tests.unit.block.test_middleware_chain:Counts"])
     assert [type(m).__name__ for m in loaded] == ["Counts"]
@@ -65,6 +72,7 @@ def test_user_middleware_is_loaded_by_name() -> None:
         ("no_colon", "is not package.module:Class"),
         ("nowhere.at.all:Thing", "cannot load"),
         ("tests.unit.block.test_middleware_chain:job", "is not a subclass"),
+        ("tests.unit.block.test_middleware_chain:OldStyle", "before_commit, a hook that no"),
     ],
 )
 def test_bad_middleware_names_are_clear(spec: str, says: str) -> None:

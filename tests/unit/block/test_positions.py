@@ -211,3 +211,18 @@ def test_owners_one_after_another_answer_each_record_exactly_once(
     for offset in _offsets(last.admit(_records(*range(start, count)), {WHERE: 1}, consumer)):
         answers[offset] += 1
     assert answers == [1] * count
+
+
+def test_records_before_the_partition_end_at_assignment_may_have_been_read_before() -> None:
+    positions = Positions()
+    ends = {(TOPIC, 5): 4}  # a previous owner may have read up to here
+    positions.admit([_Record(2)], {(TOPIC, 5): 1}, _Consumer(committed=2), ends)  # type: ignore[arg-type]
+    assert positions.inherited((TOPIC, 5), 3)
+    assert not positions.inherited((TOPIC, 5), 4)  # appended since: read here first
+    assert positions.inherited((TOPIC, 6), 9)  # a partition not held: nothing is known
+
+
+def test_an_unknown_partition_end_counts_every_record_as_read_before() -> None:
+    positions = Positions()
+    positions.admit([_Record(2)], {(TOPIC, 5): 1}, _Consumer(committed=2), {})  # type: ignore[arg-type]
+    assert positions.inherited((TOPIC, 5), 10**9)

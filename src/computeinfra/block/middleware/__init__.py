@@ -66,6 +66,11 @@ class Middleware:
         of the jobs this block still holds (a job let go is another block's now)."""
         return ()
 
+    def records_due(self) -> float | None:
+        """When (``time.monotonic()``) this middleware will have records for a transaction
+        (``commit_records``) even if no answer is ready by then; ``None``: no need."""
+        return None
+
     def on_worker_restart(self) -> None:
         """The worker process died (or was killed) and is being restarted."""
 
@@ -92,12 +97,14 @@ class MiddlewareChain(Middleware):
 
     A hook that raises while a job is handled raises ``HookError`` (the caller answers that
     job with it); one that raises outside a job (``on_idle``, ``on_worker_restart``,
-    ``commit_records``, ``after_completion``) is logged and counted, and the chain goes on.
+    ``commit_records``, ``records_due``, ``after_completion``) is logged and counted, and
+    the chain goes on.
     """
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
         self.middleware = tuple(middleware)
         self.errors = 0  # hooks that raised, for ``blocks`` and ``/metrics``
+        self._quiet: set[int] = set()  # middleware whose ``records_due`` failed once
 
     def _failed(self, m: Middleware, hook: str, exc: BaseException) -> HookError:
         self.errors += 1
@@ -176,6 +183,24 @@ class MiddlewareChain(Middleware):
             except Exception as exc:
                 self._failed(m, "commit_records", exc)
         return records
+
+    def records_due(self) -> float | None:
+        """The earliest of every middleware's ``records_due``; one that fails is counted,
+        logged the first time (it is asked at every step), and taken as no need."""
+        due: float | None = None
+        for m in self.middleware:
+            try:
+                when = m.records_due()
+            except Exception as exc:
+                if id(m) in self._quiet:
+                    self.errors += 1
+                else:
+                    self._quiet.add(id(m))
+                    self._failed(m, "records_due", exc)
+                continue
+            if when is not None and (due is None or when < due):
+                due = when
+        return due
 
     def on_worker_restart(self) -> None:
         self._all("on_worker_restart")

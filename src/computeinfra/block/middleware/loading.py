@@ -2,8 +2,9 @@
 these classes after the built-in middleware, as Dramatiq's middleware list does.
 
 Each class is imported and instantiated with no arguments when the block starts; a name that
-cannot be loaded is a ``ConfigError`` that says which and why, so a typo never starts a
-cluster that silently lacks a policy.
+cannot be loaded, or a class defining a hook that no longer exists, is a ``ConfigError``
+that says which and why, so a typo or an upgrade never starts a cluster that silently lacks
+a policy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from computeinfra.errors import ConfigError
 
 from . import Middleware
 
-__all__ = ["load_middleware"]
+__all__ = ["REMOVED_HOOKS", "load_middleware"]
+
+# Hooks a middleware may still define from an older release, and what replaced them.
+REMOVED_HOOKS = {
+    "before_commit": "commit_records(in_hand), whose records go in the transaction",
+}
 
 
 def _load_one(spec: str) -> Middleware:
@@ -31,6 +37,12 @@ def _load_one(spec: str) -> Middleware:
             f"COMPUTEINFRA_MIDDLEWARE: {spec!r} is not a subclass of "
             "computeinfra.block.middleware.Middleware"
         )
+    for hook, instead in REMOVED_HOOKS.items():
+        if hasattr(cls, hook):  # never called any more: the policy would silently be gone
+            raise ConfigError(
+                f"COMPUTEINFRA_MIDDLEWARE: {spec!r} defines {hook}, a hook that no longer "
+                f"exists; use {instead}"
+            )
     try:
         return cls()
     except Exception as exc:
