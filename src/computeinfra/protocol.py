@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from computeinfra.errors import RequestError
 
 __all__ = [
+    "ATTEMPTS_HEADER",
     "COMPLETED_TOPIC",
     "DEAD_TOPIC",
     "HANDOVERS_HEADER",
@@ -41,6 +42,7 @@ __all__ = [
     "Output",
     "Status",
     "TerminalState",
+    "attempts_made",
     "decode_completion",
     "decode_job_status",
     "decode_request",
@@ -67,6 +69,9 @@ JOB_STATUS_TOPIC = "jobStatus"
 # On a pendingJobs record a block wrote again for another block to run (its workers were
 # held by long jobs): how many times the job was handed over. The same job, not a new one.
 HANDOVERS_HEADER = "computeinfra.handovers"
+# On a record handed over by a block that stopped before the job ended (its drain ran out)
+# or between its retries: the attempts the job had already made. Its next one counts on.
+ATTEMPTS_HEADER = "computeinfra.attempts"
 
 MAX_KEY_BYTES = 256
 # Upper bounds that neither a task nor a request can exceed.
@@ -323,6 +328,17 @@ def lane_topic(task: str) -> str:
         return LANE_PREFIX + task
     digest = hashlib.sha256(task.encode()).hexdigest()[:12]
     return f"{LANE_PREFIX}{safe[: _MAX_TOPIC_CHARS - len(LANE_PREFIX) - 13]}-{digest}"
+
+
+def attempts_made(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> int:
+    """The attempts a handed-over job had already made (``ATTEMPTS_HEADER``), or 0."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or []
+    value = next((v for name, v in pairs if name == ATTEMPTS_HEADER), None)
+    try:
+        made = int(value.decode() if isinstance(value, bytes) else value or 0)
+    except (ValueError, UnicodeDecodeError):
+        return 0  # not ours to read: the job counts from its first attempt
+    return min(max(made, 0), MAX_ATTEMPTS_CAP)
 
 
 def handed_over(headers: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> bool:

@@ -120,3 +120,16 @@ def test_a_handed_over_record_is_known_by_its_header_in_either_form() -> None:
     assert handed_over([("trace", b"x"), (HANDOVERS_HEADER, b"1")])
     assert handed_over({HANDOVERS_HEADER: b"1"})
     assert not handed_over([("trace", b"x")]) and not handed_over(None)
+
+
+def test_the_attempts_a_passed_on_job_made_are_read_from_its_header() -> None:
+    from computeinfra.protocol import ATTEMPTS_HEADER, MAX_ATTEMPTS_CAP, attempts_made
+
+    assert attempts_made([("trace", b"x"), (ATTEMPTS_HEADER, b"2")]) == 2
+    assert attempts_made({ATTEMPTS_HEADER: "3"}) == 3
+    assert attempts_made(None) == 0 and attempts_made([("trace", b"x")]) == 0
+    # Not ours to read, or out of bounds: never an error, never past the cap.
+    assert attempts_made([(ATTEMPTS_HEADER, b"two")]) == 0
+    assert attempts_made([(ATTEMPTS_HEADER, b"\xff")]) == 0
+    assert attempts_made([(ATTEMPTS_HEADER, b"-4")]) == 0
+    assert attempts_made([(ATTEMPTS_HEADER, b"999")]) == MAX_ATTEMPTS_CAP

@@ -16,12 +16,10 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from dataclasses import replace
 
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
-from computeinfra.protocol import handed_over
 
 from .answers import complete
 from .commits import Commits
@@ -94,7 +92,8 @@ class Flow:
         member = self._member
         assert member is not None
         busy = bool(self._pending or self._answers or self._retries)
-        records = member.records(self._settings.consume_batch, 0 if busy else self._poll())
+        wait = 0 if busy else self._settings.poll_seconds
+        records = member.records(self._settings.consume_batch, wait)
         self._follow(member)
         if records and take:
             self._take(records)
@@ -109,9 +108,6 @@ class Flow:
             self.commit()
         if not (self._pending or self._answers):
             self._hooks.on_idle()
-
-    def _poll(self) -> float:
-        return self._settings.poll_seconds
 
     def _tick(self) -> float:
         tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
@@ -137,25 +133,14 @@ class Flow:
                 slot = orphan
                 slot.message = message
             else:
-                slot = self._slots.make(message)
+                slot = self._slots.make(message, self._positions.inherited(*key))
                 slot.position = key
-                self._inherit(slot, message)
             self._pending[key] = slot
             if slot.answered:
                 self._answered(slot)
             elif orphan is None and self._dispatching(slot):
                 ready.append(slot)
         self._queue(ready)
-
-    def _inherit(self, slot: Slot, message: Message) -> None:
-        """Mark a job whose record another block may have read before (``jobs.py``)."""
-        key, assignment = slot.position, slot.assignment
-        if (
-            assignment is not None
-            and key is not None
-            and (self._positions.inherited(*key) or handed_over(message.headers()))
-        ):
-            slot.assignment = replace(assignment, inherited=True)
 
     def _dispatch(self, slot: Slot) -> None:
         """Queue ``slot``'s next attempt for a worker; a hook that raises answers it."""
@@ -237,8 +222,8 @@ class Flow:
         delay = self._hooks.retry_delay(assignment, failure)
         if delay is None:
             return False
-        if self.draining:  # not here: its record is read again by the next owner
-            self._release(slot)
+        if self.draining:  # not here: another block tries again, its attempt counted
+            self._let_out(slot, sent=True)
             return True
         slot.assignment = assignment.next_attempt()
         self._retries.add(slot, delay)
@@ -300,13 +285,11 @@ class Flow:
 
     def drain(self) -> None:
         """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest
-        remaining time limit among them); commit. What did not end is let go unanswered:
-        the partition's next owner reads it again."""
+        remaining time limit among them); commit. What did not end runs again elsewhere
+        (``_let_out``)."""
         self.draining = True
-        for slot in self._jobs.clear():
-            self._release(slot)
-        for slot in self._retries.clear():
-            self._release(slot)
+        for slot in [*self._jobs.clear(), *self._retries.clear()]:
+            self._let_out(slot, sent=False)
         wait = (
             self.drain_seconds
             if self.drain_seconds is not None
@@ -318,4 +301,20 @@ class Flow:
                       len(self._pending), wait)  # fmt: skip
         while self._pending and time.monotonic() < until:
             self.step(take=False)
+        for slot in list(self._pending.values()):
+            self._let_out(slot, sent=True)
         self.commit()
+
+    def _let_out(self, slot: Slot, sent: bool) -> None:
+        """A stopping block's job that will not end here (``sent``: its current attempt went
+        to a worker). One that made attempts is passed on with their count, so the next
+        one counts on; one that made none is let go unanswered, for its partition's next
+        owner."""
+        assignment, member = slot.assignment, self._member
+        made = 0 if assignment is None else assignment.attempt - (0 if sent else 1)
+        if made <= 0 or member is None:
+            self._release(slot)
+            return
+        self._handover.pass_on(slot, member.consumer, member.assigned, made)
+        self._answered(slot)
+        slot.released = True  # a late result from its worker is not this block's to give

@@ -16,6 +16,10 @@ all of one topic and none of the other (seen in test_blocks). A key's partition 
 Quick churn is never handed over (workers that take new jobs every moment are not held),
 nor a retry (its attempt count stays here). A job is handed over at most ``MAX_HANDOVERS``
 times, so two busy blocks do not pass it back and forth.
+
+A stopping block *passes on* the jobs its drain could not end and that made attempts here
+(``pass_on``): the same record again, with ``computeinfra.attempts``, so the next attempt,
+wherever it runs, counts on from them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
 
-from computeinfra.protocol import HANDOVERS_HEADER
+from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .lanes import JobQueue
 from .slots import FORWARDED_BY_HEADER, Slot
@@ -117,6 +121,20 @@ class Handover:
         jobs.put_front(stay)
         return taken
 
+    def pass_on(
+        self, slot: Slot, consumer: Consumer, owned: set[tuple[str, int]], attempts: int
+    ) -> None:
+        """Answer ``slot`` by its record for another block's partition (if every one is
+        ours, its own: whoever owns it next reads it), with the ``attempts`` it made: a
+        stopping block's job that did not end runs again elsewhere, its attempt counted."""
+        topic = slot.message.topic() or ""
+        partition = self.target(consumer, owned, topic)
+        if partition is None:
+            partition = slot.message.partition() or 0
+        slot.records = [handover_record(slot, partition, self.block, attempts)]
+        slot.assignment = None
+        self.handed_over += 1
+
     def has_target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> bool:
         """Whether another block owns a partition of ``topic`` (as far as is known)."""
         return any((topic, p) not in owned for p in self._partitions_of(consumer, topic))
@@ -143,13 +161,17 @@ class Handover:
         return self._partitions[topic]
 
 
-def handover_record(slot: Slot, partition: int, block: int) -> OutboxRecord:
-    """``slot``'s request, unchanged, for ``partition`` of the topic it came from."""
+def handover_record(slot: Slot, partition: int, block: int, attempts: int = 0) -> OutboxRecord:
+    """``slot``'s request, unchanged, for ``partition`` of the topic it came from;
+    ``attempts``: those it made here (a stopping block's job that did not end)."""
     message = slot.message
-    headers = [h for h in _headers(slot) if h[0] not in (HANDOVERS_HEADER, FORWARDED_BY_HEADER)]
+    ours = (HANDOVERS_HEADER, FORWARDED_BY_HEADER, ATTEMPTS_HEADER)
+    headers = [h for h in _headers(slot) if h[0] not in ours]
+    why = "it stopped before the job ended" if attempts else "its workers are all held"
     headers += [
         (HANDOVERS_HEADER, str(handovers(slot) + 1).encode()),
-        (FORWARDED_BY_HEADER, f"block-{block}: its workers are all held by long jobs".encode()),
+        (FORWARDED_BY_HEADER, f"block-{block}: {why}".encode()),
+        *([(ATTEMPTS_HEADER, str(attempts).encode())] if attempts else []),
     ]
     topic = message.topic() or ""
     return OutboxRecord(topic, message.key(), message.value() or b"", headers, partition)

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import Message
 
@@ -23,7 +23,9 @@ from computeinfra.protocol import (
     DEAD_TOPIC,
     Completion,
     FailureKind,
+    attempts_made,
     encode_completion,
+    handed_over,
 )
 from computeinfra.protocol import key_text as _key_text
 from computeinfra.tasks.registry import TaskRegistry
@@ -56,7 +58,7 @@ class Slot:
     records: list[OutboxRecord] = field(default_factory=list)
     completion: Completion | None = None
     position: tuple[tuple[str, int], int] | None = None  # (topic, partition), offset
-    released: bool = False  # let go unanswered: its record is read again
+    released: bool = False  # not this block's to run any more: let go, or passed on
     started_at: float | None = None  # when its latest attempt was sent to a worker
     queued_at: float = 0.0  # monotonic: when its latest attempt was queued for a worker
     answered_at: float = 0.0  # monotonic: when its answer was ready
@@ -89,8 +91,9 @@ class SlotMaker:
         self._block = block
         self._node = node
 
-    def make(self, message: Message) -> Slot:
-        """A slot for ``message``: with an assignment to run, or already answered."""
+    def make(self, message: Message, read_before: bool = False) -> Slot:
+        """A slot for ``message``: with an assignment to run, or already answered;
+        ``read_before``: another owner of its partition may have read it (``positions.py``)."""
         slot = Slot(message)
         raw_key: bytes | None = message.key()
         if not raw_key:
@@ -99,7 +102,7 @@ class SlotMaker:
             slot.records = self._dead_letter(message)
             return slot
         try:
-            self._intake(slot, raw_key)
+            self._intake(slot, raw_key, read_before)
         except HookError as error:
             self.answer_hook_error(slot, error)
         except Exception as exc:  # a bug must still answer the job, never skip or loop on it
@@ -107,13 +110,19 @@ class SlotMaker:
             self.answer_error(slot, exc)
         return slot
 
-    def _intake(self, slot: Slot, raw_key: bytes) -> None:
+    def _intake(self, slot: Slot, raw_key: bytes, read_before: bool) -> None:
         message = slot.message
         _ts_type, ts_ms = message.timestamp()
         record_time = ts_ms / 1000 if ts_ms and ts_ms > 0 else None
         request, verdict = admit(
             raw_key, message.value(), record_time, self._registry, self._settings
         )
+        headers = message.headers()
+        if isinstance(verdict, Assignment) and (read_before or handed_over(headers)):
+            # Whoever read it may have shown it running; one a stopping block passed on
+            # counts on from the attempts it made there.
+            attempt = attempts_made(headers) + 1
+            verdict = replace(verdict, inherited=True, attempt=attempt)
         if isinstance(verdict, Assignment):
             slot.assignment = verdict  # so that a hook failing now is answered against it
         try:

@@ -30,6 +30,7 @@ __all__ = [
     "group_settled",
     "start_block",
     "stop_blocks",
+    "supervisor_statuses",
     "wait_blocks_ready",
     "workers_per_block",
 ]
@@ -129,7 +130,7 @@ def wait_blocks_ready(
     (only a cluster's first blocks can tell)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        statuses = _statuses(supervisors)
+        statuses = supervisor_statuses(supervisors)
         if all(s["state"] == BlockState.IDLE and s["worker_pid"] for s in statuses) and (
             not partitions or group_settled(statuses, partitions)
         ):
@@ -199,7 +200,7 @@ class Cluster:
         wait_blocks_ready(self.supervisors, timeout, partitions=pending_partitions(self.settings))
 
     def status(self) -> list[dict[str, Any]]:
-        return _statuses(self.supervisors)
+        return supervisor_statuses(self.supervisors)
 
     def reseat(self) -> None:
         """The block holding the fewest partitions rejoins the group with a new seat
@@ -219,7 +220,8 @@ class Cluster:
         self.supervisors, self.workers, self.analyzer = [], [], None
 
 
-def _statuses(supervisors: list[Any]) -> list[dict[str, Any]]:
+def supervisor_statuses(supervisors: list[Any]) -> list[dict[str, Any]]:
+    """Each supervisor's status, or ``unreachable`` with why (``keeper.py`` reads these)."""
     refs = [s.status.remote() for s in supervisors]
     result = []
     for index, ref in enumerate(refs):
@@ -252,7 +254,7 @@ def block_statuses(settings: Settings) -> list[dict[str, Any]]:
         (n for n in ray.util.list_named_actors() if n.startswith(SUPERVISOR_PREFIX)),
         key=_block_order,
     )
-    rows = _statuses([ray.get_actor(n) for n in names])
+    rows = supervisor_statuses([ray.get_actor(n) for n in names])
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     node_names = {n["NodeID"]: n.get("NodeName") for n in nodes}
     for name, row in zip(names, rows, strict=True):

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import os
-import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +29,11 @@ import psutil
 import ray
 
 from computeinfra.cluster.connect import LOOPBACK, connect
+from computeinfra.cluster.keeper import BlockKeeper
 from computeinfra.cluster.launcher import (
     start_block,
     stop_blocks,
+    supervisor_statuses,
     wait_blocks_ready,
     workers_per_block,
 )
@@ -39,7 +41,7 @@ from computeinfra.config import Settings
 from computeinfra.errors import ClusterError, ConfigError
 from computeinfra.kafka.admin import check_reachable
 from computeinfra.runtime.reap import end_processes
-from computeinfra.runtime.up import wait_for_signal
+from computeinfra.runtime.up import stop_on_second_signal, wait_for_signal
 
 __all__ = ["JoinedNode", "NodeSpec", "parse_resources", "serve_node"]
 
@@ -144,11 +146,19 @@ class JoinedNode:
             self.supervisors.append(supervisor)
         wait_blocks_ready(self.supervisors)
 
-    def stop(self) -> None:
-        """Blocks first (they finish their job and leave the group), then the Ray node."""
+    def status(self) -> list[dict[str, Any]]:
+        return supervisor_statuses(self.supervisors)
+
+    def restart_block(self, index: int) -> None:
+        """End block ``index``'s supervisor process; Ray starts it again (``keeper.py``)."""
+        ray.kill(self.supervisors[index], no_restart=False)
+
+    def stop(self, now: threading.Event | None = None) -> None:
+        """Blocks first (they drain, commit and leave the group; at once when ``now`` is
+        set), then the Ray node."""
         try:
             if self.supervisors and ray.is_initialized():
-                stop_blocks(self.supervisors, self.workers, self.settings.drain_seconds)
+                stop_blocks(self.supervisors, self.workers, self.settings.drain_seconds, now)
         except Exception as exc:
             _log.warning("stopping the blocks of node %s: %s", self.spec.name, exc)
         self.supervisors, self.workers = [], []
@@ -189,10 +199,18 @@ def serve_node(
         node.start(say)
         if on_ready is not None:
             on_ready(node)
-        wait_for_signal()
+        # As under `up`: a block that stays unreachable is restarted (its partitions would
+        # otherwise sit with a member that answers nothing).
+        keeper = BlockKeeper(node.status, node.restart_block)
+        keeper.start()
+        try:
+            wait_for_signal()
+        finally:
+            keeper.stop()
         say("stopping…")
     finally:
-        # Ignore further Ctrl-C while we tear down, so the teardown itself is not cut short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        node.stop()
+        now = stop_on_second_signal(say)
+        if node.supervisors:
+            say("draining: running jobs end and commit (Ctrl-C again to stop now)…")
+        node.stop(now)
         say("stopped.")

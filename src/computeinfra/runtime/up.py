@@ -70,6 +70,21 @@ def wait_for_signal() -> None:
             signal.signal(sig, old)
 
 
+def stop_on_second_signal(say: Callable[[str], None]) -> threading.Event:
+    """An event a second Ctrl-C sets: the drain ends at once (what was running is read
+    again by the next owner of its partition). Ctrl-C after that is ignored, so the
+    teardown itself is not cut short."""
+    now = threading.Event()
+
+    def stop_now(_signum: int, _frame: FrameType | None) -> None:
+        if not now.is_set():
+            say("stopping now: jobs still running are read again by the next owner")
+        now.set()
+
+    signal.signal(signal.SIGINT, stop_now)
+    return now
+
+
 def serve(
     settings: Settings,
     blocks: int,
@@ -143,16 +158,7 @@ def _shutdown(
     broker: LocalKafka | None,
     say: Callable[[str], None],
 ) -> None:
-    # A second Ctrl-C ends the drain at once (what was running is read again next time);
-    # after that, Ctrl-C is ignored, so the teardown itself is not cut short.
-    now = threading.Event()
-
-    def stop_now(_signum: int, _frame: FrameType | None) -> None:
-        if not now.is_set():
-            say("stopping now: jobs still running are read again on the next start")
-        now.set()
-
-    signal.signal(signal.SIGINT, stop_now)
+    now = stop_on_second_signal(say)
     remove_state(settings)
     try:
         if cluster is not None:

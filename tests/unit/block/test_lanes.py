@@ -23,7 +23,7 @@ from computeinfra.block.jobs import Assignment, Failure, Outcome
 from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.slots import Slot
-from computeinfra.protocol import FailureKind, Status
+from computeinfra.protocol import ATTEMPTS_HEADER, FailureKind, Status, attempts_made
 from tests.fakes import ThreadWorker
 
 TIMEOUT = 10.0
@@ -152,6 +152,15 @@ def test_a_handed_over_record_is_the_request_unchanged_with_its_count() -> None:
     assert ("trace", b"t-1") in record.headers
     again = _slot("k", headers=list(record.headers))
     assert handovers(slot) == 0 and handovers(again) == 1
+    assert attempts_made(record.headers) == 0  # a job that never started here
+
+
+def test_a_job_passed_on_by_a_stopping_block_carries_the_attempts_it_made() -> None:
+    slot = _slot("k", headers=[(ATTEMPTS_HEADER, b"1"), ("trace", b"t-1")])
+    record = handover_record(slot, 3, block=0, attempts=2)
+    assert attempts_made(record.headers) == 2  # its own count, not the one it came with
+    assert [h for h in record.headers if h[0] == ATTEMPTS_HEADER] == [(ATTEMPTS_HEADER, b"2")]
+    assert ("trace", b"t-1") in record.headers
 
 
 def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
