@@ -159,6 +159,8 @@ class GroupMember:
         self.paused |= self._revoked_paused & given  # still paused: ``pause_only`` resumes
         self._revoked_paused -= given
         self._bump(partitions)
+        for where in given:  # an end from an earlier assignment would say too little
+            self.ends.pop(where, None)
         self.ends.update(_ends(consumer, partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
