@@ -283,9 +283,11 @@ def key_problem(key: bytes) -> str | None:
 class JobStatus(BaseModel):
     """A lifecycle step of a job, published on the compacted ``jobStatus`` topic under its key.
 
-    Supervisors write ``running`` when an attempt is sent to a worker, and the terminal state
-    in the same transaction as the completion, so the topic's last value per key is the job's
-    latest known state. ``pending`` is never written: it is the absence of both.
+    Supervisors write ``running`` once an attempt has run on a worker for a while
+    (``COMPUTEINFRA_RUNNING_STATUS_AFTER_MS``), and the terminal state in the same transaction
+    as the completion whenever a ``running`` may be on the topic, so the topic's last value
+    per key is the job's latest known state. A quicker job has no status at all; ``pending``
+    is never written: it is the absence of a status and a completion.
     """
 
     model_config = ConfigDict(

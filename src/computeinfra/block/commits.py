@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from confluent_kafka import Consumer
 
@@ -68,10 +68,15 @@ class Commits:
         return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
     def commit(
-        self, positions: Positions, outbox: Outbox, consumer: Consumer, in_hand: Collection[str]
+        self,
+        positions: Positions,
+        outbox: Outbox,
+        consumer: Consumer,
+        in_hand: Mapping[str, float | None],
     ) -> None:
         """Commit the answers in hand that fit, with their partitions' offsets, and what the
-        middleware publishes with them (``in_hand``: the keys of the jobs still held)."""
+        middleware publishes with them (``in_hand``: the jobs still held, by key, with when
+        their attempt was sent to a worker; ``Middleware.commit_records``)."""
         plan = positions.plan()
         extra = self._hooks.commit_records(in_hand)
         if not plan.answers and not extra:

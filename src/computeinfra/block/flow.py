@@ -128,12 +128,12 @@ class Flow:
         admitted = self._positions.admit(records, member.epochs, member.consumer, member.ends)
         for message in admitted:
             key: Key = (where_of(message), message.offset() or 0)
+            read_before = self._positions.inherited(*key)
             orphan = self._orphans.adopt(key)
             if orphan is not None:  # its job is still in hand: take it up again
-                slot = orphan
-                slot.message = message
+                slot = self._slots.take_up(orphan, message, read_before)
             else:
-                slot = self._slots.make(message, self._positions.inherited(*key))
+                slot = self._slots.make(message, read_before)
                 slot.position = key
             self._pending[key] = slot
             if slot.answered:
@@ -226,6 +226,7 @@ class Flow:
             self._let_out(slot, sent=True)
             return True
         slot.assignment = assignment.next_attempt()
+        slot.started_at = None  # the next attempt has not started
         self._retries.add(slot, delay)
         return True
 
@@ -280,7 +281,7 @@ class Flow:
     def commit(self) -> None:
         """Commit the answers in hand that fit (``commits.py``)."""
         assert self._outbox is not None and self._member is not None
-        in_hand = {slot.key for slot in self._pending.values()}
+        in_hand = {slot.key: slot.started_at for slot in self._pending.values()}
         self._commits.commit(self._positions, self._outbox, self._member.consumer, in_hand)
 
     def drain(self) -> None:
@@ -301,6 +302,9 @@ class Flow:
                       len(self._pending), wait)  # fmt: skip
         while self._pending and time.monotonic() < until:
             self.step(take=False)
+        self._collect(0.0)  # results already in are answers, not jobs to pass on
+        for slot in self._jobs.clear():  # put back by a lane meanwhile: waiting, not running
+            self._let_out(slot, sent=False)
         for slot in list(self._pending.values()):
             self._let_out(slot, sent=True)
         self.commit()
@@ -312,9 +316,9 @@ class Flow:
         owner."""
         assignment, member = slot.assignment, self._member
         made = 0 if assignment is None else assignment.attempt - (0 if sent else 1)
-        if made <= 0 or member is None:
+        held = slot.position is not None and self._pending.get(slot.position) is slot
+        if made <= 0 or member is None or not held:  # not held: let go, another's to run
             self._release(slot)
             return
-        self._handover.pass_on(slot, member.consumer, member.assigned, made)
+        self._handover.pass_on(slot, member.consumer, member.assigned, made)  # released
         self._answered(slot)
-        slot.released = True  # a late result from its worker is not this block's to give

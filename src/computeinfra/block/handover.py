@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaException
 from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .lanes import JobQueue
-from .slots import FORWARDED_BY_HEADER, Slot
+from .slots import FORWARDED_BY_HEADER, Slot, header_pairs
 from .transaction import OutboxRecord
 
 __all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "handovers"]
@@ -46,11 +46,7 @@ METADATA_RETRY_SECONDS = 5.0
 
 
 def _headers(slot: Slot) -> list[tuple[str, bytes]]:
-    found: list[tuple[str, bytes]] = []
-    for header in slot.message.headers() or []:
-        name, value = header[0], header[1]
-        found.append((name, value.encode() if isinstance(value, str) else value or b""))
-    return found
+    return header_pairs(slot.message)
 
 
 def handovers(slot: Slot) -> int:
@@ -126,13 +122,16 @@ class Handover:
     ) -> None:
         """Answer ``slot`` by its record for another block's partition (if every one is
         ours, its own: whoever owns it next reads it), with the ``attempts`` it made: a
-        stopping block's job that did not end runs again elsewhere, its attempt counted."""
+        stopping block's job that did not end runs again elsewhere, its attempt counted.
+
+        ``slot`` is released first, and keeps its assignment: a lane may still be running
+        it, pairs its result by the assignment, and gives it to no one."""
+        slot.released = True
         topic = slot.message.topic() or ""
         partition = self.target(consumer, owned, topic)
         if partition is None:
             partition = slot.message.partition() or 0
         slot.records = [handover_record(slot, partition, self.block, attempts)]
-        slot.assignment = None
         self.handed_over += 1
 
     def has_target(self, consumer: Consumer, owned: set[tuple[str, int]], topic: str) -> bool:

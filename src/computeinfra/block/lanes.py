@@ -65,7 +65,10 @@ class JobQueue:
             self._ready.notify(len(slots))
 
     def put_front(self, slots: list[Slot]) -> None:
-        """Put ``slots`` back first in line, keeping when they were first queued."""
+        """Put ``slots`` back first in line, keeping when they were first queued; those sent
+        to a worker before are waiting again, not running."""
+        for slot in slots:
+            slot.started_at = None
         with self._ready:
             self._jobs.extendleft(reversed(slots))
             self._ready.notify(len(slots))
@@ -99,9 +102,10 @@ class JobQueue:
             return self._group()
 
     def clear(self) -> list[Slot]:
+        """Empty the queue; returns the jobs still in hand it held."""
         with self._ready:
             dropped, self._jobs = list(self._jobs), deque()
-            return dropped
+            return [slot for slot in dropped if not slot.released]
 
     def observe(self, task: str, outcome: Outcome) -> None:
         with self._ready:

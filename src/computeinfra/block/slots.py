@@ -11,8 +11,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -21,6 +22,7 @@ from computeinfra.errors import RequestError
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     DEAD_TOPIC,
+    HANDOVERS_HEADER,
     Completion,
     FailureKind,
     attempts_made,
@@ -43,10 +45,11 @@ from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
-__all__ = ["Slot", "SlotMaker", "longest_left"]
+__all__ = ["Slot", "SlotMaker", "header_pairs", "longest_left"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 FORWARDED_BY_HEADER = "computeinfra.forwarded-by"
+Headers = Sequence[tuple[str, Any]] | Mapping[str, Any] | None
 
 
 @dataclass(eq=False)
@@ -117,14 +120,9 @@ class SlotMaker:
         request, verdict = admit(
             raw_key, message.value(), record_time, self._registry, self._settings
         )
-        headers = message.headers()
-        if isinstance(verdict, Assignment) and (read_before or handed_over(headers)):
-            # Whoever read it may have shown it running; one a stopping block passed on
-            # counts on from the attempts it made there.
-            attempt = attempts_made(headers) + 1
-            verdict = replace(verdict, inherited=True, attempt=attempt)
         if isinstance(verdict, Assignment):
-            slot.assignment = verdict  # so that a hook failing now is answered against it
+            # Set first, so that a hook failing now is answered against it.
+            slot.assignment = verdict = self._inherit(verdict, message.headers(), read_before)
         try:
             self._hooks.on_received(_key_text(raw_key), request.task if request else None)
         except HookError:
@@ -137,7 +135,7 @@ class SlotMaker:
                 return
             slot.assignment = None
             if isinstance(decision, Forward):
-                slot.records = [self._forward(message, decision)]
+                slot.records = [self._forward(message, decision, verdict.inherited)]
                 return
             verdict = decision
         submitted = (request.submitted_at if request else None) or record_time
@@ -151,6 +149,31 @@ class SlotMaker:
             node=self._node,
         )
         self.answer(slot, completion)
+
+    def _inherit(self, assignment: Assignment, headers: Headers, read_before: bool) -> Assignment:
+        """``assignment`` as this block takes it. A record another owner may have read
+        (``read_before``), or one a block handed over, is *inherited*: the middleware is
+        told (``on_inherited``) before anything answers it. One a stopping block passed on
+        counts on from the attempts it made there, and always has one left: a block that
+        stopped is not the job's failure."""
+        passed = handed_over(headers)
+        if not (read_before or passed):
+            return assignment
+        self._hooks.on_inherited(assignment.key)
+        made = attempts_made(headers) if passed else 0  # deadJobs copies carry it too
+        attempt = min(made + 1, assignment.max_attempts)
+        return replace(assignment, inherited=True, attempt=attempt)
+
+    def take_up(self, orphan: Slot, message: Message, read_before: bool) -> Slot:
+        """``orphan``, a job this block let go, for its record read again: if another owner
+        may have read it meanwhile, the middleware is told, and an answer it has already is
+        made again (with what the middleware adds for a job inherited)."""
+        orphan.message = message
+        if read_before or handed_over(message.headers()):
+            self._hooks.on_inherited(orphan.key)
+            if orphan.completion is not None:
+                self.answer(orphan, orphan.completion)
+        return orphan
 
     def answer(self, slot: Slot, completion: Completion) -> None:
         """Set ``slot``'s answer: its completion plus what middleware adds to it. If a
@@ -215,9 +238,15 @@ class SlotMaker:
         )
         self.answer(slot, completion)
 
-    def _forward(self, message: Message, forward: Forward) -> OutboxRecord:
+    def _forward(self, message: Message, forward: Forward, inherited: bool) -> OutboxRecord:
+        """``message`` for ``forward.topic``, its headers kept (the attempts a job made, its
+        handovers). An inherited job is marked handed over, so its reader there knows that
+        a ``running`` may be on the topic for it."""
         _log.debug("block %s forwards to %s: %s", self._block, forward.topic, forward.reason)
-        headers = [(FORWARDED_BY_HEADER, f"block-{self._block}: {forward.reason}".encode())]
+        headers = [h for h in header_pairs(message) if h[0] != FORWARDED_BY_HEADER]
+        if inherited and not handed_over(headers):
+            headers.append((HANDOVERS_HEADER, b"0"))
+        headers.append((FORWARDED_BY_HEADER, f"block-{self._block}: {forward.reason}".encode()))
         return OutboxRecord(forward.topic, message.key(), message.value() or b"", headers)
 
     def _dead_letter(self, message: Message) -> list[OutboxRecord]:
@@ -229,6 +258,15 @@ class SlotMaker:
             ("computeinfra.source", source.encode()),
         ]
         return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]
+
+
+def header_pairs(message: Message) -> list[tuple[str, bytes]]:
+    """``message``'s headers as (name, bytes) pairs."""
+    found: list[tuple[str, bytes]] = []
+    for header in message.headers() or []:
+        name, value = header[0], header[1]
+        found.append((name, value.encode() if isinstance(value, str) else value or b""))
+    return found
 
 
 def longest_left(slots: Iterable[Slot]) -> float:

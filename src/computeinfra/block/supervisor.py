@@ -111,8 +111,9 @@ class Supervisor:
     def stop(self, drain: float | None = None) -> None:
         """Take no more records, let running jobs end (for ``drain`` seconds, by default
         ``COMPUTEINFRA_DRAIN_SECONDS`` or else the longest remaining time limit of the jobs
-        running), commit their answers, and return; what did not end is let go, and read
-        again by the partition's next owner."""
+        running), commit their answers, and return. A job still running then is passed on
+        with the attempts it made (``Flow.drain``); one that never started is let go, and
+        read again by its partition's next owner."""
         self.flow.drain_seconds = drain if drain is not None else self.settings.drain_seconds
         self._stop.set()
         if self._thread is not None:

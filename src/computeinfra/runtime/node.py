@@ -195,6 +195,7 @@ def serve_node(
     """Run the node in the foreground until SIGINT or SIGTERM, then stop it by pid."""
     check_reachable(settings.bootstrap_servers)
     node = JoinedNode(settings, spec)
+    now: threading.Event | None = None
     try:
         node.start(say)
         if on_ready is not None:
@@ -204,12 +205,12 @@ def serve_node(
         keeper = BlockKeeper(node.status, node.restart_block)
         keeper.start()
         try:
-            wait_for_signal()
+            now = wait_for_signal(say)
         finally:
             keeper.stop()
         say("stopping…")
     finally:
-        now = stop_on_second_signal(say)
+        now = now or stop_on_second_signal(say)
         if node.supervisors:
             say("draining: running jobs end and commit (Ctrl-C again to stop now)…")
         node.stop(now)

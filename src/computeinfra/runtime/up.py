@@ -54,20 +54,25 @@ def _start_broker(
     return broker, local
 
 
-def wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def wait_for_signal(say: Callable[[str], None]) -> threading.Event:
+    """Block until SIGINT or SIGTERM. Returns the event a second Ctrl-C sets from then on
+    (``stop_on_second_signal``): it is in place before this returns, so a Ctrl-C while
+    what ran beside the wait stops (a keeper's check can take seconds) is never a
+    ``KeyboardInterrupt`` in the middle of the teardown."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        now = stop_on_second_signal(say)  # SIGINT's handler, replaced in one step
+        signal.signal(signal.SIGTERM, previous)
+    return now
 
 
 def stop_on_second_signal(say: Callable[[str], None]) -> threading.Event:
@@ -99,6 +104,7 @@ def serve(
     broker, settings = _start_broker(settings, say)
     cluster: Cluster | None = None
     web: subprocess.Popen[bytes] | None = None
+    now: threading.Event | None = None
     try:
         check_reachable(settings.bootstrap_servers)
         created = ensure_topics(settings)
@@ -118,13 +124,13 @@ def serve(
         )
         keeper.start()
         try:
-            wait_for_signal()
+            now = wait_for_signal(say)
         finally:
             keeper.stop()
         say("stopping…")
     finally:
         stop_web(web)
-        _shutdown(settings, cluster, broker, say)
+        _shutdown(settings, cluster, broker, say, now or stop_on_second_signal(say))
         left = reap(run_id)
         if left:
             _log.info("ended %d process(es) the run left behind", left)
@@ -157,8 +163,8 @@ def _shutdown(
     cluster: Cluster | None,
     broker: LocalKafka | None,
     say: Callable[[str], None],
+    now: threading.Event,
 ) -> None:
-    now = stop_on_second_signal(say)
     remove_state(settings)
     try:
         if cluster is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
+
+import pytest
 
 from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, Commits
 from computeinfra.block.middleware import Middleware, MiddlewareChain
@@ -70,7 +73,26 @@ def test_a_middleware_failing_to_say_when_is_counted_and_taken_as_no_need() -> N
     chain = MiddlewareChain([Broken(), Due(123.0)])
     assert chain.records_due() == 123.0
     assert chain.records_due() == 123.0
-    assert chain.errors == 2
+    # Asked at every step: counted when it starts failing, not thousands of times a second.
+    assert chain.errors == 1
+
+
+@pytest.mark.parametrize("answer", [math.nan, math.inf, "soon", True, [1.0]])
+def test_a_middleware_answering_no_time_is_a_hook_error_not_a_stalled_block(answer: object) -> None:
+    # A NaN compares false with everything: taken as the earliest, nothing would ever be
+    # due; a string would raise where the deadline is computed, outside the hook's guard.
+    weird = Due(None)
+    weird.when = answer  # type: ignore[assignment]
+    commits = _commits(weird, Due(None))
+    commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
+    assert commits.due(running=False) and commits.wait(running=False) == 0.0
+    assert commits.wait(running=True) is not None
+    assert commits._hooks.errors == 1
+    weird.when = None  # it recovers: a later failure is counted again
+    assert commits.wait(running=True) is not None
+    weird.when = answer  # type: ignore[assignment]
+    commits.wait(running=True)
+    assert commits._hooks.errors == 2
 
 
 def test_many_answers_are_due_before_the_window() -> None:

@@ -163,6 +163,33 @@ def test_a_job_passed_on_by_a_stopping_block_carries_the_attempts_it_made() -> N
     assert ("trace", b"t-1") in record.headers
 
 
+def test_a_job_passed_on_while_its_lane_runs_it_leaves_the_lane_and_worker_alone() -> None:
+    # A stopping block passes on what its drain could not end, while a lane still runs it:
+    # the lane pairs the result by the assignment, so the slot must keep it (else the lane
+    # took it for a bug, and killed its worker).
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(_SleepingWorker(), 0, jobs, events, 0, stop, 4)
+    lane.start()
+    try:
+        slot = _slot("long", seconds=0.5, task="crunch")
+        jobs.put([slot])
+        deadline = time.monotonic() + TIMEOUT
+        while not lane.held(0.0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lane.running == [slot]
+        handover = Handover(2.0, lambda seconds: True, block=0)
+        handover.pass_on(slot, cast(Any, _MetadataConsumer()), {("pendingJobs", 0)}, 1)
+        assert slot.released and attempts_made(slot.records[0].headers) == 1
+        event = events.get(timeout=TIMEOUT)
+        assert (event.slot, event.restarting) == (slot, False)
+        assert isinstance(event.result, Outcome)  # its result, for no one: it is released
+    finally:
+        stop.set()
+        lane.join(TIMEOUT)
+
+
 def test_jobs_queued_behind_a_job_that_turns_out_long_are_taken_back() -> None:
     """A task's jobs can differ: once "sleep" is known quick, a lane queues sleeps behind a
     sleep that then runs long; they are taken back, and the other lane runs them."""

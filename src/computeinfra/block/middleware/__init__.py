@@ -18,7 +18,8 @@ job's ``failed`` completion, and logs and counts one that raises outside a job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from computeinfra.protocol import Completion
@@ -38,6 +39,11 @@ class Middleware:
 
     def on_received(self, key: str | None, task: str | None) -> None:
         """A record was consumed (valid or not)."""
+
+    def on_inherited(self, key: str) -> None:
+        """The job ``key`` was read here after another owner may have read it (a rebalance,
+        a handover, a stopping block): what that owner published for it may need
+        replacing. Called before ``placement``, and again when a job let go comes back."""
 
     def placement(self, assignment: Assignment) -> Forward | RequestError | None:
         """Where a valid job runs: ``None`` here, a ``Forward`` to another topic, or a
@@ -60,10 +66,11 @@ class Middleware:
         """Records to publish in the same transaction as ``completion``."""
         return ()
 
-    def commit_records(self, in_hand: Collection[str]) -> Sequence[OutboxRecord]:
+    def commit_records(self, in_hand: Mapping[str, float | None]) -> Sequence[OutboxRecord]:
         """Records to publish in the transaction about to commit, before its answers (what
-        happened since the last one, such as attempts that started); ``in_hand``: the keys
-        of the jobs this block still holds (a job let go is another block's now)."""
+        happened since the last one, such as attempts that started); ``in_hand``: the jobs
+        this block still holds (a job let go is another block's now), by key: when their
+        attempt was sent to a worker (``time.time()``), or ``None`` while it waits for one."""
         return ()
 
     def records_due(self) -> float | None:
@@ -97,14 +104,14 @@ class MiddlewareChain(Middleware):
 
     A hook that raises while a job is handled raises ``HookError`` (the caller answers that
     job with it); one that raises outside a job (``on_idle``, ``on_worker_restart``,
-    ``commit_records``, ``records_due``, ``after_completion``) is logged and counted, and
-    the chain goes on.
+    ``on_inherited``, ``commit_records``, ``records_due``, ``after_completion``) is logged
+    and counted, and the chain goes on.
     """
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
         self.middleware = tuple(middleware)
         self.errors = 0  # hooks that raised, for ``blocks`` and ``/metrics``
-        self._quiet: set[int] = set()  # middleware whose ``records_due`` failed once
+        self._quiet: set[int] = set()  # middleware whose ``records_due`` is failing
 
     def _failed(self, m: Middleware, hook: str, exc: BaseException) -> HookError:
         self.errors += 1
@@ -173,7 +180,7 @@ class MiddlewareChain(Middleware):
                 continue
         return records
 
-    def commit_records(self, in_hand: Collection[str]) -> list[OutboxRecord]:
+    def commit_records(self, in_hand: Mapping[str, float | None]) -> list[OutboxRecord]:
         """Every middleware's ``commit_records``; one that fails is logged, counted and
         left out (the transaction carries answers, which must not wait on a hook)."""
         records: list[OutboxRecord] = []
@@ -185,22 +192,25 @@ class MiddlewareChain(Middleware):
         return records
 
     def records_due(self) -> float | None:
-        """The earliest of every middleware's ``records_due``; one that fails is counted,
-        logged the first time (it is asked at every step), and taken as no need."""
+        """The earliest of every middleware's ``records_due``. One that raises, or answers
+        neither ``None`` nor a finite number (a NaN would never be due), is taken as no
+        need; it is logged and counted when it starts failing, not at every step."""
         due: float | None = None
         for m in self.middleware:
             try:
-                when = m.records_due()
+                when = _moment(m.records_due())
             except Exception as exc:
-                if id(m) in self._quiet:
-                    self.errors += 1
-                else:
+                if id(m) not in self._quiet:
                     self._quiet.add(id(m))
                     self._failed(m, "records_due", exc)
                 continue
+            self._quiet.discard(id(m))
             if when is not None and (due is None or when < due):
                 due = when
         return due
+
+    def on_inherited(self, key: str) -> None:
+        self._all("on_inherited", key)
 
     def on_worker_restart(self) -> None:
         self._all("on_worker_restart")
@@ -210,3 +220,12 @@ class MiddlewareChain(Middleware):
 
     def on_idle(self) -> None:
         self._all("on_idle")
+
+
+def _moment(when: object) -> float | None:
+    """``when`` as ``records_due`` must answer it: ``None`` or a finite number."""
+    if when is None:
+        return None
+    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+        raise TypeError(f"records_due must return None or a finite number, not {when!r}")
+    return float(when)

@@ -3,12 +3,14 @@ than the completion will.
 
 Every status goes out in the supervisor's transactions, so a reader sees the steps of a
 job in the order they happened, and compaction keeps the last one: the latest state.
-``running`` is published once an attempt has been with the workers for
-``running_after`` (``COMPUTEINFRA_RUNNING_STATUS_AFTER_MS``), in the next transaction. The
+``running`` is published once an attempt has run on a worker for ``running_after``
+(``COMPUTEINFRA_RUNNING_STATUS_AFTER_MS``), in a transaction at most ``running_after``
+later (an attempt still queued for a worker is not running, however long it waits). The
 terminal status goes with the completion, in the same transaction, when a ``running`` may
 be on the topic for the key: this block published one, or another owner of the record
-might have (``Assignment.inherited``, or a job this block let go). A job shorter than that
-goes from ``pending`` to its completion with no status at all, as Celery's default does.
+might have (``on_inherited``: ``Assignment.inherited``; or a job this block let go). A job
+shorter than that goes from ``pending`` to its completion with no status at all, as
+Celery's default does.
 
 Why: the broker's work and a transaction's time grow with the partitions it writes to.
 Writing a status per job doubled them (``completedJobs`` and ``jobStatus``), and a
@@ -20,7 +22,7 @@ and librdkafka's 20 ms ``CONCURRENT_TRANSACTIONS`` retries from 0.6 to 0.06 a tr
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 
 from computeinfra.block.jobs import Assignment
 from computeinfra.block.transaction import OutboxRecord
@@ -75,7 +77,7 @@ def terminal_status(completion: Completion) -> JobStatus:
 
 
 class StatusPublisher(Middleware):
-    """Publishes ``running`` for attempts with the workers longer than ``running_after``
+    """Publishes ``running`` for attempts a worker has had longer than ``running_after``
     seconds, and the terminal state with a completion whose ``running`` may be on the topic.
 
     ``block`` and ``node`` say where the job runs.
@@ -87,48 +89,66 @@ class StatusPublisher(Middleware):
         self._block = block
         self._node = node
         self._after = running_after
-        # By key, oldest first: attempts sent to the workers, not shown yet; when (wall
-        # clock, for the status) and since when (monotonic, for the deadline).
-        self._started: dict[str, tuple[Assignment, float, float]] = {}
+        # By key: attempts queued for the workers or running, not shown yet, and when
+        # (monotonic) to look at them again. A look finds when the attempt was sent to a
+        # worker (``commit_records``): one still queued is not running, whatever it waited.
+        self._waiting: dict[str, tuple[Assignment, float]] = {}
+        self._due: float | None = None  # at or before the earliest look
         # Keys whose running may be on the topic: the terminal state must replace it. A job
         # let go and never back stays here; a few bytes for each of those.
         self._shown: set[str] = set()
 
+    def on_inherited(self, key: str) -> None:
+        self._shown.add(key)  # its previous reader may have shown it running
+
     def before_dispatch(self, assignment: Assignment) -> None:
-        key = assignment.key
-        self._started.pop(key, None)  # a retry goes to the end: the dict stays oldest first
-        self._started[key] = (assignment, time.time(), time.monotonic())
-        if assignment.inherited:
-            self._shown.add(key)
+        look = time.monotonic() + self._after
+        self._waiting[assignment.key] = (assignment, look)
+        self._look_at(look)
 
     def extra_records(
         self, completion: Completion, request_value: bytes | None
     ) -> Sequence[OutboxRecord]:
+        # Asked again for the same completion when another middleware failed (or the answer
+        # was too large): the answer is the same, so nothing changes here until it commits.
         key = completion.key
-        self._started.pop(key, None)  # answered: its running is never needed now
+        self._waiting.pop(key, None)  # answered: its running is never needed now
         if key not in self._shown:
             return ()  # nothing on the topic to replace: the completion says it all
-        self._shown.discard(key)
         status = terminal_status(completion)
         return [OutboxRecord(JOB_STATUS_TOPIC, key.encode(), encode_job_status(status))]
 
-    def records_due(self) -> float | None:
-        oldest = next(iter(self._started.values()), None)
-        return None if oldest is None else oldest[2] + self._after
+    def after_completion(self, completion: Completion) -> None:
+        self._shown.discard(completion.key)
 
-    def commit_records(self, in_hand: Collection[str]) -> Sequence[OutboxRecord]:
+    def records_due(self) -> float | None:
+        return self._due
+
+    def commit_records(self, in_hand: Mapping[str, float | None]) -> Sequence[OutboxRecord]:
         # Only jobs still held: one let go (a rebalance, a round that ended) may have been
         # answered by its new owner already, and a running after that would stay for good.
         # It may also be shown running by that owner, and come back: it is marked shown.
-        shown_before = time.monotonic() - self._after
+        now, wall = time.monotonic(), time.time()
         records: list[OutboxRecord] = []
-        for key, (assignment, at, since) in list(self._started.items()):
+        self._due = None
+        for key, (assignment, look) in list(self._waiting.items()):
             if key not in in_hand:
-                del self._started[key]
+                del self._waiting[key]
                 self._shown.add(key)
-            elif since <= shown_before:
-                del self._started[key]
+            elif look > now:
+                self._look_at(look)
+            elif (started := in_hand[key]) is not None and started <= wall - self._after:
+                del self._waiting[key]
                 self._shown.add(key)
-                status = encode_job_status(running_status(assignment, self._block, self._node, at))
-                records.append(OutboxRecord(JOB_STATUS_TOPIC, key.encode(), status))
+                running = running_status(assignment, self._block, self._node, started)
+                records.append(
+                    OutboxRecord(JOB_STATUS_TOPIC, key.encode(), encode_job_status(running))
+                )
+            else:  # still queued: look again a while on; sent lately: once it ran that long
+                look = now + (self._after if started is None else started + self._after - wall)
+                self._waiting[key] = (assignment, look)
+                self._look_at(look)
         return records
+
+    def _look_at(self, look: float) -> None:
+        self._due = look if self._due is None else min(self._due, look)
