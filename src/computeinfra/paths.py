@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from computeinfra.errors import PathError
 
@@ -29,22 +29,26 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-def resolve_result_dir(results_root: Path, result_dir: str) -> Path:
-    """Return ``results_root/result_dir`` resolved, or raise ``PathError`` if it escapes."""
+def resolve_result_dir(results_root: Path, result_dir: str, root: Path | None = None) -> Path:
+    """Return ``results_root/result_dir`` resolved, or raise ``PathError`` if it escapes;
+    ``root``: ``results_root`` resolved already (intake, once per block; the worker, which
+    writes, resolves it afresh). Strings and ``os.path.realpath``, not ``Path.resolve``:
+    every record is checked at intake (48 µs a record with ``Path``, 20 µs without)."""
     _check_text(result_dir, "result_dir")
-    if PurePosixPath(result_dir).is_absolute() or os.path.isabs(result_dir):
+    if os.path.isabs(result_dir):
         raise PathError(
             f"result_dir {result_dir!r} is absolute; give a folder relative to the results root",
             field="result_dir",
         )
-    root = results_root.resolve()
-    target = (root / result_dir).resolve()
-    if not _inside(target, root) or target == root:
+    base = str(root or results_root.resolve())
+    target = os.path.realpath(os.path.join(base, result_dir))
+    # Strictly inside: the root itself is no job's folder.
+    if not target.startswith(base.rstrip(os.sep) + os.sep) or target == base:
         raise PathError(
             f"result_dir {result_dir!r} leaves the results root; use a sub-folder such as 'demo'",
             field="result_dir",
         )
-    return target
+    return Path(target)
 
 
 def resolve_input(input_roots: Sequence[Path], path: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 from computeinfra.config import Settings
@@ -14,6 +16,13 @@ from computeinfra.tasks.registry import Task, TaskRegistry
 from .jobs import Assignment
 
 __all__ = ["admit"]
+
+
+@functools.lru_cache(maxsize=4)
+def _resolved(root: Path) -> Path:
+    """``root`` resolved once: intake only checks early what the worker, which writes,
+    checks again against the root resolved afresh."""
+    return root.resolve()
 
 
 def _check_size(value: bytes | None, limit: int) -> None:
@@ -40,7 +49,9 @@ def admit(
         _check_size(value, settings.max_request_bytes)
         request = decode_request(value)
         task = registry.get(request.task)
-        resolve_result_dir(settings.results_root, request.result_dir)
+        resolve_result_dir(
+            settings.results_root, request.result_dir, _resolved(settings.results_root)
+        )
         payload = task.validate(request.payload, InputRoots(settings.input_roots))
         time_limit = _time_limit(request, task)
     except RequestError as exc:
