@@ -141,7 +141,7 @@ class Settings:
     # remaining time limit).
     drain_seconds: float | None = None
     commit_window: float = 0.01
-    # How long an attempt runs on a worker before its ``running`` status is published
+    # How long after an attempt is sent to a worker its ``running`` status is published
     # (a shorter job gets no status record, only its completion).
     running_status_after: float = 0.5
     # A task whose recent run time is under this shares a worker call with others.

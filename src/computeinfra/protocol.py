@@ -287,7 +287,7 @@ def key_problem(key: bytes) -> str | None:
 class JobStatus(BaseModel):
     """A lifecycle step of a job, published on the compacted ``jobStatus`` topic under its key.
 
-    Supervisors write ``running`` once an attempt has run on a worker for a while
+    Supervisors write ``running`` once an attempt has been sent to a worker a while ago
     (``COMPUTEINFRA_RUNNING_STATUS_AFTER_MS``), and the terminal state in the same transaction
     as the completion whenever a ``running`` may be on the topic, so the topic's last value
     per key is the job's latest known state. A quicker job has no status at all; ``pending``

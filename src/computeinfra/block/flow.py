@@ -305,8 +305,8 @@ class Flow:
         self._collect(0.0)  # results already in are answers, not jobs to pass on
         for slot in self._jobs.clear():  # put back by a lane meanwhile: waiting, not running
             self._let_out(slot, sent=False)
-        for slot in list(self._pending.values()):
-            self._let_out(slot, sent=True)
+        for slot in list(self._pending.values()):  # a lane may have put one back since
+            self._let_out(slot, sent=slot.started_at is not None)
         self.commit()
 
     def _let_out(self, slot: Slot, sent: bool) -> None:

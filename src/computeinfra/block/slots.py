@@ -20,6 +20,7 @@ from confluent_kafka import Message
 from computeinfra.config import Settings
 from computeinfra.errors import RequestError
 from computeinfra.protocol import (
+    ATTEMPTS_HEADER,
     COMPLETED_TOPIC,
     DEAD_TOPIC,
     HANDOVERS_HEADER,
@@ -120,9 +121,14 @@ class SlotMaker:
         request, verdict = admit(
             raw_key, message.value(), record_time, self._registry, self._settings
         )
+        headers = message.headers()
+        if read_before or handed_over(headers):
+            # Whatever its verdict here: another block (with other tasks, say) may have run it.
+            self._hooks.on_inherited(_key_text(raw_key))
+            if isinstance(verdict, Assignment):
+                verdict = _inherited(verdict, headers)
         if isinstance(verdict, Assignment):
-            # Set first, so that a hook failing now is answered against it.
-            slot.assignment = verdict = self._inherit(verdict, message.headers(), read_before)
+            slot.assignment = verdict  # first, so that a hook failing now is answered against it
         try:
             self._hooks.on_received(_key_text(raw_key), request.task if request else None)
         except HookError:
@@ -150,20 +156,6 @@ class SlotMaker:
         )
         self.answer(slot, completion)
 
-    def _inherit(self, assignment: Assignment, headers: Headers, read_before: bool) -> Assignment:
-        """``assignment`` as this block takes it. A record another owner may have read
-        (``read_before``), or one a block handed over, is *inherited*: the middleware is
-        told (``on_inherited``) before anything answers it. One a stopping block passed on
-        counts on from the attempts it made there, and always has one left: a block that
-        stopped is not the job's failure."""
-        passed = handed_over(headers)
-        if not (read_before or passed):
-            return assignment
-        self._hooks.on_inherited(assignment.key)
-        made = attempts_made(headers) if passed else 0  # deadJobs copies carry it too
-        attempt = min(made + 1, assignment.max_attempts)
-        return replace(assignment, inherited=True, attempt=attempt)
-
     def take_up(self, orphan: Slot, message: Message, read_before: bool) -> Slot:
         """``orphan``, a job this block let go, for its record read again: if another owner
         may have read it meanwhile, the middleware is told, and an answer it has already is
@@ -173,6 +165,8 @@ class SlotMaker:
             self._hooks.on_inherited(orphan.key)
             if orphan.completion is not None:
                 self.answer(orphan, orphan.completion)
+            else:  # a forward (or handover): its reader must know a running may be out
+                orphan.records = [_marked_inherited(r) for r in orphan.records]
         return orphan
 
     def answer(self, slot: Slot, completion: Completion) -> None:
@@ -244,10 +238,11 @@ class SlotMaker:
         a ``running`` may be on the topic for it."""
         _log.debug("block %s forwards to %s: %s", self._block, forward.topic, forward.reason)
         headers = [h for h in header_pairs(message) if h[0] != FORWARDED_BY_HEADER]
-        if inherited and not handed_over(headers):
-            headers.append((HANDOVERS_HEADER, b"0"))
+        if not handed_over(headers):  # attempts count only on a record a block passed on
+            headers = [h for h in headers if h[0] != ATTEMPTS_HEADER]
         headers.append((FORWARDED_BY_HEADER, f"block-{self._block}: {forward.reason}".encode()))
-        return OutboxRecord(forward.topic, message.key(), message.value() or b"", headers)
+        record = OutboxRecord(forward.topic, message.key(), message.value() or b"", headers)
+        return _marked_inherited(record) if inherited else record
 
     def _dead_letter(self, message: Message) -> list[OutboxRecord]:
         reason = "the record has no key; every job needs a key to answer to"
@@ -258,6 +253,23 @@ class SlotMaker:
             ("computeinfra.source", source.encode()),
         ]
         return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]
+
+
+def _inherited(assignment: Assignment, headers: Headers) -> Assignment:
+    """``assignment`` of a record another owner may have read, or a block passed on: one
+    a stopping block passed on counts on from the attempts it made there, and always has
+    one left (a block that stopped is not the job's failure)."""
+    made = attempts_made(headers) if handed_over(headers) else 0  # deadJobs copies carry it
+    attempt = min(made + 1, assignment.max_attempts)
+    return replace(assignment, inherited=True, attempt=attempt)
+
+
+def _marked_inherited(record: OutboxRecord) -> OutboxRecord:
+    """``record`` (a job's request, forwarded) marked handed over if it is not yet, so that
+    its reader treats the job as inherited (``0``: no handover counted)."""
+    if handed_over(list(record.headers)):
+        return record
+    return replace(record, headers=[*record.headers, (HANDOVERS_HEADER, b"0")])
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes]]:

@@ -179,3 +179,32 @@ def test_an_answered_job_let_go_and_taken_up_again_replaces_what_another_owner_s
     assert again is slot and slot.completion is not None
     assert _statuses(slot.records) == [JobState.SUCCEEDED]
     assert decode_completion(slot.records[0].value) == slot.completion
+
+
+def test_an_inherited_job_rejected_as_unknown_here_still_replaces_its_running() -> None:
+    # Another node (with other task modules) ran it and showed it running; this block does
+    # not know its task: the rejection must carry the terminal status too.
+    maker, _ = _maker()
+    message = _Message()
+    message._value = message._value.replace(b'"sleep"', b'"only-elsewhere"')
+    slot = maker.make(message, read_before=True)  # type: ignore[arg-type]
+    assert decode_completion(slot.records[0].value).status is Status.REJECTED
+    assert _statuses(slot.records) == [JobState.REJECTED]
+
+
+def test_a_replayed_dead_letter_forwarded_as_inherited_does_not_carry_its_attempts() -> None:
+    maker, _ = _maker(_Places(Forward("pendingJobs.lane.special", "needs special")))
+    replayed = [(ATTEMPTS_HEADER, b"3")]  # as deadJobs headers have it; no block passed it on
+    (record,) = maker.make(_Message(replayed), read_before=True).records  # type: ignore[arg-type]
+    assert handed_over(record.headers)
+    assert ATTEMPTS_HEADER not in dict(record.headers)  # the lane's reader starts at 1
+
+
+def test_a_forwarded_job_let_go_and_taken_up_again_is_marked_inherited() -> None:
+    maker, _ = _maker(_Places(Forward("pendingJobs.lane.special", "needs special")))
+    slot = maker.make(_Message())  # type: ignore[arg-type]
+    assert not handed_over(slot.records[0].headers)
+    # Let go before its commit; another block ran it meanwhile (and showed it running).
+    maker.take_up(slot, _Message(), read_before=True)  # type: ignore[arg-type]
+    (record,) = slot.records
+    assert handed_over(record.headers) and record.topic == "pendingJobs.lane.special"

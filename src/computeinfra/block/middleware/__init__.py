@@ -43,7 +43,8 @@ class Middleware:
     def on_inherited(self, key: str) -> None:
         """The job ``key`` was read here after another owner may have read it (a rebalance,
         a handover, a stopping block): what that owner published for it may need
-        replacing. Called before ``placement``, and again when a job let go comes back."""
+        replacing. Called at intake whatever the verdict (before ``placement``), and when a
+        job this block let go comes back so read."""
 
     def placement(self, assignment: Assignment) -> Forward | RequestError | None:
         """Where a valid job runs: ``None`` here, a ``Forward`` to another topic, or a
@@ -112,6 +113,7 @@ class MiddlewareChain(Middleware):
         self.middleware = tuple(middleware)
         self.errors = 0  # hooks that raised, for ``blocks`` and ``/metrics``
         self._quiet: set[int] = set()  # middleware whose ``records_due`` is failing
+        self._logged: set[int] = set()  # and those whose failure was logged (once: per step)
 
     def _failed(self, m: Middleware, hook: str, exc: BaseException) -> HookError:
         self.errors += 1
@@ -194,15 +196,20 @@ class MiddlewareChain(Middleware):
     def records_due(self) -> float | None:
         """The earliest of every middleware's ``records_due``. One that raises, or answers
         neither ``None`` nor a finite number (a NaN would never be due), is taken as no
-        need; it is logged and counted when it starts failing, not at every step."""
+        need; it is counted when it starts failing (not at every step), and logged the first
+        time."""
         due: float | None = None
         for m in self.middleware:
             try:
                 when = _moment(m.records_due())
             except Exception as exc:
-                if id(m) not in self._quiet:
+                if id(m) not in self._quiet:  # a new streak: counted; its cause logged once
                     self._quiet.add(id(m))
-                    self._failed(m, "records_due", exc)
+                    self.errors += 1
+                    if id(m) not in self._logged:
+                        self._logged.add(id(m))
+                        _log.error("%s", HookError(type(m).__name__, "records_due", exc),
+                                   exc_info=exc)  # fmt: skip
                 continue
             self._quiet.discard(id(m))
             if when is not None and (due is None or when < due):

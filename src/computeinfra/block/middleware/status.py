@@ -3,7 +3,7 @@ than the completion will.
 
 Every status goes out in the supervisor's transactions, so a reader sees the steps of a
 job in the order they happened, and compaction keeps the last one: the latest state.
-``running`` is published once an attempt has run on a worker for ``running_after``
+``running`` is published once an attempt was sent to a worker ``running_after`` ago
 (``COMPUTEINFRA_RUNNING_STATUS_AFTER_MS``), in a transaction at most ``running_after``
 later (an attempt still queued for a worker is not running, however long it waits). The
 terminal status goes with the completion, in the same transaction, when a ``running`` may
