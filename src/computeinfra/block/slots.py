@@ -161,7 +161,7 @@ class SlotMaker:
         may have read it meanwhile, the middleware is told, and an answer it has already is
         made again (with what the middleware adds for a job inherited)."""
         orphan.message = message
-        if read_before or handed_over(message.headers()):
+        if message.key() and (read_before or handed_over(message.headers())):
             self._hooks.on_inherited(orphan.key)
             if orphan.completion is not None:
                 self.answer(orphan, orphan.completion)

@@ -208,3 +208,13 @@ def test_a_forwarded_job_let_go_and_taken_up_again_is_marked_inherited() -> None
     maker.take_up(slot, _Message(), read_before=True)  # type: ignore[arg-type]
     (record,) = slot.records
     assert handed_over(record.headers) and record.topic == "pendingJobs.lane.special"
+
+
+def test_a_dead_letter_taken_up_again_is_left_as_it_is() -> None:
+    maker, _ = _maker()
+    keyless = _Message()
+    keyless.key = lambda: None  # type: ignore[method-assign,assignment,return-value]
+    slot = maker.make(keyless)  # type: ignore[arg-type]
+    (dead,) = slot.records
+    maker.take_up(slot, keyless, read_before=True)  # type: ignore[arg-type]
+    assert slot.records == [dead] and not handed_over(list(dead.headers))
