@@ -45,13 +45,9 @@ METADATA_TIMEOUT_SECONDS = 5.0
 METADATA_RETRY_SECONDS = 5.0
 
 
-def _headers(slot: Slot) -> list[tuple[str, bytes]]:
-    return header_pairs(slot.message)
-
-
 def handovers(slot: Slot) -> int:
     """How many times ``slot``'s request was handed over before it came here."""
-    for name, value in _headers(slot):
+    for name, value in header_pairs(slot.message):
         if name == HANDOVERS_HEADER and value:
             try:
                 return int(value)
@@ -165,7 +161,7 @@ def handover_record(slot: Slot, partition: int, block: int, attempts: int = 0) -
     ``attempts``: those it made here (a stopping block's job that did not end)."""
     message = slot.message
     ours = (HANDOVERS_HEADER, FORWARDED_BY_HEADER, ATTEMPTS_HEADER)
-    headers = [h for h in _headers(slot) if h[0] not in ours]
+    headers = [h for h in header_pairs(message) if h[0] not in ours]
     why = "it stopped before the job ended" if attempts else "its workers are all held"
     headers += [
         (HANDOVERS_HEADER, str(handovers(slot) + 1).encode()),

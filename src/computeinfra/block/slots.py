@@ -267,7 +267,7 @@ def _inherited(assignment: Assignment, headers: Headers) -> Assignment:
 def _marked_inherited(record: OutboxRecord) -> OutboxRecord:
     """``record`` (a job's request, forwarded) marked handed over if it is not yet, so that
     its reader treats the job as inherited (``0``: no handover counted)."""
-    if handed_over(list(record.headers)):
+    if handed_over(record.headers):
         return record
     return replace(record, headers=[*record.headers, (HANDOVERS_HEADER, b"0")])
 
