@@ -34,6 +34,7 @@ __all__ = [
     "RequestError",
     "Retry",
     "TaskError",
+    "UnknownJob",
 ]
 
 
@@ -80,8 +81,17 @@ class PathError(RequestError):
     """A path escapes the root it must stay in, or does not exist."""
 
 
+class UnknownJob(RequestError):
+    """No job has this key: nothing was submitted under it (or it is no longer kept)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        shown = ", ".join(repr(k) for k in keys[:5]) + (" …" if len(keys) > 5 else "")
+        super().__init__(f"no job has the key {shown}: nothing was written")
+        self.keys = keys
+
+
 class JobError(ComputeInfraError):
-    """A job ended as ``failed`` or ``rejected``."""
+    """A job ended as ``failed``, ``rejected`` or ``cancelled``."""
 
     def __init__(self, completion: Completion) -> None:
         error: Any = completion.error

@@ -24,6 +24,7 @@ from computeinfra.errors import RequestError
 
 __all__ = [
     "ATTEMPTS_HEADER",
+    "CANCEL_TOPIC",
     "COMPLETED_TOPIC",
     "DEAD_TOPIC",
     "HANDOVERS_HEADER",
@@ -33,6 +34,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "TERMINAL_STATES",
     "BlockState",
+    "CancelRequest",
     "Completion",
     "ErrorInfo",
     "FailureKind",
@@ -43,10 +45,12 @@ __all__ = [
     "Status",
     "TerminalState",
     "attempts_made",
+    "decode_cancel",
     "decode_completion",
     "decode_job_status",
     "decode_request",
     "describe_validation_error",
+    "encode_cancel",
     "encode_completion",
     "encode_job_status",
     "encode_request",
@@ -66,6 +70,9 @@ _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_TOPIC_CHARS = 249
 # The last lifecycle step of each key (compacted): running, then the terminal state.
 JOB_STATUS_TOPIC = "jobStatus"
+# Cancellations (compacted), keyed by the job key: every block reads all of it, so that a
+# cancel holds wherever and whenever the job's record is read.
+CANCEL_TOPIC = "cancelJobs"
 # On a pendingJobs record a block wrote again for another block to run (its workers were
 # held by long jobs): how many times the job was handed over. The same job, not a new one.
 HANDOVERS_HEADER = "computeinfra.handovers"
@@ -89,6 +96,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
@@ -97,12 +105,13 @@ class JobState(StrEnum):
 
 # The one enum of job states; ``Status`` is its name in the public API since version 0.1.
 Status = JobState
-TerminalState = Literal[JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED]
+TerminalState = Literal[JobState.SUCCEEDED, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED]
 # The states a completion can carry, in the order summaries list them.
 TERMINAL_STATES: tuple[TerminalState, ...] = (
     JobState.SUCCEEDED,
     JobState.FAILED,
     JobState.REJECTED,
+    JobState.CANCELLED,
 )
 
 
@@ -118,6 +127,7 @@ class FailureKind(StrEnum):
     PATH = "PathError"  # the result directory cannot be used (e.g. it names a file)
     WORKER_ERROR = "WorkerError"  # the call to the worker failed, not the task in it
     INTERNAL = "InternalError"  # a bug of ours; the job still gets its one answer
+    CANCELLED = "Cancelled"  # not a failure: a ``cancelled`` completion's reason
 
 
 class BlockState(StrEnum):
@@ -324,6 +334,36 @@ def encode_job_status(status: JobStatus) -> bytes:
 
 def decode_job_status(raw: bytes) -> JobStatus:
     return JobStatus.model_validate_json(raw)
+
+
+class CancelRequest(BaseModel):
+    """Cancel the job whose key is this ``cancelJobs`` record's key.
+
+    A job not yet sent to a worker never runs; one running is stopped; one that completed
+    keeps its completion. The job's one completion then says ``cancelled``. A record with
+    no value withdraws a cancel that no block has acted on yet.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="cancelJobs value")
+
+    version: Literal[1] = PROTOCOL_VERSION
+    requested_at: float = Field(
+        default_factory=time.time, description="Unix time (s) the cancel was asked."
+    )
+    reason: str | None = Field(default=None, max_length=1000, description="Said in the answer.")
+
+
+def encode_cancel(cancel: CancelRequest) -> bytes:
+    return cancel.model_dump_json(exclude_none=True).encode()
+
+
+def decode_cancel(raw: bytes) -> CancelRequest:
+    """Parse a ``cancelJobs`` value, raising ``RequestError`` that names the problem."""
+    try:
+        return CancelRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        message, field = describe_validation_error(exc)
+        raise RequestError(f"not a cancel request: {message}", field=field) from None
 
 
 def lane_topic(task: str) -> str:

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from computeinfra.protocol import (
+    CANCEL_TOPIC,
     COMPLETED_TOPIC,
     JOB_STATUS_TOPIC,
     PENDING_TOPIC,
+    CancelRequest,
     Completion,
     JobRequest,
     JobStatus,
@@ -42,6 +44,12 @@ def schema_documents(registry: TaskRegistry) -> dict[str, dict[str, Any]]:
             JobStatus.model_json_schema(mode="serialization"),
             f"{JOB_STATUS_TOPIC} record value",
             "A job's latest lifecycle step (compacted topic); the record key is the job key.",
+        ),
+        f"{CANCEL_TOPIC}.schema.json": _document(
+            CancelRequest.model_json_schema(),
+            f"{CANCEL_TOPIC} record value",
+            "Cancel the job whose key is the record key (compacted topic); no value "
+            "withdraws a cancel not yet acted on.",
         ),
     }
     for item in registry:

@@ -160,7 +160,7 @@ def test_watch_prints_a_line_per_completion(stack: Stack) -> None:
 def test_watch_human_lines(stack: Stack) -> None:
     result = run_cli("watch", "--from-beginning", "--count", "1", env=stack.env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert any(word in result.stdout for word in ("succeeded", "failed", "rejected"))
+    assert any(word in result.stdout for word in ("succeeded", "failed", "rejected", "cancelled"))
 
 
 def test_tasks_lists_builtins_and_user_tasks_with_schemas(stack: Stack) -> None:

@@ -84,4 +84,9 @@ def test_watch_prints_a_readable_line_per_completion(stack: Stack) -> None:
     assert f"✓ {key}  sleep  succeeded in " in line and "→ cli/watched" in line
     assert not line.lstrip().startswith("{")
     json_line = run_cli("watch", "--json", "--from-beginning", "--count", "1", env=stack.env)
-    assert json.loads(json_line.stdout)["status"] in ("succeeded", "failed", "rejected")
+    assert json.loads(json_line.stdout)["status"] in (
+        "succeeded",
+        "failed",
+        "rejected",
+        "cancelled",
+    )

@@ -19,4 +19,12 @@ def test_request_schema_names_the_required_fields() -> None:
     assert set(request["required"]) == {"task", "payload", "result_dir"}
     completion = json.loads((DOCS / "completedJobs.schema.json").read_text())
     assert {"key", "task", "status", "result_dir", "attempts"} <= set(completion["required"])
-    assert completion["properties"]["status"]["enum"] == ["succeeded", "failed", "rejected"]
+    assert completion["properties"]["status"]["enum"] == [
+        "succeeded",
+        "failed",
+        "rejected",
+        "cancelled",
+    ]
+    cancel = json.loads((DOCS / "cancelJobs.schema.json").read_text())
+    assert cancel.get("required", []) == [] and cancel["additionalProperties"] is False
+    assert set(cancel["properties"]) == {"version", "requested_at", "reason"}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from computeinfra.errors import RequestError
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
+    CancelRequest,
     Completion,
     ErrorInfo,
     FailureKind,
@@ -23,7 +24,15 @@ from .jobs import Assignment, Outcome
 from .middleware import MiddlewareChain
 from .transaction import OutboxRecord
 
-__all__ = ["MAX_ANSWER_RECORD_BYTES", "answer_records", "complete", "failed", "reject", "too_large"]
+__all__ = [
+    "MAX_ANSWER_RECORD_BYTES",
+    "answer_records",
+    "cancelled",
+    "complete",
+    "failed",
+    "reject",
+    "too_large",
+]
 
 # librdkafka refuses a record over ``message.max.bytes`` (1,000,000 by default) at produce(),
 # and one such record would fail its whole transaction, again and again. An answer record is
@@ -71,6 +80,29 @@ def failed(
         attempts=attempts,
         submitted_at=assignment.submitted_at,
         started_at=started_at,
+        block=block,
+        node=node,
+    )
+
+
+def cancelled(
+    assignment: Assignment,
+    cancel: CancelRequest,
+    *,
+    attempts: int,
+    block: int | None = None,
+    node: str | None = None,
+) -> Completion:
+    """A job cancelled before it ran again (``attempts``: those it had made)."""
+    reason = f": {cancel.reason}" if cancel.reason else ""
+    return Completion(
+        key=assignment.key,
+        task=assignment.task,
+        status=Status.CANCELLED,
+        result_dir=assignment.result_dir,
+        error=ErrorInfo(type=FailureKind.CANCELLED, message=f"cancelled on request{reason}"),
+        attempts=attempts,
+        submitted_at=assignment.submitted_at,
         block=block,
         node=node,
     )

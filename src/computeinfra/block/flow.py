@@ -98,6 +98,7 @@ class Flow:
         if records and take:
             self._take(records)
         self._collect(0.0 if records or not busy else self._tick())
+        self._cancel_waiting()
         for slot in self._retries.due():
             self._dispatch(slot)
         self._hand_over(member)
@@ -163,6 +164,18 @@ class Flow:
     def _queue(self, slots: list[Slot]) -> None:
         if slots:
             self._jobs.put(slots)
+
+    def _cancel_waiting(self) -> None:
+        """Answer ``cancelled`` the jobs in hand that fresh cancels name and that wait for
+        a worker or a retry; one running goes on to its end."""
+        cancels = self._slots.cancels
+        asked = {key: c for key in cancels.fresh() if (c := cancels.asked(key)) is not None}
+        if not asked:
+            return
+        named = lambda slot: slot.key in asked and not slot.released  # noqa: E731
+        for slot in [*self._jobs.take_if(named), *self._retries.take_if(named)]:
+            self._slots.cancel(slot, asked[slot.key])
+            self._answered(slot)
 
     def _hand_over(self, member: GroupMember) -> None:
         """Forward the jobs this block's held workers cannot start soon to another block

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 
 from .slots import Slot
 
@@ -35,6 +36,14 @@ class Retries:
             slot = heapq.heappop(self._heap)[2]
             if not slot.released:
                 found.append(slot)
+        return found
+
+    def take_if(self, wanted: Callable[[Slot], bool]) -> list[Slot]:
+        """Remove and return the slots waiting that are ``wanted``."""
+        found = [entry[2] for entry in self._heap if wanted(entry[2])]
+        if found:
+            self._heap = [entry for entry in self._heap if not wanted(entry[2])]
+            heapq.heapify(self._heap)
         return found
 
     def clear(self) -> list[Slot]:

@@ -24,6 +24,7 @@ from computeinfra.protocol import (
     COMPLETED_TOPIC,
     DEAD_TOPIC,
     HANDOVERS_HEADER,
+    CancelRequest,
     Completion,
     FailureKind,
     attempts_made,
@@ -37,11 +38,13 @@ from .admit import admit
 from .answers import (
     MAX_ANSWER_RECORD_BYTES,
     answer_records,
+    cancelled,
     failed,
     record_size,
     reject,
     too_large,
 )
+from .cancels import Cancels
 from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
@@ -88,12 +91,14 @@ class SlotMaker:
         hooks: MiddlewareChain,
         block: int,
         node: str | None,
+        cancels: Cancels | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._hooks = hooks
         self._block = block
         self._node = node
+        self.cancels = cancels if cancels is not None else Cancels()
 
     def make(self, message: Message, read_before: bool = False) -> Slot:
         """A slot for ``message``: with an assignment to run, or already answered;
@@ -136,6 +141,9 @@ class SlotMaker:
                 raise
             # Logged and counted; an invalid request still gets its rejection below.
         if isinstance(verdict, Assignment):
+            if (asked := self.cancels.asked(verdict.key)) is not None:
+                self.cancel(slot, asked)
+                return
             decision = self._hooks.placement(verdict)
             if decision is None:
                 return
@@ -155,6 +163,15 @@ class SlotMaker:
             node=self._node,
         )
         self.answer(slot, completion)
+
+    def cancel(self, slot: Slot, asked: CancelRequest) -> None:
+        """Answer ``slot``'s job ``cancelled``: it waits for a worker or a retry (its
+        attempts so far are counted), or has just been read."""
+        assignment = slot.assignment
+        assert assignment is not None, "only a job still to run is cancelled"
+        attempts = assignment.attempt - 1
+        self.answer(slot, cancelled(assignment, asked, attempts=attempts,
+                                    block=self._block, node=self._node))  # fmt: skip
 
     def take_up(self, orphan: Slot, message: Message, read_before: bool) -> Slot:
         """``orphan``, a job this block let go, for its record read again: if another owner

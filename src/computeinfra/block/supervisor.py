@@ -23,10 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from computeinfra.config import Settings
-from computeinfra.protocol import PENDING_TOPIC, BlockState
+from computeinfra.kafka.follow import TopicFollower
+from computeinfra.protocol import CANCEL_TOPIC, PENDING_TOPIC, BlockState
 from computeinfra.tasks.registry import TaskRegistry, load_registry
 
 from .batching import BatchPlanner
+from .cancels import Cancels
 from .flow import Flow
 from .handover import Handover
 from .lanes import JobQueue, LaneEvent, WorkerLane
@@ -47,6 +49,8 @@ RESTART_PAUSE_SECONDS = 1.0
 # for their processes to come up; a restart must be consuming again within seconds.
 WORKER_FIRST_SECONDS = 60.0
 WORKER_ASK_ON_RESTART_SECONDS = 5.0
+# How often a block still reading cancelJobs before its first record says so.
+CANCELS_WAIT_SECONDS = 10.0
 
 
 class Supervisor:
@@ -90,7 +94,14 @@ class Supervisor:
             WorkerLane(w, i, self._jobs, self._events, block, self._lanes_stop, depth)
             for i, w in enumerate(workers)
         ]
-        slots = SlotMaker(settings, self.registry, self.hooks, block, node)
+        self.cancels = Cancels()
+        self._cancel_reader = TopicFollower(
+            settings.bootstrap_servers,
+            [CANCEL_TOPIC],
+            self.cancels.on_record,
+            client_id=f"{self.member_id}-cancels",
+        )
+        slots = SlotMaker(settings, self.registry, self.hooks, block, node, self.cancels)
         self.handover = Handover(settings.handover_seconds, self._all_held, block)
         self.flow = Flow(
             settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover
@@ -102,6 +113,7 @@ class Supervisor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._cancel_reader.start()
         for lane in self.lanes:
             lane.start()
         self._thread = threading.Thread(target=self._run, name=f"supervisor-{self.block}")
@@ -163,12 +175,22 @@ class Supervisor:
         """The consume thread. Whatever ends a round of it (a bug, a broker away for longer
         than a client survives), the block says so and starts again with new clients, reading
         from the committed offsets: it never stops consuming while its actor lives."""
+        self._read_cancels()
         while not self._stop.is_set():
             try:
                 self._serve()
             except BaseException as exc:  # any end of a round, SystemExit from a hook included
                 self._died(exc)
         self._shut_down()
+
+    def _read_cancels(self) -> None:
+        """Wait until every cancel on the topic when the block started has been read: a job
+        cancelled before must not run because its record came first."""
+        while not self._stop.is_set():
+            if self._cancel_reader.at_end.wait(CANCELS_WAIT_SECONDS):
+                return
+            _log.warning("block %s: still reading %s before taking any job", self.block,
+                         CANCEL_TOPIC)  # fmt: skip
 
     def _serve(self) -> None:
         if self._reseat.is_set():  # asked while a round was starting or dead: join anew
@@ -240,6 +262,7 @@ class Supervisor:
                 _log.warning("block %s: draining on stop failed: %s", self.block, exc)
         self._lanes_stop.set()
         self._close_clients()
+        self._cancel_reader.stop()
         self.state = BlockState.STOPPED
 
     def _close_clients(self) -> None:

@@ -24,7 +24,12 @@ EXIT_FAILED = 1
 EXIT_TIMEOUT = 3
 REFRESH_SECONDS = 0.1
 SUMMARY_ROWS = 50
-_STYLE = {Status.SUCCEEDED: "green", Status.FAILED: "red", Status.REJECTED: "yellow"}
+_STYLE = {
+    Status.SUCCEEDED: "green",
+    Status.FAILED: "red",
+    Status.REJECTED: "yellow",
+    Status.CANCELLED: "magenta",
+}
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

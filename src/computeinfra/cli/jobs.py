@@ -1,16 +1,19 @@
-"""Job commands: ``submit``, ``watch``, ``status``."""
+"""Job commands: ``submit``, ``watch``, ``status``, ``cancel``."""
 
 from __future__ import annotations
 
 import json
 import queue
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from confluent_kafka import Message
+from rich.markup import escape
 
+from computeinfra.client.cancel import CancelOutcome, cancel_jobs
 from computeinfra.client.lookup import job_state
 from computeinfra.client.sdk import Client
 from computeinfra.config import Settings
@@ -156,7 +159,61 @@ def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+def cancel(
+    keys: Annotated[list[str], typer.Argument(help="Keys of the jobs to cancel.")],
+    reason: Annotated[str | None, typer.Option(help="Said in each job's completion.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for each job's completion, and print it.")
+    ] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
+) -> None:
+    """Cancel jobs: one waiting never runs, and its completion says cancelled.
+
+    A job that completed keeps its completion, and is reported. An unknown key is an
+    error, and then nothing is cancelled (exit 2).
+    """
+    settings = Settings.from_env()
+    check_reachable(settings.bootstrap_servers)
+    outcomes = cancel_jobs(settings.bootstrap_servers, keys, reason=reason)
+    for outcome in outcomes:
+        if as_json and not wait:
+            print_json(outcome.to_json())
+        elif not as_json:
+            console.print(_cancel_line(outcome), soft_wrap=True)
+    if wait:
+        _wait_for(settings, [o for o in outcomes if o.requested], timeout, as_json)
+
+
+def _cancel_line(outcome: CancelOutcome) -> str:
+    key = escape(outcome.key)
+    if outcome.requested:
+        return f"{key}  cancel requested (it was {outcome.state.value})"
+    return f"{key}  {outcome.state.value} already: it keeps its completion"
+
+
+def _wait_for(
+    settings: Settings, outcomes: list[CancelOutcome], timeout: float | None, as_json: bool
+) -> None:
+    """Print each cancelled job's completion as it arrives (whatever it says)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Client(settings=settings) as client:
+        handles = [client.job(o.key) for o in outcomes]
+        for handle in handles:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                completion = handle.completion(left)
+            except JobTimeout as exc:
+                err_console.print(f"[yellow]{exc}[/]")
+                raise typer.Exit(EXIT_TIMEOUT) from None
+            if as_json:
+                print_json(completion.model_dump(mode="json"))
+            else:
+                console.print(notification_line(completion), soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(submit)
     app.command()(watch)
     app.command()(status)
+    app.command()(cancel)

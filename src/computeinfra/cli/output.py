@@ -21,6 +21,7 @@ _MARK = {
     Status.SUCCEEDED: "[green]✓[/]",
     Status.FAILED: "[red]✗[/]",
     Status.REJECTED: "[yellow]⊘[/]",
+    Status.CANCELLED: "[magenta]⊗[/]",
 }
 
 

@@ -35,6 +35,7 @@ from computeinfra.protocol import (
     encode_request,
 )
 
+from .cancel import CancelOutcome, cancel_jobs
 from .lookup import find_last
 from .watcher import CompletionWatcher, settle
 
@@ -50,9 +51,10 @@ def new_key() -> str:
 class JobHandle:
     """A submitted job. Resolves when its completion arrives on ``completedJobs``."""
 
-    def __init__(self, key: str, future: Future[Completion]) -> None:
+    def __init__(self, key: str, future: Future[Completion], client: Client | None = None) -> None:
         self.key = key
         self._future = future
+        self._client = client
 
     def __repr__(self) -> str:
         state = self._future.result().status if self.done() else "pending"
@@ -86,6 +88,16 @@ class JobHandle:
         if not completion.ok:
             raise JobError(completion)
         return completion
+
+    def cancel(self, reason: str | None = None) -> CancelOutcome:
+        """Cancel the job: one not yet running never runs, and its completion says
+        ``cancelled``. One that completed keeps its completion (``requested`` is False)."""
+        if self._client is None:
+            raise RuntimeError("this handle has no client to cancel with: use Client.job(key)")
+        return self._client.cancel(self.key, reason)
+
+    async def acancel(self, reason: str | None = None) -> CancelOutcome:
+        return await asyncio.to_thread(self.cancel, reason)
 
     def add_done_callback(self, fn: Callable[[JobHandle], Any]) -> None:
         """Call ``fn(handle)`` once the job completes (on the client's watcher thread)."""
@@ -148,7 +160,7 @@ class Client:
             PENDING_TOPIC, key=key.encode(), value=encode_request(request), on_delivery=delivered
         )
         self._producer.poll(0)
-        return JobHandle(key, future)
+        return JobHandle(key, future, self)
 
     def job(self, key: str) -> JobHandle:
         """A handle for a job submitted earlier, possibly by another client or process."""
@@ -158,7 +170,13 @@ class Client:
             if found is not None:
                 self._watcher.forget(key, future)
                 settle(future, found)
-        return JobHandle(key, future)
+        return JobHandle(key, future, self)
+
+    def cancel(self, key: str, reason: str | None = None) -> CancelOutcome:
+        """Cancel the job ``key`` (``JobHandle.cancel``); ``UnknownJob`` if there is none.
+        A job this client just submitted is flushed to the broker first."""
+        self.flush()
+        return cancel_jobs(self.bootstrap, [key], reason=reason)[0]
 
     def lookup(self, key: str) -> Completion | None:
         """The latest completion recorded for ``key``, read from Kafka."""

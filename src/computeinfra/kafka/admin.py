@@ -18,6 +18,7 @@ from computeinfra.kafka.clients import (
     partition_count,
 )
 from computeinfra.protocol import (
+    CANCEL_TOPIC,
     COMPLETED_TOPIC,
     DEAD_TOPIC,
     JOB_STATUS_TOPIC,
@@ -80,6 +81,12 @@ def ensure_topics(settings: Settings) -> list[str]:
         # Same partition count as pendingJobs, so a key lands on the same partition number.
         NewTopic(
             JOB_STATUS_TOPIC,
+            settings.partitions,
+            replication,
+            config={**common, "cleanup.policy": "compact"},
+        ),
+        NewTopic(
+            CANCEL_TOPIC,
             settings.partitions,
             replication,
             config={**common, "cleanup.policy": "compact"},

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer
 from computeinfra.config import ToolSettings
 from computeinfra.errors import ConfigError, KafkaError
 
-__all__ = ["make_consumer", "make_producer", "partition_count", "reader"]
+__all__ = ["TopicMissing", "make_consumer", "make_producer", "partition_count", "reader"]
 
 _log = logging.getLogger("computeinfra.kafka")
 REPEAT_LOG_SECONDS = 30.0
@@ -117,6 +117,10 @@ def reader(bootstrap: str, client_id: str = "computeinfra-reader") -> Consumer:
     return make_consumer(bootstrap, None, client_id, **{"enable.partition.eof": False})
 
 
+class TopicMissing(KafkaError):
+    """The broker answered, and has no such topic."""
+
+
 def partition_count(client: Consumer | Producer, topic: str) -> int:
     try:
         metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
@@ -124,7 +128,7 @@ def partition_count(client: Consumer | Producer, topic: str) -> int:
         raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
-        raise KafkaError(
+        raise TopicMissing(
             f"topic {topic!r} does not exist; start the cluster with `computeinfra up` "
             "or create it with `computeinfra kafka topics`"
         )

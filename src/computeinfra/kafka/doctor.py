@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from computeinfra.config import Settings
 from computeinfra.protocol import (
+    CANCEL_TOPIC,
     COMPLETED_TOPIC,
     DEAD_TOPIC,
     JOB_STATUS_TOPIC,
@@ -39,7 +40,7 @@ from .transactions import TransactionTool, TransactionToolError
 __all__ = ["Doctor", "Report"]
 
 _log = logging.getLogger("computeinfra.kafka")
-JOB_TOPICS = (PENDING_TOPIC, COMPLETED_TOPIC, JOB_STATUS_TOPIC, DEAD_TOPIC)
+JOB_TOPICS = (PENDING_TOPIC, COMPLETED_TOPIC, JOB_STATUS_TOPIC, DEAD_TOPIC, CANCEL_TOPIC)
 # Only an ongoing transaction can be stuck: one preparing its commit or abort is ending.
 OPEN_STATES = {"Ongoing"}
 # A block's transaction times out after 15 s and its coordinator then aborts it; open far

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
+from computeinfra.kafka.clients import (
+    METADATA_TIMEOUT_SECONDS,
+    TopicMissing,
+    partition_count,
+    reader,
+)
 
 __all__ = ["BEGINNING", "END", "Start", "TopicFollower", "tail"]
 
@@ -46,6 +51,19 @@ def tail(records: int) -> Start:
     return Start(max(records, 0))
 
 
+def end_offsets(consumer: Consumer, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """The end (high watermark) of every partition of ``topics`` that holds records."""
+    ends = {}
+    for topic in topics:
+        for partition in range(partition_count(consumer, topic)):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_SECONDS
+            )
+            if high > low:
+                ends[(topic, partition)] = high
+    return ends
+
+
 def start_offsets(consumer: Consumer, topics: Sequence[str], start: Start) -> list[TopicPartition]:
     """Explicit offsets for every partition of ``topics``; raises ``KafkaError`` while a
     topic does not exist."""
@@ -67,8 +85,11 @@ Handler = Callable[[Message], None]
 
 class TopicFollower:
     """Reads ``topics`` from ``start`` on a thread, calling ``handle`` for each record in
-    partition order. ``caught_up`` is set once a poll finds nothing new; ``between_polls``,
-    if given, runs on the thread before every poll (e.g. to serve a producer's callbacks)."""
+    partition order. ``caught_up`` is set once a poll finds nothing new; ``at_end`` once
+    every record that was in the topics when it started reading has been handled (a poll
+    may find nothing before the first fetch answers: only ``at_end`` is sure to have seen
+    them), or while a topic does not exist (it holds nothing). ``between_polls``, if given,
+    runs on the thread before every poll (e.g. to serve a producer's callbacks)."""
 
     def __init__(
         self,
@@ -91,13 +112,15 @@ class TopicFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=client_id, daemon=True)
         self.caught_up = threading.Event()
+        self.at_end = threading.Event()
+        self._ends: dict[tuple[str, int], int] = {}
 
     def start(self, *, assign_now: bool = False) -> TopicFollower:
         """Start following. With ``assign_now`` the start offsets are fixed before this
         returns (and a missing topic raises here); otherwise the thread waits for them."""
         if assign_now:
             try:
-                self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
+                self._assign_once()
             except BaseException:
                 self._consumer.close()
                 raise
@@ -115,12 +138,20 @@ class TopicFollower:
     def _assign(self) -> bool:
         while not self._stop.is_set():
             try:
-                self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
+                self._assign_once()
                 return True
-            except Exception as exc:  # topics not created yet, or the broker is away
+            except TopicMissing as exc:  # nothing to read yet: at its end until it exists
+                self.at_end.set()
+                _log.info("waiting for topics %s: %s", ", ".join(self.topics), exc)
+                self._stop.wait(TOPIC_WAIT_SECONDS)
+            except Exception as exc:  # the broker is away
                 _log.warning("waiting for topics %s: %s", ", ".join(self.topics), exc)
                 self._stop.wait(TOPIC_WAIT_SECONDS)
         return False
+
+    def _assign_once(self) -> None:
+        self._ends = end_offsets(self._consumer, self.topics)
+        self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
 
     def _run(self) -> None:
         if not self._assigned and not self._assign():
@@ -142,6 +173,18 @@ class TopicFollower:
             self._deliver(message)
         else:  # transient (a broker away): librdkafka retries by itself
             _log.debug("following %s: %s", ", ".join(self.topics), message.error())
+        if not self.at_end.is_set():  # after the record polled was handled
+            self._look_for_end()
+
+    def _look_for_end(self) -> None:
+        """Set ``at_end`` once every partition's position is past the end it had at the
+        start. Positions, not the offsets seen: transaction markers take offsets too."""
+        if self._ends:
+            wanted = [TopicPartition(t, p) for t, p in self._ends]
+            positions = self._consumer.position(wanted)
+            if any(tp.offset < self._ends[(tp.topic, tp.partition)] for tp in positions):
+                return
+        self.at_end.set()
 
     def _deliver(self, message: Message) -> None:
         try:

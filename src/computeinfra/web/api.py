@@ -6,10 +6,12 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from computeinfra.client.lookup import job_state
-from computeinfra.errors import PathError, RequestError
+from computeinfra.client.cancel import cancel_jobs
+from computeinfra.client.lookup import JobLookup, job_state
+from computeinfra.errors import PathError, RequestError, UnknownJob
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import JobRequest
 from computeinfra.tasks.context import InputRoots
@@ -17,6 +19,9 @@ from computeinfra.web.board import view_of_lookup
 from computeinfra.web.events import sse_stream
 from computeinfra.web.metrics import CONTENT_TYPE, exposition
 from computeinfra.web.models import (
+    CancelAccepted,
+    CancelConflict,
+    CancelJob,
     ErrorBody,
     JobList,
     JobView,
@@ -99,6 +104,29 @@ def get_job(key: str, state: State) -> JobView:
     if found is None:
         raise HTTPException(404, f"no job {key!r} on record; check the key")
     return found
+
+
+@router.post(
+    "/api/jobs/{key}/cancel", status_code=202, response_model=CancelAccepted,
+    responses={**_MISSING, **_INVALID, **_AWAY, 409: {
+        "model": CancelConflict, "description": "It completed first; `job` says how."}},
+    tags=["jobs"],
+)  # fmt: skip
+def cancel_job(key: str, state: State, body: CancelJob | None = None) -> Any:
+    """Cancel a job: one waiting never runs, and its completion says `cancelled`. 409 with
+    the job if it completed first (it keeps its completion); 404 if no job has the key."""
+    reason = body.reason if body is not None else None
+    try:
+        (outcome,) = cancel_jobs(state.settings.core.bootstrap_servers, [key], reason=reason)
+    except UnknownJob:
+        raise HTTPException(404, f"no job {key!r} on record; check the key") from None
+    if outcome.requested:
+        said = f"cancel of {key!r} requested; it was {outcome.state.value}"
+        return CancelAccepted(key=key, state=outcome.state, message=said)
+    view = view_of_lookup(JobLookup(key, outcome.state, completion=outcome.completion))
+    assert view is not None, "a job that completed has a view"
+    conflict = CancelConflict(message=f"job {key!r} {outcome.state.value} already", job=view)
+    return JSONResponse(jsonable_encoder(conflict), status_code=409)
 
 
 @router.get(

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from computeinfra.protocol import Completion, ErrorInfo, JobState, JobStatus
 
 __all__ = [
+    "CancelAccepted",
+    "CancelConflict",
+    "CancelJob",
     "ErrorBody",
     "JobList",
     "JobView",
@@ -74,6 +77,26 @@ class JobView(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobView]
+
+
+class CancelJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Said in the job's completion."
+    )
+
+
+class CancelAccepted(BaseModel):
+    key: str
+    state: JobState = Field(description="What the job was when the cancel was asked.")
+    message: str
+
+
+class CancelConflict(ErrorBody):
+    """The job completed before its cancel: it keeps its completion."""
+
+    job: JobView
 
 
 class TaskInfo(BaseModel):

@@ -109,7 +109,7 @@ function notify(view) {
   while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
 }
 
-function mark(state) { return { succeeded: "✓", failed: "✗", rejected: "⊘" }[state] || "•"; }
+function mark(state) { return { succeeded: "✓", failed: "✗", rejected: "⊘", cancelled: "⊗" }[state] || "•"; }
 
 // -- live events ----------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ function fact(name, value) { return [el("dt", {}, name), el("dd", {}, value)]; }
 
 function errorBox(view) {
   const e = view.error;
-  const what = view.state === "rejected" ? "The request was rejected and never ran" : `The job ${view.state}`;
+  const what = { rejected: "The request was rejected and never ran", cancelled: "The job was cancelled" }[view.state] || `The job ${view.state}`;
   return el("div", { class: `error-box ${view.state}` },
     el("strong", {}, `${what}: `), e.message,
     e.field ? el("div", { class: "muted" }, `Field at fault: ${e.field}`) : null,

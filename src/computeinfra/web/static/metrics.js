@@ -30,7 +30,7 @@ export function renderMetrics(root) {
 function draw({ analyzer, blocks }) {
   const tasks = Object.entries(analyzer.tasks);
   const t = analyzer.totals;
-  const done = t.succeeded + t.failed + t.rejected;
+  const done = t.succeeded + t.failed + t.rejected + (t.cancelled || 0);
   const busy = blocks.filter((b) => b.job).length;
   return [
     el("div", { class: "figures" },
@@ -45,7 +45,7 @@ function draw({ analyzer, blocks }) {
       card("Queue wait per task (p50 / p95 / p99)", bars(tasks.map(([n, r]) => [n, pcts(r.queue_wait)]), ["p50", "p95", "p99"], seconds)),
       card("Run time per task (p50 / p95 / p99)", bars(tasks.map(([n, r]) => [n, pcts(r.run_time)]), ["p50", "p95", "p99"], seconds))),
     el("div", { class: "grid2" },
-      card(`Failure and rejection rates per task (${done} answered)`, bars(tasks.map(([n, r]) => [n, rates(r)]), ["failed", "rejected"], (v) => `${(v * 100).toFixed(0)} %`, 0.2)),
+      card(`Failure, rejection and cancel rates per task (${done} answered)`, bars(tasks.map(([n, r]) => [n, rates(r)]), ["failed", "rejected", "cancelled"], (v) => `${(v * 100).toFixed(0)} %`, 0.2)),
       card("Worker restarts per block", bars(blocks.map((b) => [`block ${b.block}`, [analyzer.worker_restarts.by_block[String(b.block)] || 0]]), ["restarts"], (v) => v.toFixed(0), 4))),
     card("Working blocks", blocksTable(blocks)),
   ];
@@ -54,8 +54,9 @@ function draw({ analyzer, blocks }) {
 function pcts(summary) { return [summary.p50 || 0, summary.p95 || 0, summary.p99 || 0]; }
 
 function rates(row) {
-  const answered = row.succeeded + row.failed + row.rejected;
-  return answered ? [row.failed / answered, row.rejected / answered] : [0, 0];
+  const cancelled = row.cancelled || 0;
+  const answered = row.succeeded + row.failed + row.rejected + cancelled;
+  return answered ? [row.failed / answered, row.rejected / answered, cancelled / answered] : [0, 0, 0];
 }
 
 function figure(value, label, id) {

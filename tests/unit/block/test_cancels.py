@@ -1,0 +1,104 @@
+"""Cancels as a block reads them (``block/cancels.py``) and answers them at intake
+(``SlotMaker``), as plain logic: issue #14."""
+
+from __future__ import annotations
+
+from computeinfra.block.cancels import Cancels
+from computeinfra.block.middleware import MiddlewareChain
+from computeinfra.block.middleware.status import StatusPublisher
+from computeinfra.block.slots import SlotMaker
+from computeinfra.config import Settings
+from computeinfra.protocol import (
+    ATTEMPTS_HEADER,
+    CANCEL_TOPIC,
+    HANDOVERS_HEADER,
+    CancelRequest,
+    FailureKind,
+    Status,
+    decode_completion,
+    encode_cancel,
+)
+from computeinfra.tasks.registry import load_registry
+
+from .test_slots import _Message, _statuses
+
+
+class _CancelRecord:
+    def __init__(self, key: bytes | None, value: bytes | None) -> None:
+        self._key, self._value = key, value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def topic(self) -> str:
+        return CANCEL_TOPIC
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 3
+
+
+def _read(cancels: Cancels, key: bytes | None, value: bytes | None) -> None:
+    cancels.on_record(_CancelRecord(key, value))  # type: ignore[arg-type]
+
+
+def _maker(cancels: Cancels) -> SlotMaker:
+    chain = MiddlewareChain([StatusPublisher(block=0, running_after=0.0)])
+    return SlotMaker(Settings(), load_registry(()), chain, 0, None, cancels)
+
+
+def test_a_cancel_is_read_withdrawn_and_told_once_as_fresh() -> None:
+    cancels = Cancels()
+    _read(cancels, b"k1", encode_cancel(CancelRequest(reason="not needed")))
+    asked = cancels.asked("k1")
+    assert asked is not None and asked.reason == "not needed"
+    assert cancels.fresh() == ["k1"] and cancels.fresh() == []
+    _read(cancels, b"k1", None)  # a tombstone withdraws it
+    assert cancels.asked("k1") is None and len(cancels) == 0
+
+
+def test_an_unreadable_or_keyless_cancel_is_skipped_and_the_next_one_read() -> None:
+    cancels = Cancels()
+    _read(cancels, b"k1", b"{not json")
+    _read(cancels, b"k2", b'{"reason": 7}')
+    _read(cancels, None, encode_cancel(CancelRequest()))
+    _read(cancels, b"k3", b"{}")  # every field has a default
+    assert cancels.asked("k1") is None and cancels.asked("k2") is None
+    assert cancels.asked("k3") is not None and cancels.fresh() == ["k3"]
+
+
+def test_a_cancelled_job_read_at_intake_is_answered_cancelled_without_running() -> None:
+    cancels = Cancels()
+    cancels.add("k1", CancelRequest(reason="changed my mind"))
+    slot = _maker(cancels).make(_Message())  # type: ignore[arg-type]
+    assert slot.assignment is None and slot.completion is not None
+    completion = decode_completion(slot.records[0].value)
+    assert completion.status is Status.CANCELLED and completion.attempts == 0
+    assert completion.error is not None and completion.error.type == FailureKind.CANCELLED
+    assert "changed my mind" in completion.error.message
+    assert completion.task == "sleep" and completion.result_dir == "out"
+    # Read fresh, no running can be out: the completion is the whole answer.
+    assert _statuses(slot.records) == []
+
+
+def test_a_cancelled_job_passed_on_keeps_the_attempts_it_made_and_replaces_its_running() -> None:
+    cancels = Cancels()
+    cancels.add("k1", CancelRequest())
+    headers = [(HANDOVERS_HEADER, b"1"), (ATTEMPTS_HEADER, b"2")]
+    slot = _maker(cancels).make(_Message(headers))  # type: ignore[arg-type]
+    completion = decode_completion(slot.records[0].value)
+    assert completion.status is Status.CANCELLED and completion.attempts == 2
+    assert _statuses(slot.records) == [Status.CANCELLED]
+
+
+def test_a_job_whose_cancel_was_withdrawn_runs() -> None:
+    cancels = Cancels()
+    cancels.add("k1", CancelRequest())
+    _read(cancels, b"k1", None)
+    slot = _maker(cancels).make(_Message())  # type: ignore[arg-type]
+    assert slot.assignment is not None and not slot.answered
