@@ -22,10 +22,11 @@ from confluent_kafka import Message
 from computeinfra.config import Settings
 
 from .answers import complete
+from .backlog import Backlog, JobQueue
 from .commits import Commits
 from .handover import Handover
 from .jobs import Failure, Outcome, judge
-from .lanes import JobQueue, LaneEvent
+from .lanes import LaneEvent
 from .membership import GroupMember
 from .middleware import HookError, MiddlewareChain
 from .orphans import Key, Orphans
@@ -55,6 +56,7 @@ class Flow:
         block: int,
         node: str | None,
         handover: Handover,
+        workers: int = 1,
     ) -> None:
         self._settings = settings
         self._handover = handover
@@ -71,7 +73,7 @@ class Flow:
         self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
         self._orphans = Orphans()
-        self._paused_full = False
+        self._backlog = Backlog(jobs, settings.consume_batch, workers)
         self.draining = False
         self.drain_seconds: float | None = None  # None: the longest remaining time limit
 
@@ -280,15 +282,10 @@ class Flow:
     # -- flow control and commits --------------------------------------------------------------
 
     def _pause(self, member: GroupMember) -> None:
-        """Pause every partition while more is queued than the workers will soon start,
-        and a partition whose map of answered offsets is getting long."""
-        backlog = len(self._jobs) + len(self._retries)
-        high = self._settings.consume_batch
-        if backlog >= high:
-            self._paused_full = True
-        elif backlog <= high // 2:
-            self._paused_full = False
-        wanted = set(member.assigned) if self._paused_full or self.draining else set()
+        """Pause every partition while more is queued than the workers will soon start
+        (``backlog.py``), and a partition whose map of answered offsets is getting long."""
+        full = self._backlog.full(len(self._retries))
+        wanted = set(member.assigned) if full or self.draining else set()
         member.pause_only(wanted | self._positions.crowded())
 
     def commit(self) -> None:

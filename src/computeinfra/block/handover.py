@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaException
 
 from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
-from .lanes import JobQueue
+from .backlog import JobQueue
 from .slots import FORWARDED_BY_HEADER, Slot, header_pairs
 from .transaction import OutboxRecord
 

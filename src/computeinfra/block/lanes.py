@@ -1,4 +1,4 @@
-"""Dispatch: a block's queue of jobs to run, and one lane (a thread) per worker process.
+"""Dispatch: one lane (a thread) per worker process, taking jobs from the block's queue.
 
 A block has one worker or several; each lane takes the next job from the shared queue when
 its worker can start it, so a long job holds one worker and no other job waits behind it.
@@ -17,119 +17,25 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from computeinfra.protocol import FailureKind
 
-from .batching import MAX_JOBS_PER_CALL, BatchPlanner
-from .jobs import Failure, NotRun, Outcome
+from .backlog import PIPELINE_SECONDS, JobQueue
+from .jobs import Failure, NotRun
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
 from .worker import WorkerPort
 from .worker_link import WorkerLink
 
-__all__ = ["JobQueue", "LaneEvent", "WorkerLane"]
+__all__ = ["LaneEvent", "WorkerLane"]
 
 _log = logging.getLogger("computeinfra.supervisor")
-# A lane queues more calls behind a running one only while all it has sent is expected to
-# end within this (so a job queued at a worker never waits long for it).
-PIPELINE_SECONDS = 0.05
 # How often a lane with a quick job running looks for more work to queue behind it.
 TOP_UP_SECONDS = 0.002
 # A lane with a long job running looks at it this often (for its time limit, or a stop).
 LONG_WAIT_SECONDS = 0.5
 TAKE_WAIT_SECONDS = 0.2
-
-
-class JobQueue:
-    """Jobs waiting for a worker, oldest first; the supervisor puts, lanes take."""
-
-    def __init__(self, planner: BatchPlanner) -> None:
-        self._jobs: deque[Slot] = deque()
-        self._ready = threading.Condition()
-        self._planner = planner
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def put(self, slots: list[Slot]) -> None:
-        """Queue ``slots`` in order. A poll's records go in together, so that a lane wakes
-        once for them and quick ones share a call (woken for each, lanes sent calls of
-        four jobs on average at 600 jobs/s, against the twenty a poll brings)."""
-        now = time.monotonic()
-        for slot in slots:
-            slot.queued_at = now
-        with self._ready:
-            self._jobs.extend(slots)
-            self._ready.notify(len(slots))
-
-    def put_front(self, slots: list[Slot]) -> None:
-        """Put ``slots`` back first in line, keeping when they were first queued; those sent
-        to a worker before are waiting again, not running."""
-        for slot in slots:
-            slot.started_at = None
-        with self._ready:
-            self._jobs.extendleft(reversed(slots))
-            self._ready.notify(len(slots))
-
-    def take_if(self, wanted: Callable[[Slot], bool]) -> list[Slot]:
-        """Remove and return the queued jobs still in hand that are ``wanted``."""
-        with self._ready:
-            found = [s for s in self._jobs if not s.released and wanted(s)]
-            if found:
-                taken = set(map(id, found))
-                self._jobs = deque(s for s in self._jobs if id(s) not in taken)
-            return found
-
-    def topics(self) -> set[str]:
-        with self._ready:
-            return {s.message.topic() or "" for s in self._jobs}
-
-    def take(self, timeout: float) -> list[Slot]:
-        """The next job, with the quick ones after it that can share its call."""
-        with self._ready:
-            if not self._ready.wait_for(lambda: bool(self._jobs), timeout):
-                return []
-            return self._group()
-
-    def take_quick(self) -> list[Slot]:
-        """Like ``take``, without waiting, and only jobs expected to be quick."""
-        with self._ready:
-            self._drop_released()
-            if not self._jobs or not self.quick(self._jobs[0]):
-                return []
-            return self._group()
-
-    def clear(self) -> list[Slot]:
-        """Empty the queue; returns the jobs still in hand it held."""
-        with self._ready:
-            dropped, self._jobs = list(self._jobs), deque()
-            return [slot for slot in dropped if not slot.released]
-
-    def observe(self, task: str, outcome: Outcome) -> None:
-        with self._ready:
-            self._planner.observe(task, outcome)
-
-    def quick(self, slot: Slot) -> bool:
-        expected = self._planner.expected(slot.task)
-        return expected is not None and expected < PIPELINE_SECONDS
-
-    def expected(self, task: str) -> float | None:
-        return self._planner.expected(task)
-
-    def _drop_released(self) -> None:
-        while self._jobs and self._jobs[0].released:
-            self._jobs.popleft()
-
-    def _group(self) -> list[Slot]:
-        self._drop_released()
-        if not self._jobs:
-            return []
-        tasks = [slot.task for slot in list(self._jobs)[:MAX_JOBS_PER_CALL]]
-        count = self._planner.take(tasks)
-        group = [self._jobs.popleft() for _ in range(min(count, len(self._jobs)))]
-        return [slot for slot in group if not slot.released]
 
 
 @dataclass(frozen=True)

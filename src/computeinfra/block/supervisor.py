@@ -27,11 +27,12 @@ from computeinfra.kafka.follow import TopicFollower
 from computeinfra.protocol import CANCEL_TOPIC, PENDING_TOPIC, BlockState
 from computeinfra.tasks.registry import TaskRegistry, load_registry
 
+from .backlog import JobQueue
 from .batching import BatchPlanner
 from .cancels import Cancels
 from .flow import Flow
 from .handover import Handover
-from .lanes import JobQueue, LaneEvent, WorkerLane
+from .lanes import LaneEvent, WorkerLane
 from .membership import ConsumerDead, GroupMember
 from .middleware import Middleware, MiddlewareChain
 from .positions import Positions
@@ -104,8 +105,9 @@ class Supervisor:
         slots = SlotMaker(settings, self.registry, self.hooks, block, node, self.cancels)
         self.handover = Handover(settings.handover_seconds, self._all_held, block)
         self.flow = Flow(
-            settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover
-        )
+            settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover,
+            workers=len(self.lanes),
+        )  # fmt: skip
         self.state: BlockState = BlockState.STARTING
         self.error: str | None = None  # why the consume thread last died
         self.restarts = 0  # times the consume thread died and started again

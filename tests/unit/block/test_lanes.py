@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 from pydantic import BaseModel
 
+from computeinfra.block.backlog import JobQueue
 from computeinfra.block.batching import BatchPlanner
 from computeinfra.block.handover import (
     HANDOVERS_HEADER,
@@ -20,7 +21,7 @@ from computeinfra.block.handover import (
     handovers,
 )
 from computeinfra.block.jobs import Assignment, Failure, Outcome
-from computeinfra.block.lanes import JobQueue, LaneEvent, WorkerLane
+from computeinfra.block.lanes import LaneEvent, WorkerLane
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.slots import Slot
 from computeinfra.protocol import ATTEMPTS_HEADER, FailureKind, Status, attempts_made
