@@ -91,3 +91,38 @@ def big_result(payload: Size, ctx: TaskContext) -> dict[str, str]:
 def not_json(payload: Message, ctx: TaskContext) -> object:
     """Return a value JSON cannot carry."""
     return {"handle": object()}
+
+
+class Spin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 60.0
+
+
+@task("spin", payload=Spin, max_attempts=1)
+def spin(payload: Spin, ctx: TaskContext) -> dict[str, int]:
+    """A CPU loop that looks at nothing: a cancel must stop it without its help."""
+    end, loops = time.monotonic() + payload.seconds, 0
+    while time.monotonic() < end:
+        loops += 1
+    return {"loops": loops}
+
+
+class Parts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    parts: int = 2
+    timeout: float = 60.0
+
+
+@task("write-then-wait", payload=Parts, max_attempts=1)
+def write_then_wait(payload: Parts, ctx: TaskContext) -> dict[str, int]:
+    """Write ``parts`` whole files, begin one more, and hold it open until ``path``
+    exists: what a cancelled job leaves behind."""
+    for index in range(payload.parts):
+        ctx.write_bytes(f"part-{index}.txt", b"whole")
+    with ctx.open_output("last.bin") as handle:
+        handle.write(b"half")
+        deadline = time.monotonic() + payload.timeout
+        while not os.path.exists(payload.path) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the task's own polling, not a test synchronising on time
+    return {"parts": payload.parts}

@@ -7,14 +7,16 @@ import json
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from computeinfra import Client, Status
 from computeinfra.block.supervisor import Supervisor
+from computeinfra.client.lookup import job_state
 from computeinfra.kafka.admin import ensure_lane_topics
 from computeinfra.kafka.clients import make_producer
-from computeinfra.protocol import CANCEL_TOPIC, FailureKind, lane_topic
+from computeinfra.protocol import CANCEL_TOPIC, FailureKind, JobState, lane_topic
 from computeinfra.tasks.registry import load_registry
 from tests.helpers import Stack, completions_for, read_topic, run_cli, wait_for
 from tests.integration.test_drain import _send
@@ -30,10 +32,21 @@ def _cancel_records(stack: Stack, key: str) -> list[bytes | None]:
     return [v for k, v, _ in read_topic(bootstrap, CANCEL_TOPIC) if k == key.encode()]
 
 
+def _blocks(stack: Stack) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(
+        run_cli("blocks", "--json", env=stack.env, check=True).stdout
+    )
+    return rows
+
+
 def _all_held(stack: Stack) -> bool:
-    rows = json.loads(run_cli("blocks", "--json", env=stack.env, check=True).stdout)
     # A block restarting (or not answering) shows no workers: it is not held.
+    rows = _blocks(stack)
     return all(row["worker_pids"] and len(row["jobs"]) == len(row["worker_pids"]) for row in rows)
+
+
+def _cancels_read(stack: Stack) -> list[int]:
+    return [row.get("cancels") or 0 for row in _blocks(stack)]
 
 
 def test_jobs_waiting_for_a_worker_are_cancelled_from_every_surface_and_never_run(
@@ -50,6 +63,7 @@ def test_jobs_waiting_for_a_worker_are_cancelled_from_every_surface_and_never_ru
         for how in ("cli", "http", "sdk", "kafka")
     }
     client.flush()
+    before = _cancels_read(stack)
     try:
         cli = run_cli("cancel", victims["cli"].key, "--json", env=stack.env, check=True)
         assert json.loads(cli.stdout)["cancel"] == "requested", cli.stdout
@@ -65,9 +79,20 @@ def test_jobs_waiting_for_a_worker_are_cancelled_from_every_surface_and_never_ru
         raw = victims["kafka"].key.encode()
         producer.produce(CANCEL_TOPIC, key=raw, value=b'{"reason": "raw"}')
         assert producer.flush(30) == 0
-        done = {how: handle.completion(TIMEOUT) for how, handle in victims.items()}
+        # A cancel is not ordered with its job (another topic): the blocks must have read
+        # them before a worker is free, or a victim could start first.
+        wait_for(
+            lambda: all(
+                n >= b + len(victims) for n, b in zip(_cancels_read(stack), before, strict=True)
+            ),
+            TIMEOUT,
+            "every block to read the cancels",
+        )
     finally:
+        # The workers go on to the rest now; a victim still on the topic (its block paused
+        # its partitions with gates queued) is answered when read, a queued one at once.
         door.touch()
+    done = {how: handle.completion(TIMEOUT) for how, handle in victims.items()}
     for how, completion in done.items():
         assert completion.status is Status.CANCELLED, (how, completion)
         assert completion.attempts == 0 and completion.started_at is None
@@ -129,3 +154,48 @@ def test_a_block_started_after_a_cancel_never_runs_the_job_it_names(
         block.stop(5.0)
     assert (cancelled.status, cancelled.attempts) == (Status.CANCELLED, 0)
     assert (ran.status, ran.attempts) == (Status.SUCCEEDED, 1)
+
+
+def _running(stack: Stack, key: str) -> bool:
+    return job_state(stack.settings.bootstrap_servers, key).state is JobState.RUNNING
+
+
+def test_running_jobs_are_stopped_whatever_their_code_does_and_what_they_wrote_is_removed(
+    stack: Stack, client: Client, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    # Neither looks at anything: the built-in sleep, and a CPU loop.
+    stubborn = [
+        client.submit("sleep", {"seconds": 600}, f"cancel/{run}/sleep"),
+        client.submit("spin", {"seconds": 600}, f"cancel/{run}/spin"),
+    ]
+    for handle in stubborn:
+        wait_for(lambda h=handle: _running(stack, h.key), TIMEOUT, f"{handle.key} to run")
+    keys = [h.key for h in stubborn]
+    cli = run_cli("cancel", *keys, "--wait", "--json", "--timeout", "60", env=stack.env)
+    assert cli.returncode == 0, cli.stderr
+    for line in cli.stdout.splitlines():
+        completion = json.loads(line)
+        assert (completion["status"], completion["attempts"]) == ("cancelled", 1), completion
+        assert completion["finished_at"] - completion["started_at"] < 600
+    # Partial outputs: two whole files and one being written, beside another job's file.
+    door, folder = tmp_path / "open", f"cancel/{run}/parts"
+    neighbour = client.submit("where", {"message": "stays"}, folder)
+    assert neighbour.completion(TIMEOUT).status is Status.SUCCEEDED
+    writer = client.submit("write-then-wait", {"path": str(door)}, folder)
+    written = stack.results / folder
+    wait_for(lambda: _running(stack, writer.key), TIMEOUT, "the writer to run")
+    wait_for(lambda: (written / "part-1.txt").exists(), TIMEOUT, "its whole parts")
+    try:
+        assert writer.cancel("partial").requested
+        done = writer.completion(TIMEOUT)
+    finally:
+        door.touch()
+    assert (done.status, done.attempts, done.outputs) == (Status.CANCELLED, 1, [])
+    assert sorted(p.name for p in written.iterdir()) == ["where.txt"]
+    # The blocks go on: a job after the cancels runs, on the restarted workers too.
+    after = [client.submit("sleep", {"seconds": 0}, f"cancel/{run}/after") for _ in range(4)]
+    assert all(h.completion(TIMEOUT).status is Status.SUCCEEDED for h in after)
+    everything = [*keys, writer.key]
+    counts = completions_for(stack.settings.bootstrap_servers, everything)
+    assert {key: len(found) for key, found in counts.items()} == dict.fromkeys(everything, 1)

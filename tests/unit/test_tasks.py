@@ -7,7 +7,7 @@ from PIL import Image
 
 from computeinfra.errors import RequestError, TaskError
 from computeinfra.tasks import TaskContext, TaskRegistry, load_registry
-from computeinfra.tasks.context import InputRoots
+from computeinfra.tasks.context import InputRoots, discard_job_files
 from computeinfra.tasks.sleep import sleep as sleep_task
 
 
@@ -125,6 +125,7 @@ def test_failed_output_leaves_no_file_and_no_temp(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), ctx.open_output("half.bin") as handle:
         handle.write(b"partial")
         raise RuntimeError("crash mid-write")
+    ctx.ended()  # as the worker does when the task returns or raises
     assert list(ctx.result_dir.iterdir()) == []
     assert ctx.outputs == []
 
@@ -133,6 +134,7 @@ def test_rewriting_an_output_replaces_it_atomically(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     ctx.write_bytes("a.txt", b"one")
     ctx.write_bytes("a.txt", b"two!")
+    ctx.ended()
     assert (ctx.result_dir / "a.txt").read_bytes() == b"two!"
     assert [(o.path, o.bytes) for o in ctx.outputs] == [("out/a.txt", 4)]
     assert sorted(p.name for p in ctx.result_dir.iterdir()) == ["a.txt"]
@@ -163,12 +165,14 @@ def test_a_retry_removes_what_a_killed_attempt_left(tmp_path: Path) -> None:
     )
     with other_job.open_output("x.bin") as other_handle:
         other_handle.write(b"x")
+    other_job.ended()
     retry = TaskContext(
         key="k", attempt=2, results_root=first.results_root, result_dir=first.result_dir
     )
     assert retry.left_behind()
     assert retry.discard_stale_temporaries() == 1
     retry.write_bytes("big.bin", b"whole")
+    retry.ended()
     assert sorted(p.name for p in retry.result_dir.iterdir()) == ["big.bin", "x.bin"]
 
 
@@ -212,3 +216,34 @@ def test_time_limits_none_means_no_limit_and_max_bounds_what_a_request_asks() ->
         Task("t", Empty, run, time_limit=60, max_time_limit=30)
     with pytest.raises(TaskError, match="time_limit must be in"):
         Task("t", Empty, run, time_limit=8 * 24 * 3600)
+
+
+def test_what_a_killed_attempt_wrote_is_found_and_removed_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """A cancelled job's worker is killed mid-run: its journal lists what it began to write,
+    so its finished outputs and its temporaries go, and another job's files stay."""
+    ctx = make_ctx(tmp_path)
+    ctx.write_bytes("done/1.jpg", b"one")
+    writing = ctx.open_output("done/2.jpg")
+    writing.__enter__().write(b"ha")  # killed here: no rename, no ``ended``
+    neighbour = TaskContext(
+        key="other", attempt=1, results_root=ctx.results_root, result_dir=ctx.result_dir
+    )
+    neighbour.write_bytes("done/3.jpg", b"three")
+    neighbour.ended()
+    assert discard_job_files(ctx.result_dir, ctx.key) == 2  # 1.jpg and 2.jpg's temporary
+    left = sorted(p.relative_to(ctx.result_dir).as_posix() for p in ctx.result_dir.rglob("*"))
+    assert left == ["done", "done/3.jpg"]
+
+
+def test_a_finished_jobs_outputs_are_removed_by_name_and_names_leaving_its_folder_skipped(
+    tmp_path: Path,
+) -> None:
+    ctx = make_ctx(tmp_path)
+    ctx.write_bytes("a.txt", b"a")
+    ctx.ended()
+    outside = ctx.results_root / "keep.txt"
+    outside.write_text("not the job's")
+    assert discard_job_files(ctx.result_dir, ctx.key, ["a.txt", "../keep.txt"]) == 1
+    assert outside.exists() and not (ctx.result_dir / "a.txt").exists()

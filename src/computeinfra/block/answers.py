@@ -90,10 +90,11 @@ def cancelled(
     cancel: CancelRequest,
     *,
     attempts: int,
+    started_at: float | None = None,
     block: int | None = None,
     node: str | None = None,
 ) -> Completion:
-    """A job cancelled before it ran again (``attempts``: those it had made)."""
+    """A job cancelled (``attempts``: those it made, the one stopped included)."""
     reason = f": {cancel.reason}" if cancel.reason else ""
     return Completion(
         key=assignment.key,
@@ -103,6 +104,7 @@ def cancelled(
         error=ErrorInfo(type=FailureKind.CANCELLED, message=f"cancelled on request{reason}"),
         attempts=attempts,
         submitted_at=assignment.submitted_at,
+        started_at=started_at,
         block=block,
         node=node,
     )

@@ -7,21 +7,27 @@ costs a set of keys. A block takes no record before it has read the topic up to 
 ended when the block started (``TopicFollower.at_end``): a job cancelled while the stack
 was down does not run when it comes back.
 
-What a cancel does to a job is the flow's: answered ``cancelled`` at intake, or taken off
-the queue or the retry heap (``Flow``); one already running goes on to its end here.
+What a cancel does to a job is the flow's: answered ``cancelled`` at intake, taken off
+the queue or the retry heap, or, running, stopped by its lane (which kills its worker) and
+answered ``cancelled`` with what it wrote removed (``discard_written``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path, PurePosixPath
 
 from confluent_kafka import Message
 
-from computeinfra.errors import RequestError
+from computeinfra.errors import PathError, RequestError
+from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import CancelRequest, decode_cancel, key_text
+from computeinfra.tasks.context import discard_job_files
 
-__all__ = ["Cancels"]
+from .jobs import Assignment, Outcome
+
+__all__ = ["Cancels", "discard_written"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 
@@ -71,3 +77,23 @@ class Cancels:
             _log.warning("ignoring the cancel of %s at %s: %s", key, where, exc)
             return
         self.add(key, cancel)
+
+
+def discard_written(
+    results_root: Path, assignment: Assignment, outcome: Outcome | None, block: int
+) -> int:
+    """Remove what a cancelled job wrote: its outcome's outputs if it ended, else what its
+    killed attempt's journal lists (``tasks/context.py``). Never raises: the job's answer
+    must not wait on a file."""
+    try:
+        folder = resolve_result_dir(results_root, assignment.result_dir)
+        depth = len(folder.relative_to(results_root.resolve()).parts)
+        paths = [PurePosixPath(o.path) for o in outcome.outputs] if outcome is not None else []
+        names = [PurePosixPath(*p.parts[depth:]).as_posix() for p in paths if len(p.parts) > depth]
+        removed = discard_job_files(folder, assignment.key, names)
+    except (OSError, PathError) as exc:
+        _log.warning("block %s: cannot remove what %s wrote: %s", block, assignment.key, exc)
+        return 0
+    _log.info("block %s: %s cancelled; %d file(s) it wrote removed", block, assignment.key,
+              removed)  # fmt: skip
+    return removed

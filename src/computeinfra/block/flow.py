@@ -100,7 +100,7 @@ class Flow:
         if records and take:
             self._take(records)
         self._collect(0.0 if records or not busy else self._tick())
-        self._cancel_waiting()
+        self._cancel_in_hand()
         for slot in self._retries.due():
             self._dispatch(slot)
         self._hand_over(member)
@@ -167,17 +167,24 @@ class Flow:
         if slots:
             self._jobs.put(slots)
 
-    def _cancel_waiting(self) -> None:
+    def _cancel_in_hand(self) -> None:
         """Answer ``cancelled`` the jobs in hand that fresh cancels name and that wait for
-        a worker or a retry; one running goes on to its end."""
+        a worker or a retry; mark those running, for their lanes to stop (``_on_result``
+        answers them)."""
         cancels = self._slots.cancels
         asked = {key: c for key in cancels.fresh() if (c := cancels.asked(key)) is not None}
         if not asked:
             return
-        named = lambda slot: slot.key in asked and not slot.released  # noqa: E731
+
+        def named(slot: Slot) -> bool:
+            return slot.key in asked and not slot.released
+
         for slot in [*self._jobs.take_if(named), *self._retries.take_if(named)]:
             self._slots.cancel(slot, asked[slot.key])
             self._answered(slot)
+        for slot in self._pending.values():
+            if named(slot) and slot.assignment is not None:
+                slot.cancel = asked[slot.key]
 
     def _hand_over(self, member: GroupMember) -> None:
         """Forward the jobs this block's held workers cannot start soon to another block
@@ -212,6 +219,10 @@ class Flow:
         assignment = slot.assignment
         assert assignment is not None
         try:
+            if slot.cancel is not None:  # however the attempt ended: it was cancelled
+                self._slots.cancel_ran(slot, result)
+                self._answered(slot)
+                return
             judged = judge(result)
             ran = judged if isinstance(judged, Outcome) else judged.outcome
             if ran is not None:  # the task ran to an end: its time says if it is quick

@@ -70,6 +70,7 @@ class WorkerLane:
         self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost)
         self._sent: deque[Slot] = deque()
         self._rescued: Slot | None = None  # the long job whose followers were taken back
+        self._cancelled: Slot | None = None  # the cancelled job whose worker was killed
         self._thread: threading.Thread | None = None
         self._block = block
         self.restarting = False
@@ -156,9 +157,12 @@ class WorkerLane:
         self._queue.send(assignments)
 
     def _top_up(self, deadline: float) -> float:
-        """While a call runs: queue more quick work behind it, if all in hand is quick."""
+        """While a call runs: stop the job on it if it was cancelled; queue more quick work
+        behind it, if all in hand is quick."""
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
+        if self._sent[0].cancel is not None and self._stop_cancelled():
+            return 0.0
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
@@ -168,6 +172,19 @@ class WorkerLane:
         if group:
             self._send(group)
         return TOP_UP_SECONDS
+
+    def _stop_cancelled(self) -> bool:
+        """Kill the worker under a cancelled job running alone in its call (whatever its
+        code does, it stops); a job sharing a call with others is quick, and ends soon."""
+        running = self._queue.running_alone()
+        if running is None or running is not self._sent[0].assignment:
+            return False
+        if self._cancelled is not self._sent[0]:  # once: the kill takes a moment to land
+            self._cancelled = self._sent[0]
+            _log.info("block %s lane %s: stopping %s, cancelled", self._block, self.index,
+                      running.key)  # fmt: skip
+            self.worker.kill()
+        return True
 
     def _rescue(self) -> None:
         """The running job turned out long: take back what waits behind it at the worker

@@ -82,6 +82,16 @@ class AttemptQueue:
             return None
         return max(head.sent_at, self._last_answer_at), len(head.assignments)
 
+    def running_alone(self) -> Assignment | None:
+        """The attempt the worker is on, if its call carries it alone (killing the worker
+        then stops that one job: the calls behind it are sent again, uncounted)."""
+        try:
+            head = self._calls[0]
+        except IndexError:
+            return None
+        alone = head.results is None and len(head.assignments) == 1
+        return head.assignments[0] if alone else None
+
     def send(self, assignments: Sequence[Assignment]) -> None:
         if not self._calls:
             self._last_answer_at = time.monotonic()  # the worker was idle until now

@@ -44,8 +44,8 @@ from .answers import (
     reject,
     too_large,
 )
-from .cancels import Cancels
-from .jobs import Assignment, Forward
+from .cancels import Cancels, discard_written
+from .jobs import Assignment, Failure, Forward, Outcome
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
@@ -66,6 +66,7 @@ class Slot:
     completion: Completion | None = None
     position: tuple[tuple[str, int], int] | None = None  # (topic, partition), offset
     released: bool = False  # not this block's to run any more: let go, or passed on
+    cancel: CancelRequest | None = None  # read while it ran: its lane stops it
     started_at: float | None = None  # when its latest attempt was sent to a worker
     queued_at: float = 0.0  # monotonic: when its latest attempt was queued for a worker
     answered_at: float = 0.0  # monotonic: when its answer was ready
@@ -172,6 +173,18 @@ class SlotMaker:
         attempts = assignment.attempt - 1
         self.answer(slot, cancelled(assignment, asked, attempts=attempts,
                                     block=self._block, node=self._node))  # fmt: skip
+
+    def cancel_ran(self, slot: Slot, result: Outcome | Failure) -> None:
+        """Answer ``cancelled`` a job whose cancel came while it ran (its lane killed its
+        worker, or it ended first): what it wrote is removed, its attempt counted."""
+        assignment, asked = slot.assignment, slot.cancel
+        assert assignment is not None and asked is not None
+        outcome = result if isinstance(result, Outcome) else result.outcome
+        discard_written(self._settings.results_root, assignment, outcome, self._block)
+        started = outcome.started_at if outcome is not None else slot.started_at
+        completion = cancelled(assignment, asked, attempts=assignment.attempt,
+                               started_at=started, block=self._block, node=self._node)  # fmt: skip
+        self.answer(slot, completion)
 
     def take_up(self, orphan: Slot, message: Message, read_before: bool) -> Slot:
         """``orphan``, a job this block let go, for its record read again: if another owner

@@ -168,6 +168,7 @@ class Supervisor:
             "restarts": self.restarts,
             "error": self.error,
             "hook_errors": self.hooks.errors,
+            "cancels": len(self.cancels),  # cancels read from cancelJobs (and not withdrawn)
         }
 
     def _all_held(self, seconds: float) -> bool:

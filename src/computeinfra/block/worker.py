@@ -128,6 +128,8 @@ class Worker:
                 error=_error_info(exc),
                 retryable=isinstance(exc, (Retry, *task.retry_on)),
             )
+        finally:
+            ctx.ended()
         problem = self._result_problem(result)
         if problem is not None:
             return Outcome(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,44 @@ from computeinfra.errors import PathError
 from computeinfra.paths import resolve_input, safe_output_path
 from computeinfra.protocol import Output
 
-__all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file"]
+__all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file", "discard_job_files"]
 
 TEMP_SUFFIX = ".tmp"
 WRITING_SUFFIX = ".writing"
+# Beside a job's outputs while it runs: the names it has begun to write, one a line, so
+# that what a cancelled job wrote can be found and removed after its worker was killed.
+JOURNAL_SUFFIX = ".outputs"
+
+
+def _tag(key: str) -> str:
+    """Marks a job's temporary files, so a later attempt can find and remove them."""
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def discard_job_files(result_dir: Path, key: str, names: Iterable[str] = ()) -> int:
+    """Remove what the job ``key`` wrote in ``result_dir``: the files its journal lists (a
+    killed attempt's), ``names`` (relative to ``result_dir``), their temporaries, and the
+    journal. Names that would leave ``result_dir`` are skipped. Returns the files removed."""
+    tag = _tag(key)
+    journal = result_dir / f".{tag}{JOURNAL_SUFFIX}"
+    try:
+        listed = journal.read_text().splitlines()
+    except OSError:  # none: the attempt ended and removed it, or wrote nothing
+        listed = []
+    removed = 0
+    for name in dict.fromkeys([*listed, *names]):
+        try:
+            target = safe_output_path(result_dir, name)
+        except PathError:
+            continue
+        stale = [target, *target.parent.glob(f".{target.name}.{tag}.*{TEMP_SUFFIX}")]
+        for path in stale:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    journal.unlink(missing_ok=True)
+    (result_dir / f".{tag}{WRITING_SUFFIX}").unlink(missing_ok=True)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -54,6 +88,7 @@ class TaskContext:
     result_dir: Path
     outputs: list[Output] = field(default_factory=list)
     _writing: int = field(default=0, repr=False)  # temporary files open now
+    _noted: set[str] = field(default_factory=set, repr=False)  # names in the journal
 
     def output_path(self, name: str) -> Path:
         return safe_output_path(self.result_dir, name)
@@ -66,6 +101,7 @@ class TaskContext:
         """
         target = self.output_path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._note(target)
         self._mark_writing(+1)
         fd, tmp_name = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.{self._tag}.", suffix=TEMP_SUFFIX
@@ -85,8 +121,25 @@ class TaskContext:
 
     @property
     def _tag(self) -> str:
-        """Marks this job's temporary files, so a later attempt can find and remove them."""
-        return hashlib.sha1(self.key.encode(), usedforsecurity=False).hexdigest()[:12]
+        return _tag(self.key)
+
+    @property
+    def _journal(self) -> Path:
+        return self.result_dir / f".{self._tag}{JOURNAL_SUFFIX}"
+
+    def _note(self, target: Path) -> None:
+        """List ``target`` in the journal before it is written (``discard_job_files``)."""
+        name = target.relative_to(self.result_dir.resolve()).as_posix()
+        if name not in self._noted:
+            self._noted.add(name)
+            with self._journal.open("a") as journal:
+                journal.write(name + "\n")
+
+    def ended(self) -> None:
+        """The attempt ended by itself (not killed): its outputs are in its outcome, and
+        the journal is no longer needed."""
+        if self._noted:
+            self._journal.unlink(missing_ok=True)
 
     @property
     def _marker(self) -> Path:

@@ -20,11 +20,17 @@ from computeinfra.block.handover import (
     handover_record,
     handovers,
 )
-from computeinfra.block.jobs import Assignment, Failure, Outcome
+from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
 from computeinfra.block.lanes import LaneEvent, WorkerLane
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.slots import Slot
-from computeinfra.protocol import ATTEMPTS_HEADER, FailureKind, Status, attempts_made
+from computeinfra.protocol import (
+    ATTEMPTS_HEADER,
+    CancelRequest,
+    FailureKind,
+    Status,
+    attempts_made,
+)
 from tests.fakes import ThreadWorker
 
 TIMEOUT = 10.0
@@ -289,3 +295,47 @@ class _RestartingWorker(_SleepingWorker):
 
     def describe(self, timeout: float) -> dict[str, Any]:
         return {"pid": 1 + self.kills}
+
+
+class _KillableWorker(_RestartingWorker):
+    """Its job runs until the worker is killed; then the call fails as a dead process's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._killed = threading.Event()
+
+    def _sleep(self, assignments: list[Assignment]) -> list[Outcome]:
+        seconds = assignments[0].payload.seconds  # type: ignore[attr-defined]
+        if self._killed.wait(seconds):
+            self._killed.clear()
+            raise WorkerLost("killed")
+        return super()._sleep(assignments)
+
+    def kill(self) -> None:
+        super().kill()
+        self._killed.set()
+
+
+def test_a_cancelled_job_running_alone_has_its_worker_killed_and_nothing_else_stops() -> None:
+    """Whatever the task's code does (a sleep, a loop), the lane stops it: the worker is
+    killed within a lane's look (``LONG_WAIT_SECONDS``), and the job's attempt ends."""
+    worker = _KillableWorker()
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
+    doomed, after = _slot("doomed", seconds=30.0, task="crunch"), _slot("after", task="crunch")
+    jobs.put([doomed, after])
+    lane.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not lane.running and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the lane's state, with a deadline
+        assert lane.running == [doomed] and worker.kills == 0
+        doomed.cancel = CancelRequest()
+        got = [events.get(timeout=TIMEOUT) for _ in range(3)]
+        ended = [(e.slot.key, type(e.result).__name__) for e in got if e.slot is not None]
+        assert ended == [("doomed", "Failure"), ("after", "Outcome")], got
+        assert any(e.restarting for e in got) and worker.kills == 1
+    finally:
+        stop.set()
