@@ -198,6 +198,11 @@ class Settings:
         return self.home / "kafka"
 
     @property
+    def journal_dir(self) -> Path:
+        """Where each worker process lists the files its jobs begin to write."""
+        return self.home / "journals"
+
+    @property
     def run_dir(self) -> Path:
         """Where a running ``computeinfra up`` leaves its address for other commands."""
         return self.home / "run"

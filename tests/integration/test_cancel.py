@@ -199,3 +199,15 @@ def test_running_jobs_are_stopped_whatever_their_code_does_and_what_they_wrote_i
     everything = [*keys, writer.key]
     counts = completions_for(stack.settings.bootstrap_servers, everything)
     assert {key: len(found) for key, found in counts.items()} == dict.fromkeys(everything, 1)
+    # Counted per task where users look: `stats` and /metrics.
+    wait_for(lambda: _stats_cancelled(stack, "spin") >= 1, TIMEOUT, "stats to count it")
+    metrics = httpx.get(f"{stack.web_url}/metrics", timeout=30).text
+    wanted = ("computeinfra_jobs_completed_total{", 'task="spin"', 'status="cancelled"')
+    lines = [m for m in metrics.splitlines() if all(part in m for part in wanted)]
+    assert lines and float(lines[0].split()[-1]) >= 1, lines
+
+
+def _stats_cancelled(stack: Stack, task: str) -> int:
+    data = json.loads(run_cli("stats", "--json", env=stack.env, check=True).stdout)
+    count: int = data["tasks"].get(task, {}).get("cancelled", 0)
+    return count

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,13 @@ from PIL import Image
 
 from computeinfra.errors import RequestError, TaskError
 from computeinfra.tasks import TaskContext, TaskRegistry, load_registry
-from computeinfra.tasks.context import InputRoots, discard_job_files
+from computeinfra.tasks.context import (
+    InputRoots,
+    OutputJournal,
+    discard_job_files,
+    journal_name,
+    journal_names,
+)
 from computeinfra.tasks.sleep import sleep as sleep_task
 
 
@@ -125,7 +132,6 @@ def test_failed_output_leaves_no_file_and_no_temp(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), ctx.open_output("half.bin") as handle:
         handle.write(b"partial")
         raise RuntimeError("crash mid-write")
-    ctx.ended()  # as the worker does when the task returns or raises
     assert list(ctx.result_dir.iterdir()) == []
     assert ctx.outputs == []
 
@@ -134,7 +140,6 @@ def test_rewriting_an_output_replaces_it_atomically(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     ctx.write_bytes("a.txt", b"one")
     ctx.write_bytes("a.txt", b"two!")
-    ctx.ended()
     assert (ctx.result_dir / "a.txt").read_bytes() == b"two!"
     assert [(o.path, o.bytes) for o in ctx.outputs] == [("out/a.txt", 4)]
     assert sorted(p.name for p in ctx.result_dir.iterdir()) == ["a.txt"]
@@ -165,14 +170,12 @@ def test_a_retry_removes_what_a_killed_attempt_left(tmp_path: Path) -> None:
     )
     with other_job.open_output("x.bin") as other_handle:
         other_handle.write(b"x")
-    other_job.ended()
     retry = TaskContext(
         key="k", attempt=2, results_root=first.results_root, result_dir=first.result_dir
     )
     assert retry.left_behind()
     assert retry.discard_stale_temporaries() == 1
     retry.write_bytes("big.bin", b"whole")
-    retry.ended()
     assert sorted(p.name for p in retry.result_dir.iterdir()) == ["big.bin", "x.bin"]
 
 
@@ -221,20 +224,26 @@ def test_time_limits_none_means_no_limit_and_max_bounds_what_a_request_asks() ->
 def test_what_a_killed_attempt_wrote_is_found_and_removed_and_nothing_else(
     tmp_path: Path,
 ) -> None:
-    """A cancelled job's worker is killed mid-run: its journal lists what it began to write,
-    so its finished outputs and its temporaries go, and another job's files stay."""
-    ctx = make_ctx(tmp_path)
+    """A cancelled job's worker is killed mid-run: its journal lists what the job began to
+    write, so its finished outputs and its temporaries go, and another job's files stay."""
+    journal = OutputJournal(tmp_path / "journals" / journal_name(os.getpid()))
+    root = tmp_path / "results"
+    folder = (root / "out").resolve()
+    ctx = TaskContext(key="k", attempt=1, results_root=root, result_dir=folder, journal=journal)
     ctx.write_bytes("done/1.jpg", b"one")
     writing = ctx.open_output("done/2.jpg")
-    writing.__enter__().write(b"ha")  # killed here: no rename, no ``ended``
+    writing.__enter__().write(b"ha")  # killed here: no rename
     neighbour = TaskContext(
-        key="other", attempt=1, results_root=ctx.results_root, result_dir=ctx.result_dir
+        key="other", attempt=1, results_root=root, result_dir=folder, journal=journal
     )
     neighbour.write_bytes("done/3.jpg", b"three")
-    neighbour.ended()
-    assert discard_job_files(ctx.result_dir, ctx.key) == 2  # 1.jpg and 2.jpg's temporary
-    left = sorted(p.relative_to(ctx.result_dir).as_posix() for p in ctx.result_dir.rglob("*"))
+    names = journal_names([journal.path], "k")
+    assert names == ["done/1.jpg", "done/2.jpg"]
+    assert discard_job_files(folder, "k", names) == 2  # 1.jpg and 2.jpg's temporary
+    left = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
     assert left == ["done", "done/3.jpg"]
+    journal.begin()  # short: kept
+    assert journal_names([journal.path], "other") == ["done/3.jpg"]
 
 
 def test_a_finished_jobs_outputs_are_removed_by_name_and_names_leaving_its_folder_skipped(
@@ -242,7 +251,6 @@ def test_a_finished_jobs_outputs_are_removed_by_name_and_names_leaving_its_folde
 ) -> None:
     ctx = make_ctx(tmp_path)
     ctx.write_bytes("a.txt", b"a")
-    ctx.ended()
     outside = ctx.results_root / "keep.txt"
     outside.write_text("not the job's")
     assert discard_job_files(ctx.result_dir, ctx.key, ["a.txt", "../keep.txt"]) == 1

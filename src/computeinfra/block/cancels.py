@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from confluent_kafka import Message
 
+from computeinfra.config import Settings
 from computeinfra.errors import PathError, RequestError
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import CancelRequest, decode_cancel, key_text
-from computeinfra.tasks.context import discard_job_files
+from computeinfra.tasks.context import discard_job_files, forget_dead_journals, journal_names
 
 from .jobs import Assignment, Outcome
 
@@ -80,17 +81,21 @@ class Cancels:
 
 
 def discard_written(
-    results_root: Path, assignment: Assignment, outcome: Outcome | None, block: int
+    settings: Settings, assignment: Assignment, outcome: Outcome | None, block: int
 ) -> int:
-    """Remove what a cancelled job wrote: its outcome's outputs if it ended, else what its
-    killed attempt's journal lists (``tasks/context.py``). Never raises: the job's answer
-    must not wait on a file."""
+    """Remove what a cancelled job wrote: its outcome's outputs if it ended, and what the
+    workers' journals list for it (a killed attempt's; ``tasks/context.py``). Never raises:
+    the job's answer must not wait on a file."""
+    root = settings.results_root
     try:
-        folder = resolve_result_dir(results_root, assignment.result_dir)
-        depth = len(folder.relative_to(results_root.resolve()).parts)
+        folder = resolve_result_dir(root, assignment.result_dir)
+        depth = len(folder.relative_to(root.resolve()).parts)
         paths = [PurePosixPath(o.path) for o in outcome.outputs] if outcome is not None else []
         names = [PurePosixPath(*p.parts[depth:]).as_posix() for p in paths if len(p.parts) > depth]
+        journals = sorted(settings.journal_dir.glob("worker-*.outputs"))
+        names += journal_names(journals, assignment.key)
         removed = discard_job_files(folder, assignment.key, names)
+        forget_dead_journals(settings.journal_dir)  # the killed worker's, now read
     except (OSError, PathError) as exc:
         _log.warning("block %s: cannot remove what %s wrote: %s", block, assignment.key, exc)
         return 0

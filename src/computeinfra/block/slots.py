@@ -180,7 +180,7 @@ class SlotMaker:
         assignment, asked = slot.assignment, slot.cancel
         assert assignment is not None and asked is not None
         outcome = result if isinstance(result, Outcome) else result.outcome
-        discard_written(self._settings.results_root, assignment, outcome, self._block)
+        discard_written(self._settings, assignment, outcome, self._block)
         started = outcome.started_at if outcome is not None else slot.started_at
         completion = cancelled(assignment, asked, attempts=assignment.attempt,
                                started_at=started, block=self._block, node=self._node)  # fmt: skip

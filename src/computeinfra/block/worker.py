@@ -18,7 +18,7 @@ from computeinfra.config import Settings
 from computeinfra.errors import PathError, Retry
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import ErrorInfo, FailureKind, Status
-from computeinfra.tasks.context import TaskContext
+from computeinfra.tasks.context import OutputJournal, TaskContext, journal_name
 from computeinfra.tasks.registry import load_registry
 
 from .calls import CallGate
@@ -80,6 +80,8 @@ class Worker:
         self.registry = load_registry(settings.task_modules)
         self.started_at = time.time()
         self.gate = CallGate()
+        # What this process's jobs begin to write, for a cancel that kills it mid-job.
+        self.journal = OutputJournal(settings.journal_dir / journal_name(os.getpid()))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -128,8 +130,6 @@ class Worker:
                 error=_error_info(exc),
                 retryable=isinstance(exc, (Retry, *task.retry_on)),
             )
-        finally:
-            ctx.ended()
         problem = self._result_problem(result)
         if problem is not None:
             return Outcome(
@@ -148,11 +148,13 @@ class Worker:
                 f"cannot use result_dir {assignment.result_dir!r}: {exc.strerror or exc}",
                 field="result_dir",
             ) from exc
+        self.journal.begin()
         ctx = TaskContext(
             key=assignment.key,
             attempt=assignment.attempt,
             results_root=self.settings.results_root,
             result_dir=result_dir,
+            journal=self.journal,
         )
         # Not only on a retry: a job whose block died is read again by another block as
         # attempt 1, and its killed attempt's temporaries are still there.

@@ -137,6 +137,10 @@ def blocks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         console.print(_blocks_table(rows))
 
 
+# The analyzer's counts per task, in the table's order (one per terminal state).
+STATS_COUNTS = ("submitted", "succeeded", "failed", "rejected", "cancelled", "in_flight")
+
+
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The analyzer's metrics: counts, queue wait and run time percentiles, throughput."""
     snapshot: dict[str, Any] = analyzer_snapshot(Settings.from_env(), STATS_TIMEOUT_SECONDS)
@@ -149,6 +153,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         "succeeded",
         "failed",
         "rejected",
+        "cancelled",
         "in flight",
         "wait p50/p95/p99 (s)",
         "run p50/p95/p99 (s)",
@@ -156,7 +161,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     for name, row in snapshot["tasks"].items():
         table.add_row(
             name,
-            *(str(row[k]) for k in ("submitted", "succeeded", "failed", "rejected", "in_flight")),
+            *(str(row.get(k, 0)) for k in STATS_COUNTS),
             _percentiles(row["queue_wait"]),
             _percentiles(row["run_time"]),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
@@ -18,13 +20,22 @@ from computeinfra.errors import PathError
 from computeinfra.paths import resolve_input, safe_output_path
 from computeinfra.protocol import Output
 
-__all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file", "discard_job_files"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "InputRoots",
+    "OutputJournal",
+    "TaskContext",
+    "check_input_file",
+    "discard_job_files",
+    "forget_dead_journals",
+    "journal_name",
+    "journal_names",
+]
 
 TEMP_SUFFIX = ".tmp"
 WRITING_SUFFIX = ".writing"
-# Beside a job's outputs while it runs: the names it has begun to write, one a line, so
-# that what a cancelled job wrote can be found and removed after its worker was killed.
-JOURNAL_SUFFIX = ".outputs"
+# A worker's journal is cut back to nothing at a job's start once it is this long.
+JOURNAL_MAX_BYTES = 1 << 20
 
 
 def _tag(key: str) -> str:
@@ -32,28 +43,71 @@ def _tag(key: str) -> str:
     return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]
 
 
+class OutputJournal:
+    """One per worker process: the names its jobs begin to write, a line each
+    (``<tag> TAB <name>``), so that what an attempt killed mid-run wrote can be found once
+    its process is gone (``discard_job_files``). One file kept open, appended to and never
+    synced (the page cache outlives a killed process): a write a file, where a journal per
+    job (created, then removed) cost 0.1 to 0.7 ms a job beside each output's ``fsync``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def begin(self) -> None:
+        """A job starts: the lines of finished ones are not needed any more."""
+        if os.fstat(self._fd).st_size > JOURNAL_MAX_BYTES:
+            os.ftruncate(self._fd, 0)
+
+    def note(self, key: str, name: str) -> None:
+        os.write(self._fd, f"{_tag(key)}\t{name}\n".encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def journal_name(pid: int) -> str:
+    """The journal file of worker process ``pid`` on this host."""
+    return f"worker-{socket.gethostname()}-{pid}.outputs"
+
+
+def forget_dead_journals(folder: Path) -> None:
+    """Remove the journals of this host's worker processes that are gone (read first)."""
+    for journal in folder.glob(f"worker-{socket.gethostname()}-*.outputs"):
+        pid = journal.name.removesuffix(".outputs").rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            journal.unlink(missing_ok=True)
+
+
+def journal_names(journals: Iterable[Path], key: str) -> list[str]:
+    """The names the journals list for the job ``key``."""
+    prefix = _tag(key) + "\t"
+    names: list[str] = []
+    for journal in journals:
+        try:
+            lines = journal.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        names += [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+    return names
+
+
 def discard_job_files(result_dir: Path, key: str, names: Iterable[str] = ()) -> int:
-    """Remove what the job ``key`` wrote in ``result_dir``: the files its journal lists (a
-    killed attempt's), ``names`` (relative to ``result_dir``), their temporaries, and the
-    journal. Names that would leave ``result_dir`` are skipped. Returns the files removed."""
+    """Remove what the job ``key`` wrote in ``result_dir``: ``names`` (relative to it) and
+    their temporaries. Names that would leave ``result_dir`` are skipped. Returns the files
+    removed."""
     tag = _tag(key)
-    journal = result_dir / f".{tag}{JOURNAL_SUFFIX}"
-    try:
-        listed = journal.read_text().splitlines()
-    except OSError:  # none: the attempt ended and removed it, or wrote nothing
-        listed = []
     removed = 0
-    for name in dict.fromkeys([*listed, *names]):
+    for name in dict.fromkeys(names):
         try:
             target = safe_output_path(result_dir, name)
         except PathError:
             continue
-        stale = [target, *target.parent.glob(f".{target.name}.{tag}.*{TEMP_SUFFIX}")]
-        for path in stale:
+        for path in [target, *target.parent.glob(f".{target.name}.{tag}.*{TEMP_SUFFIX}")]:
             if path.is_file():
                 path.unlink(missing_ok=True)
                 removed += 1
-    journal.unlink(missing_ok=True)
     (result_dir / f".{tag}{WRITING_SUFFIX}").unlink(missing_ok=True)
     return removed
 
@@ -87,6 +141,7 @@ class TaskContext:
     results_root: Path
     result_dir: Path
     outputs: list[Output] = field(default_factory=list)
+    journal: OutputJournal | None = field(default=None, repr=False)
     _writing: int = field(default=0, repr=False)  # temporary files open now
     _noted: set[str] = field(default_factory=set, repr=False)  # names in the journal
 
@@ -123,23 +178,17 @@ class TaskContext:
     def _tag(self) -> str:
         return _tag(self.key)
 
-    @property
-    def _journal(self) -> Path:
-        return self.result_dir / f".{self._tag}{JOURNAL_SUFFIX}"
-
     def _note(self, target: Path) -> None:
-        """List ``target`` in the journal before it is written (``discard_job_files``)."""
-        name = target.relative_to(self.result_dir.resolve()).as_posix()
+        """List ``target`` in the worker's journal before it is written."""
+        if self.journal is None:
+            return
+        try:
+            name = target.relative_to(self.result_dir).as_posix()
+        except ValueError:  # a result_dir given unresolved (the worker's is resolved)
+            name = target.relative_to(self.result_dir.resolve()).as_posix()
         if name not in self._noted:
             self._noted.add(name)
-            with self._journal.open("a") as journal:
-                journal.write(name + "\n")
-
-    def ended(self) -> None:
-        """The attempt ended by itself (not killed): its outputs are in its outcome, and
-        the journal is no longer needed."""
-        if self._noted:
-            self._journal.unlink(missing_ok=True)
+            self.journal.note(self.key, name)
 
     @property
     def _marker(self) -> Path:
