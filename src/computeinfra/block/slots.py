@@ -191,6 +191,8 @@ class SlotMaker:
         may have read it meanwhile, the middleware is told, and an answer it has already is
         made again (with what the middleware adds for a job inherited)."""
         orphan.message = message
+        if orphan.assignment is not None and (asked := self.cancels.asked(orphan.key)):
+            orphan.cancel = asked  # cancelled while let go: stopped and answered as such
         if message.key() and (read_before or handed_over(message.headers())):
             self._hooks.on_inherited(orphan.key)
             if orphan.completion is not None:

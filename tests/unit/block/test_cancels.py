@@ -102,3 +102,15 @@ def test_a_job_whose_cancel_was_withdrawn_runs() -> None:
     _read(cancels, b"k1", None)
     slot = _maker(cancels).make(_Message())  # type: ignore[arg-type]
     assert slot.assignment is not None and not slot.answered
+
+
+def test_a_job_cancelled_while_let_go_is_marked_when_its_record_comes_back() -> None:
+    """A rebalance let the job go (its cancel was read then, and found nothing in hand);
+    taken up again, it must still be stopped and answered cancelled."""
+    cancels = Cancels()
+    maker = _maker(cancels)
+    orphan = maker.make(_Message())  # type: ignore[arg-type]
+    assert orphan.assignment is not None and orphan.cancel is None
+    cancels.add("k1", CancelRequest(reason="while let go"))
+    taken = maker.take_up(orphan, _Message(), read_before=False)  # type: ignore[arg-type]
+    assert taken.cancel is not None and taken.cancel.reason == "while let go"
