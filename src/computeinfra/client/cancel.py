@@ -2,8 +2,9 @@
 
 Each key is looked up first (``lookup.job_state``): an unknown key is an error and nothing
 is written; a job that completed keeps its completion, and the outcome says so. Every
-block reads the cancels (``block/cancels.py``); the job's one completion then says
-``cancelled``, unless it was running and ended first.
+block reads the cancels (``block/cancels.py``): a job waiting never runs, one running is
+stopped, and its one completion says ``cancelled`` (unless it completed before its block
+read the cancel).
 """
 
 from __future__ import annotations

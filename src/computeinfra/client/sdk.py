@@ -90,8 +90,9 @@ class JobHandle:
         return completion
 
     def cancel(self, reason: str | None = None) -> CancelOutcome:
-        """Cancel the job: one not yet running never runs, and its completion says
-        ``cancelled``. One that completed keeps its completion (``requested`` is False)."""
+        """Cancel the job: one not yet running never runs, one running is stopped (its
+        worker killed, what it wrote removed), and its completion says ``cancelled``. One
+        that completed keeps its completion (``requested`` is False)."""
         if self._client is None:
             raise RuntimeError("this handle has no client to cancel with: use Client.job(key)")
         return self._client.cancel(self.key, reason)
