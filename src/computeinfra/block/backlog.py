@@ -156,13 +156,15 @@ class Backlog:
         self._full = False
 
     def full(self, retrying: int) -> bool:
-        """Whether to pause fetching; ``retrying``: jobs waiting for their next attempt."""
+        """Whether to pause fetching; ``retrying``: jobs waiting out a retry's backoff.
+
+        Those count toward the jobs held (memory) but not as work: they are off the queue
+        until their backoff ends, and counting them paused every partition of a block with
+        idle workers for up to the longest backoff. A job of a task not timed yet counts as
+        one worker's horizon, so that each idle worker may still be fed one."""
         count = len(self._jobs) + retrying
         cap = MAX_POLLS_QUEUED * self._batch
         scale = 0.5 if self._full else 1.0  # once full, until under half
-        self._full = count >= cap * scale or self._work(retrying) >= self._horizon * scale
+        work = self._jobs.work(untimed=HORIZON_SECONDS)
+        self._full = count >= cap * scale or work >= self._horizon * scale
         return self._full
-
-    def _work(self, retrying: int) -> float:
-        # A job waiting for a retry counts as long: its task has just failed.
-        return self._jobs.work(untimed=self._horizon) + retrying * self._horizon

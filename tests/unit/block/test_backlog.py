@@ -62,14 +62,27 @@ def test_longer_jobs_pause_once_they_fill_the_horizon_and_resume_under_half() ->
     assert not backlog.full(retrying=0)  # 0.6 s
 
 
-def test_jobs_of_a_task_not_timed_yet_and_jobs_awaiting_a_retry_count_as_long() -> None:
+def test_a_job_of_a_task_not_timed_yet_counts_as_one_workers_horizon() -> None:
     jobs = _queue()
-    backlog = Backlog(jobs, BATCH, workers=1)
+    backlog = Backlog(jobs, BATCH, workers=2)
     assert not backlog.full(retrying=0)
     jobs.put(_slots("new", 1))
+    assert not backlog.full(retrying=0)  # one worker's worth: the other one may take more
+    jobs.put(_slots("new", 1))
     assert backlog.full(retrying=0)
-    jobs.clear()
-    assert not backlog.full(retrying=0) and backlog.full(retrying=1)
+
+
+def test_a_job_awaiting_a_retry_does_not_pause_a_block_with_idle_workers() -> None:
+    # A retry waits out its backoff (up to 30 s) off the queue: it is no work for the
+    # block's workers until it comes back, so the other jobs of its partitions must flow
+    # (a review found one retrying job paused every partition of its block).
+    jobs = _queue(noop=0.00001)
+    backlog = Backlog(jobs, BATCH, workers=1)
+    assert not backlog.full(retrying=1)
+    jobs.put(_slots("noop", BATCH))
+    assert not backlog.full(retrying=BATCH)
+    # They still count toward the cap on jobs held, which bounds memory.
+    assert backlog.full(retrying=BATCH * MAX_POLLS_QUEUED)
 
 
 def test_the_work_queued_follows_every_way_a_job_leaves_the_queue() -> None:
