@@ -123,6 +123,7 @@ class FailureKind(StrEnum):
     TIME_LIMIT = "TimeLimitExceeded"  # an attempt ran past its time limit; its worker killed
     MIDDLEWARE = "MiddlewareError"  # a middleware hook raised while the job was handled
     RESULT_TOO_LARGE = "ResultTooLarge"  # the task's result (or its answer) is over the limit
+    ANSWER_REFUSED = "AnswerRefused"  # Kafka refused the job's answer as it was (see message)
     RESULT_NOT_JSON = "ResultNotSerializable"  # the task returned a value JSON cannot carry
     PATH = "PathError"  # the result directory cannot be used (e.g. it names a file)
     WORKER_ERROR = "WorkerError"  # the call to the worker failed, not the task in it

@@ -4,12 +4,23 @@ completion, and the jobs sent with it in the same batch all succeed."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
+
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 from computeinfra import Client, Status
-from computeinfra.protocol import FailureKind
+from computeinfra.kafka.clients import make_producer
+from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC, FailureKind
 from computeinfra.testing.stack import DevStack
-from tests.helpers import completions_for
+from tests.helpers import completions_for, read_topic, wait_for
 
 TIMEOUT = 120
 
@@ -48,4 +59,84 @@ def test_poison_jobs_fail_alone_and_everything_else_succeeds(
     assert poison["path"].error.field == "result_dir"
     keys = [c.key for c in (*poison.values(), *fine)]
     found = completions_for(stack.settings.bootstrap_servers, keys)
+    assert all(len(completions) == 1 for completions in found.values())
+
+
+def test_a_keyless_record_too_large_to_copy_is_dead_lettered_and_its_partition_flows(
+    stack: DevStack, client: Client
+) -> None:
+    # A client whose producer allows more than librdkafka's default message.max.bytes can
+    # put a record on pendingJobs that a block's own producer cannot copy to deadJobs as it
+    # is: that copy failed its transaction, which was retried forever, and the block took
+    # nothing more (a review of issue #13). Every partition gets one, then jobs on all.
+    bootstrap = stack.settings.bootstrap_servers
+    marker = f"huge-keyless-{uuid.uuid4().hex[:8]}".encode()
+    producer = make_producer(bootstrap, **{"message.max.bytes": 1_048_000})
+    for partition in range(stack.settings.partitions):
+        producer.produce(PENDING_TOPIC, marker + b" " * 1_040_000, None, partition)
+    assert producer.flush(30) == 0
+    handles = [client.submit("sleep", {"seconds": 0}, result_dir="poison") for _ in range(30)]
+    assert all(h.completion(timeout=TIMEOUT).status is Status.SUCCEEDED for h in handles)
+
+    def dead() -> list | None:
+        found = [r for r in read_topic(bootstrap, DEAD_TOPIC) if marker in dict(r[2]).get(
+            "computeinfra.value-head", b"")]  # fmt: skip
+        return found if len(found) == stack.settings.partitions else None
+
+    for key, value, headers in wait_for(dead, TIMEOUT, "every huge keyless record dead-lettered"):
+        reason = dict(headers)["computeinfra.reason"].decode()
+        assert key is None and value == b"" and "no key" in reason and "too large" in reason
+
+
+@contextlib.contextmanager
+def _max_message_bytes(bootstrap: str, topic: str, limit: int) -> Iterator[None]:
+    """``topic`` takes records up to ``limit`` bytes (a batch's framing included) for a
+    while, as an operator may have set it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def alter(op: AlterConfigOpType, value: str) -> None:
+        entry = ConfigEntry("max.message.bytes", value, incremental_operation=op)
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+
+    alter(AlterConfigOpType.SET, str(limit))
+    try:
+        yield
+    finally:
+        alter(AlterConfigOpType.DELETE, "")
+
+
+def test_a_dead_letter_the_topic_refuses_is_dropped_and_the_failure_answered(
+    stack: DevStack, client: Client
+) -> None:
+    # deadJobs takes 4 KB records: the copy of a failed 20 KB request is refused for good.
+    # Before, that transaction was retried forever and the block took nothing more.
+    bootstrap = stack.settings.bootstrap_servers
+    with _max_message_bytes(bootstrap, DEAD_TOPIC, 4096):
+        big = client.submit("explode", {"message": "x" * 20_000}, result_dir="poison")
+        failure = big.completion(timeout=TIMEOUT)
+        after = [client.submit("sleep", {"seconds": 0}, result_dir="poison") for _ in range(12)]
+        assert all(h.completion(timeout=TIMEOUT).status is Status.SUCCEEDED for h in after)
+    assert failure.status is Status.FAILED and failure.error is not None
+    assert failure.error.type == "ValueError"  # its own answer, only the copy dropped
+    assert not [r for r in read_topic(bootstrap, DEAD_TOPIC) if r[0] == big.key.encode()]
+    found = completions_for(bootstrap, [big.key, *(h.key for h in after)])
+    assert all(len(completions) == 1 for completions in found.values())
+
+
+def test_a_completion_the_topic_refuses_becomes_a_small_failure(
+    stack: DevStack, client: Client
+) -> None:
+    bootstrap = stack.settings.bootstrap_servers
+    with _max_message_bytes(bootstrap, COMPLETED_TOPIC, 8192):
+        big = client.submit("big-result", {"size": 20_000}, result_dir="poison")
+        answer = big.completion(timeout=TIMEOUT)
+        after = [client.submit("sleep", {"seconds": 0}, result_dir="poison") for _ in range(12)]
+        assert all(h.completion(timeout=TIMEOUT).status is Status.SUCCEEDED for h in after)
+    assert answer.status is Status.FAILED and answer.error is not None
+    assert answer.error.type == FailureKind.ANSWER_REFUSED
+    assert "ended succeeded" in answer.error.message and "max.message.bytes" in answer.error.message
+    assert answer.result is None and answer.attempts == 1
+    found = completions_for(bootstrap, [big.key, *(h.key for h in after)])
     assert all(len(completions) == 1 for completions in found.values())

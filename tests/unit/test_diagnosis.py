@@ -96,14 +96,17 @@ def test_topic_settings_that_lose_jobs_or_status_are_named() -> None:
     configs = {
         "jobStatus": {"cleanup.policy": "delete"},
         "pendingJobs": {"retention.ms": str(3600 * 1000)},
-        "completedJobs": {"retention.ms": "-1"},
+        "completedJobs": {"retention.ms": "-1", "max.message.bytes": "8192"},
+        "deadJobs": {"max.message.bytes": "1048588"},
     }
     found = settings_findings(configs, counts)
     assert [f.code for f in found] == [
         "status-not-compacted",
         "status-partitions",
         "short-retention",
+        "small-max-message",
     ]
+    assert "completedJobs takes records up to 8192 bytes" in found[3].message
     assert "pendingJobs keeps records 1 h" in found[2].message
     healthy = {"jobStatus": {"cleanup.policy": "compact"}, "pendingJobs": {"retention.ms": "-1"}}
     assert settings_findings(healthy, {"pendingJobs": 12, "jobStatus": 12}) == []

@@ -29,8 +29,11 @@ __all__ = [
     "answer_records",
     "cancelled",
     "complete",
+    "completion_record",
     "failed",
+    "refused",
     "reject",
+    "stripped",
     "too_large",
 ]
 
@@ -156,11 +159,56 @@ def too_large(completion: Completion, size: int) -> Completion:
     )
 
 
+def refused(completion: Completion, why: str) -> Completion:
+    """The answer to a job whose answer Kafka refused for good (``why``, its error):
+    ``failed`` with ``AnswerRefused``, without the result and outputs it carried."""
+    message = (
+        f"the job ended {completion.status}, but Kafka refused its answer ({why}); a "
+        "topic's max.message.bytes may be lower than answers need (computeinfra doctor)"
+    )
+    return completion.model_copy(
+        update={
+            "status": Status.FAILED,
+            "result": None,
+            "outputs": [],
+            "error": ErrorInfo(type=FailureKind.ANSWER_REFUSED, message=message),
+        }
+    )
+
+
+# What is kept of a record's value when the record is too large to copy as it is.
+VALUE_HEAD_BYTES = 256
+VALUE_HEAD_HEADER = "computeinfra.value-head"
+REASON = "computeinfra.reason"
+
+
+def stripped(record: OutboxRecord, why: str) -> OutboxRecord:
+    """``record`` without its value (a copy Kafka refused, ``why``), saying so in headers:
+    the value's first bytes and size, so an operator can still tell what it was."""
+    reasons = [value.decode(errors="replace") for name, value in record.headers if name == REASON]
+    reason = "; ".join([*reasons, f"the value is too large to copy ({why})"])
+    headers = [
+        *(h for h in record.headers if h[0] != REASON),
+        (REASON, reason.encode()),
+        (VALUE_HEAD_HEADER, record.value[:VALUE_HEAD_BYTES]),
+        ("computeinfra.value-bytes", str(len(record.value)).encode()),
+    ]
+    return OutboxRecord(record.topic, record.key, b"", headers, record.partition)
+
+
+def is_stripped(record: OutboxRecord) -> bool:
+    return any(name == VALUE_HEAD_HEADER for name, _ in record.headers)
+
+
+def completion_record(key: bytes | None, completion: Completion) -> OutboxRecord:
+    return OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))
+
+
 def answer_records(
     key: bytes | None, completion: Completion, request_value: bytes | None, hooks: MiddlewareChain
 ) -> list[OutboxRecord]:
     """The records that answer a job under its raw ``key``: its completion, then what
     middleware adds to it. Raises ``HookError`` if a middleware's ``extra_records`` does."""
-    record = OutboxRecord(COMPLETED_TOPIC, key, encode_completion(completion))
+    record = completion_record(key, completion)
     extra: Sequence[OutboxRecord] = hooks.extra_records(completion, request_value)
     return [record, *extra]

@@ -16,17 +16,22 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer
 
+from computeinfra.protocol import FailureKind
+
+from .answers import completion_record, is_stripped, refused, stripped
 from .middleware import MiddlewareChain
 from .orphans import Key
 from .positions import Positions
 from .slots import Slot
-from .transaction import Outbox, PartitionLost
+from .transaction import Outbox, OutboxRecord, PartitionLost, RecordsRefused
 
 __all__ = ["MAX_ANSWERS_PER_TRANSACTION", "Commits"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 MAX_ANSWERS_PER_TRANSACTION = 1000
 FENCED_PAUSE_SECONDS = 0.2
+# Kafka refused even an answer made small: the topic takes none (misconfigured); wait.
+REFUSED_PAUSE_SECONDS = 5.0
 
 
 class Commits:
@@ -97,6 +102,9 @@ class Commits:
             # pending until its answer).
             self._after = time.monotonic() + FENCED_PAUSE_SECONDS
             return
+        except RecordsRefused as refusal:
+            self._refused(refusal, extra, slots)
+            return
         positions.committed(plan)
         if not plan.answers:  # only middleware records: the answers' window is unchanged
             return
@@ -109,3 +117,44 @@ class Commits:
         for slot in slots:
             if slot.completion is not None:
                 self._hooks.after_completion(slot.completion)
+
+    def _refused(
+        self, refusal: RecordsRefused, extra: list[OutboxRecord], slots: list[Slot]
+    ) -> None:
+        """Kafka refused some records for good: each job's answer loses what was refused
+        (``_smaller``), and the next commit is tried at once. The middleware's own records
+        refused are dropped (``commit_records`` handed them over)."""
+        owners: list[tuple[Slot | None, int]] = [(None, i) for i in range(len(extra))]
+        owners += [(slot, i) for slot in slots for i in range(len(slot.records))]
+        refused_by_slot: dict[int, tuple[Slot, dict[int, str]]] = {}
+        for index, why in refusal.refused.items():
+            owner, at = owners[index]
+            _log.warning("block %s: Kafka refused a record of %s: %s", self._block,
+                         owner.key if owner else "the middleware", why)  # fmt: skip
+            if owner is not None:
+                refused_by_slot.setdefault(id(owner), (owner, {}))[1][at] = why
+        if not all(_smaller(slot, whys) for slot, whys in refused_by_slot.values()):
+            _log.error("block %s: Kafka refused answers made small; is a topic's "
+                       "max.message.bytes too low?", self._block)  # fmt: skip
+            self._after = time.monotonic() + REFUSED_PAUSE_SECONDS
+
+
+def _smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
+    """Take out of ``slot``'s answer what Kafka refused (``refused_records``: why, by the
+    record's index in ``slot.records``): a record beside a job's completion is dropped; a
+    completion refused becomes ``failed`` with ``AnswerRefused``, alone; a record that is
+    not a job's completion (a dead letter, a record passed on) loses its value. False if
+    the answer cannot get smaller."""
+    completion, why = slot.completion, next(iter(refused_records.values()))
+    if completion is None:
+        if all(is_stripped(record) for record in slot.records):
+            return False
+        slot.records = [stripped(record, why) for record in slot.records]
+    elif 0 not in refused_records:  # the completion went through; what came with it did not
+        slot.records = [r for i, r in enumerate(slot.records) if i not in refused_records]
+    elif completion.error is not None and completion.error.type == FailureKind.ANSWER_REFUSED:
+        return False
+    else:
+        slot.completion = refused(completion, why)
+        slot.records = [completion_record(slot.message.key(), slot.completion)]
+    return True

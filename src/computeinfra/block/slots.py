@@ -42,6 +42,7 @@ from .answers import (
     failed,
     record_size,
     reject,
+    stripped,
     too_large,
 )
 from .cancels import Cancels, discard_written
@@ -284,7 +285,12 @@ class SlotMaker:
             ("computeinfra.reason", reason.encode()),
             ("computeinfra.source", source.encode()),
         ]
-        return [OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)]
+        record = OutboxRecord(DEAD_TOPIC, message.key(), message.value() or b"", headers)
+        if (size := record_size(record)) > MAX_ANSWER_RECORD_BYTES:
+            # A client allowed a larger record than a block's producer sends: copying it as
+            # it is would fail its transaction again and again.
+            record = stripped(record, f"{size} bytes, over {MAX_ANSWER_RECORD_BYTES}")
+        return [record]
 
 
 def _inherited(assignment: Assignment, headers: Headers) -> Assignment:

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError as RawKafkaError
 
 from computeinfra.kafka.clients import make_producer
 
-__all__ = ["Outbox", "OutboxRecord", "PartitionLost"]
+__all__ = ["Outbox", "OutboxRecord", "PartitionLost", "RecordsRefused"]
 
 _log = logging.getLogger("computeinfra.outbox")
 TXN_TIMEOUT_SECONDS = 30.0
@@ -31,6 +31,17 @@ TXN_TIMEOUT_SECONDS = 30.0
 TRANSACTION_TIMEOUT_MS = 15_000
 WATCHDOG_MARGIN_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# What Kafka says of a record it will never take, however often it is sent: the transaction
+# is aborted and the records named, so that their answers change (``commits.py``) instead of
+# the same transaction failing forever.
+REFUSED = {
+    RawKafkaError.MSG_SIZE_TOO_LARGE,
+    RawKafkaError.INVALID_RECORD,
+    RawKafkaError.INVALID_MSG,
+    RawKafkaError.INVALID_MSG_SIZE,
+    RawKafkaError.RECORD_LIST_TOO_LARGE,
+    RawKafkaError.INVALID_TIMESTAMP,
+}
 # The group moved on: this supervisor may no longer commit for the partition.
 GROUP_FENCED = {
     RawKafkaError.ILLEGAL_GENERATION,
@@ -50,6 +61,15 @@ class _ProducerReplaced(Exception):
 
 class PartitionLost(Exception):
     """The answer was not committed because the partition belongs to someone else now."""
+
+
+class RecordsRefused(Exception):
+    """Kafka refused some records for good; nothing was committed. ``refused``: why, by
+    the record's index in the transaction."""
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        super().__init__(f"{len(refused)} record(s) refused: {sorted(set(refused.values()))}")
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,8 @@ class Outbox:
     ) -> None:
         """Publish ``records`` and commit ``offsets``, atomically; retry until done.
 
-        Raises ``PartitionLost`` if the group fenced us: the new owner handles the record.
+        Raises ``PartitionLost`` if the group fenced us: the new owner handles the record;
+        ``RecordsRefused`` if Kafka will never take some of the records as they are.
         """
         attempt = 0
         while True:
@@ -104,6 +125,9 @@ class Outbox:
                 return
             except _ProducerReplaced:
                 continue
+            except RecordsRefused:
+                self._abort()
+                raise
             except KafkaException as exc:
                 error: RawKafkaError = exc.args[0]
                 self._recover(error)
@@ -126,33 +150,45 @@ class Outbox:
         records: Sequence[OutboxRecord],
     ) -> None:
         self._producer.begin_transaction()
-        for record in records:
-            self._produce(record)
+        refused: dict[int, str] = {}
+        for index, record in enumerate(records):
+            self._produce(record, index, refused)
         # Deliver first: with records still in flight, librdkafka holds the offsets request
         # back on a timer (measured: ~95 ms a transaction instead of ~15 ms, bench/README).
         self._producer.flush(TXN_TIMEOUT_SECONDS)
+        if refused:
+            raise RecordsRefused(refused)
         if offsets:  # none: only records (a job's ``running``), no answer yet
             self._send_offsets(list(offsets), consumer)
         self._commit_transaction()
 
-    def _produce(self, record: OutboxRecord) -> None:
+    def _produce(self, record: OutboxRecord, index: int, refused: dict[int, str]) -> None:
+        """Queue ``record``; one refused, at once or on delivery, is noted in ``refused``."""
+
+        def delivered(error: RawKafkaError | None, _message: object) -> None:
+            if error is not None and error.code() in REFUSED:
+                refused[index] = error.str()
+
+        # -1: by key, as Kafka's default partitioner (and any client) would place it.
+        partition = -1 if record.partition is None else record.partition
         while True:
             try:
-                if record.partition is None:  # by key, as any client would place it
-                    self._producer.produce(
-                        record.topic, record.value, record.key, headers=list(record.headers)
-                    )
-                else:
-                    self._producer.produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        record.partition,
-                        headers=list(record.headers),
-                    )
+                self._producer.produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    partition,
+                    on_delivery=delivered,
+                    headers=list(record.headers),
+                )
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                if exc.args[0].code() not in REFUSED:
+                    raise
+                refused[index] = exc.args[0].str()
+                return
 
     def _send_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
         """``send_offsets_to_transaction`` under a watchdog.
@@ -211,6 +247,9 @@ class Outbox:
             # Fenced by a newer incarnation, or the producer state is lost: start over.
             self._producer = self._new_producer()
             return
+        self._abort()
+
+    def _abort(self) -> None:
         try:
             self._producer.abort_transaction(TXN_TIMEOUT_SECONDS)
         except KafkaException as exc:

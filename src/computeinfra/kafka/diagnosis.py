@@ -129,6 +129,24 @@ def settings_findings(
                                     f"{topic} keeps records {retention / 3_600_000:g} h: "
                                     f"{what} longer than that is deleted",
                                     data={"topic": topic, "retention_ms": retention}))  # fmt: skip
+    return findings + _size_findings(configs)
+
+
+# A block keeps each record it publishes under 900,000 bytes (``block/answers.py``); a topic
+# that takes less refuses some answers, which then end ``failed`` with ``AnswerRefused``.
+ANSWER_BYTES = 1_000_000
+
+
+def _size_findings(configs: Mapping[str, Mapping[str, str]]) -> list[Finding]:
+    findings = []
+    for topic in ("completedJobs", "deadJobs", "jobStatus"):
+        limit = int(configs.get(topic, {}).get("max.message.bytes", "0") or 0)
+        if 0 < limit < ANSWER_BYTES:
+            findings.append(Finding("topics", "small-max-message", Level.WARNING,
+                                    f"{topic} takes records up to {limit} bytes: an answer "
+                                    "larger than that is refused, and its job ends failed "
+                                    "with AnswerRefused (set max.message.bytes to 1048588)",
+                                    data={"topic": topic, "max_message_bytes": limit}))  # fmt: skip
     return findings
 
 

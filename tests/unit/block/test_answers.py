@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from computeinfra.block.answers import MAX_ANSWER_RECORD_BYTES, complete
+from computeinfra.block.commits import _smaller
 from computeinfra.block.jobs import Assignment, Outcome
 from computeinfra.block.middleware import HookError, Middleware, MiddlewareChain
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
 from computeinfra.block.slots import Slot, SlotMaker
+from computeinfra.block.transaction import OutboxRecord
 from computeinfra.config import Settings
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -88,3 +90,31 @@ def test_even_system_exit_in_a_job_hook_is_that_jobs_failure() -> None:
     chain = MiddlewareChain([_Exits()])
     with pytest.raises(HookError, match="_Exits.before_dispatch raised SystemExit"):
         chain.before_dispatch(Assignment("k", "sleep", SleepPayload(seconds=0), "out", None))
+
+
+def test_an_answer_kafka_refuses_gets_smaller_until_it_cannot() -> None:
+    # What Kafka refused for good leaves the answer (``commits._smaller``); a completion
+    # refused even once made small says so, and the commit backs off instead.
+    slot = _answer({"blob": "x" * 1000})
+    slot.records.append(OutboxRecord(DEAD_TOPIC, b"job-1", b"copy"))
+    assert _smaller(slot, {1: "too large"}) and len(slot.records) == 1
+    assert slot.completion is not None and slot.completion.status is Status.SUCCEEDED
+    assert _smaller(slot, {0: "Broker: Message size too large"})
+    refused = decode_completion(slot.records[0].value)
+    assert refused.status is Status.FAILED and refused.result is None
+    assert refused.error is not None and refused.error.type == FailureKind.ANSWER_REFUSED
+    assert "ended succeeded" in refused.error.message
+    assert not _smaller(slot, {0: "Broker: Message size too large"})
+
+
+def test_a_copy_kafka_refuses_keeps_its_head_and_size_in_headers() -> None:
+    slot = Slot(_Record())  # type: ignore[arg-type]
+    reason = ("computeinfra.reason", b"the record has no key")
+    slot.records = [OutboxRecord(DEAD_TOPIC, None, b"y" * 5000, [reason])]
+    assert _smaller(slot, {0: "too large"})
+    (record,) = slot.records
+    headers = dict(record.headers)
+    assert record.value == b"" and headers["computeinfra.value-head"] == b"y" * 256
+    assert headers["computeinfra.value-bytes"] == b"5000"
+    assert headers["computeinfra.reason"].startswith(b"the record has no key; the value is")
+    assert not _smaller(slot, {0: "too large"})
