@@ -137,8 +137,10 @@ class JobQueue:
         self._drop_released()
         if not self._jobs:
             return []
-        tasks = [slot.task for slot in list(self._jobs)[:MAX_JOBS_PER_CALL]]
-        count = self._planner.take(tasks)
+        ahead = list(self._jobs)[:MAX_JOBS_PER_CALL]
+        count = 1 if ahead[0].alone else self._planner.take([slot.task for slot in ahead])
+        # A job to be sent alone never shares a call: the group ends before it.
+        count = next((i for i, slot in enumerate(ahead[:count]) if i and slot.alone), count)
         group = [self._jobs.popleft() for _ in range(min(count, len(self._jobs)))]
         self._forget(group)
         return [slot for slot in group if not slot.released]

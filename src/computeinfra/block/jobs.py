@@ -48,8 +48,12 @@ class Assignment:
 
 @dataclass(frozen=True)
 class NotRun:
-    """The worker skipped the call this attempt was in: it never ran, and is not counted
-    (a take-back whose answer came too late for its supervisor to wait for it)."""
+    """The attempt is not counted: the worker skipped the call it was in (a take-back whose
+    answer came too late for its supervisor to wait for it), or ``alone``: its call of
+    several jobs failed outside their tasks, so it is sent again in a call of its own, where
+    a failure is its alone."""
+
+    alone: bool = False
 
 
 @dataclass(frozen=True)

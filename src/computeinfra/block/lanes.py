@@ -143,6 +143,7 @@ class WorkerLane:
         assert self._sent[0].assignment is attempt.assignment, "results pair in send order"
         slot = self._sent.popleft()
         if isinstance(attempt.result, NotRun):  # back first in line, uncounted
+            slot.alone = attempt.result.alone
             self._jobs.put_front([slot])
             return
         self._events.put(LaneEvent(slot, attempt.result))

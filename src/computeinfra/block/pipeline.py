@@ -173,12 +173,15 @@ class AttemptQueue:
                 kind=FailureKind.TIME_LIMIT,
             )
         except Exception as exc:  # the call failed, not a task in it: e.g. an outcome Ray
-            # cannot move. Each job in it is answered with that, as a failed attempt the
-            # retry policy may send again on its own; the calls behind it are unaffected.
+            # cannot move. The calls behind it are unaffected. A call of one job fails it,
+            # as an attempt the retry policy may send again; a call of several is not
+            # counted, and each of its jobs goes again in a call of its own, so that only
+            # the one that made the call fail fails (not every job that shared its call).
             message = f"the call to the worker failed: {exc!r}"[:MAX_MESSAGE_CHARS]
-            head.results = deque(
-                Failure(FailureKind.WORKER_ERROR, message) for _ in head.assignments
-            )
+            results: list[Result | NotRun] = [Failure(FailureKind.WORKER_ERROR, message)]
+            if len(head.assignments) > 1:
+                results = [NotRun(alone=True) for _ in head.assignments]
+            head.results = deque(results)
         self._last_answer_at = time.monotonic()
 
     def _lost(self, head: _Call, message: str, kind: FailureKind = FailureKind.WORKER_LOST) -> None:

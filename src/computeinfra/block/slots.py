@@ -69,6 +69,7 @@ class Slot:
     released: bool = False  # not this block's to run any more: let go, or passed on
     cancel: CancelRequest | None = None  # read while it ran: its lane stops it
     started_at: float | None = None  # when its latest attempt was sent to a worker
+    alone: bool = False  # its next attempt goes in a call of its own (``pipeline.py``)
     queued_at: float = 0.0  # monotonic: when its latest attempt was queued for a worker
     answered_at: float = 0.0  # monotonic: when its answer was ready
 

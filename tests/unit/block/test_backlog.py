@@ -99,3 +99,13 @@ def test_the_work_queued_follows_every_way_a_job_leaves_the_queue() -> None:
     assert jobs.work(untimed=9.0) == pytest.approx((0.1005 + 2 * 0.2005), abs=1e-5)
     jobs.clear()
     assert jobs.work(untimed=9.0) == 0.0
+
+
+def test_a_job_to_be_sent_alone_never_shares_a_call() -> None:
+    jobs = _queue(noop=0.00001)
+    slots = _slots("noop", 4)
+    slots[1].alone = True
+    jobs.put(slots)
+    assert jobs.take(0.1) == slots[:1]
+    assert jobs.take(0.1) == slots[1:2]
+    assert jobs.take(0.1) == slots[2:]

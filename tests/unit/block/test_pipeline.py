@@ -227,6 +227,21 @@ def test_a_call_that_fails_outside_its_task_fails_its_jobs_alone() -> None:
     assert len(queue) == 0
 
 
+def test_a_call_of_several_that_fails_outside_their_tasks_sends_each_again_alone() -> None:
+    # Before: each of the call's jobs was answered with the call's WorkerError, so one job
+    # whose outcome could not be moved failed up to 31 quick jobs sharing its call.
+    worker = SerialWorker(break_on={"b"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment("a"), _assignment("b"), _assignment("c")])
+    queue.send([_assignment("d")])
+    worker.step()
+    results = [queue.collect() for _ in range(4)]
+    assert [r.assignment.key for r in results] == ["a", "b", "c", "d"]
+    assert [r.result for r in results[:3]] == [NotRun(alone=True)] * 3
+    assert isinstance(results[3].result, Outcome)  # the call behind it is its own
+    assert len(queue) == 0 and worker.kills == 0
+
+
 def test_an_attempt_without_a_time_limit_is_waited_for_however_long_it_runs() -> None:
     worker = SerialWorker()
     queue = AttemptQueue(worker)
