@@ -211,3 +211,51 @@ def _stats_cancelled(stack: Stack, task: str) -> int:
     data = json.loads(run_cli("stats", "--json", env=stack.env, check=True).stdout)
     count: int = data["tasks"].get(task, {}).get("cancelled", 0)
     return count
+
+
+def test_unfinished_jobs_are_cancelled_by_task_from_the_cli_and_the_http_api(
+    stack: Stack, client: Client, tmp_path: Path
+) -> None:
+    door = tmp_path / "open"
+    run = uuid.uuid4().hex[:8]
+    gates = [client.submit("gate", {"path": str(door)}, f"bulk/{run}/gate") for _ in range(GATES)]
+    wait_for(lambda: _all_held(stack), TIMEOUT, "every worker to hold a gate job")
+    by_cli = [client.submit("where", {"message": "cli"}, f"bulk/{run}/where") for _ in range(3)]
+    by_http = [client.submit("explode", {"message": "x"}, f"bulk/{run}/x") for _ in range(3)]
+    kept = [client.submit("sleep", {"seconds": 0}, f"bulk/{run}/kept") for _ in range(3)]
+    client.flush()
+    before = _cancels_read(stack)
+    try:
+        neither = run_cli("cancel", env=stack.env)
+        assert neither.returncode == 2 and "--task" in neither.stderr, neither
+        cli = run_cli("cancel", "--task", "where", "--json", env=stack.env, check=True)
+        chosen = [json.loads(line) for line in cli.stdout.splitlines()]
+        assert {h.key for h in by_cli} <= {c["key"] for c in chosen}
+        assert all(c["cancel"] == "requested" for c in chosen)
+        both = httpx.post(f"{stack.web_url}/api/jobs/cancel",
+                          json={"keys": [kept[0].key], "task": "sleep"}, timeout=30)  # fmt: skip
+        assert both.status_code == 422, both.text
+        answer = httpx.post(
+            f"{stack.web_url}/api/jobs/cancel",
+            json={"task": "explode", "state": "pending", "reason": "bulk"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert {h.key for h in by_http} <= {r["key"] for r in answer.json()["requested"]}
+        victims = len(by_cli) + len(by_http)
+        wait_for(
+            lambda: all(
+                n >= b + victims for n, b in zip(_cancels_read(stack), before, strict=True)
+            ),
+            TIMEOUT,
+            "every block to read the cancels",
+        )
+    finally:
+        door.touch()
+    for handle in [*by_cli, *by_http]:
+        completion = handle.completion(TIMEOUT)
+        assert completion.status is Status.CANCELLED and completion.attempts == 0, completion
+    assert all(h.completion(TIMEOUT).status is Status.SUCCEEDED for h in [*gates, *kept])
+    keys = [h.key for h in [*by_cli, *by_http, *kept]]
+    counts = completions_for(stack.settings.bootstrap_servers, keys)
+    assert {key: len(found) for key, found in counts.items()} == dict.fromkeys(keys, 1)

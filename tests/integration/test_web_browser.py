@@ -117,3 +117,38 @@ def test_submit_upload_notify_and_preview(stack: Stack, browser: Browser, tmp_pa
     expect(page.locator("pre.event")).to_contain_text('"status": "succeeded"')
     shoot(page, tmp_path, "job")
     page.close()
+
+
+def _submit_sleep(page: Page, seconds: str, result_dir: str) -> str:
+    page.goto(page.url.split("#")[0])
+    page.locator(".tabs button[data-task='sleep']").click()
+    form = page.locator("form[data-task='sleep']")
+    form.locator("[name=seconds]").fill(seconds)
+    form.locator("[name=result_dir]").fill(result_dir)
+    return submit_form(page, "sleep")
+
+
+def test_a_job_is_cancelled_from_its_row_and_from_its_page(stack: Stack, browser: Browser) -> None:
+    wait_for_web(stack)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(stack.web_url)
+    expect(page.locator("#live.on")).to_be_visible()
+    from_row = _submit_sleep(page, "300", "browser/cancel-row")
+    from_page = _submit_sleep(page, "300", "browser/cancel-page")
+
+    page.goto(f"{stack.web_url}/#/jobs")
+    row = page.locator(f"tr.job[data-key='{from_row}']")
+    expect(page.locator("#cancel-mine")).to_be_visible()
+    row.locator("button.cancel").click()
+    expect(page.locator("#cancel-message.ok")).to_contain_text("requested")
+    expect(row).to_have_attribute("data-state", "cancelled")
+    expect(row.locator("button.cancel")).to_have_count(0)  # nothing left to cancel
+    expect(page.locator(f".toast[data-key='{from_row}']")).to_contain_text("cancelled")
+
+    page.goto(f"{stack.web_url}/#/job/{from_page}")
+    page.locator("button.cancel").click()
+    expect(page.locator("dl.facts .state")).to_have_text("cancelled")
+    expect(page.locator(".error-box.cancelled")).to_contain_text("cancelled on request")
+    expect(page.locator("button.cancel")).to_have_count(0)
+    page.close()

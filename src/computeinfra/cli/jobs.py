@@ -6,6 +6,7 @@ import json
 import queue
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,14 +14,14 @@ import typer
 from confluent_kafka import Message
 from rich.markup import escape
 
-from computeinfra.client.cancel import CancelOutcome, cancel_jobs
+from computeinfra.client.cancel import CancelOutcome, cancel_jobs, cancel_unfinished
 from computeinfra.client.lookup import job_state
 from computeinfra.client.sdk import Client
 from computeinfra.config import Settings
 from computeinfra.errors import JobTimeout, RequestError
 from computeinfra.kafka.admin import check_reachable
 from computeinfra.kafka.follow import BEGINNING, END, TopicFollower
-from computeinfra.protocol import COMPLETED_TOPIC, decode_completion
+from computeinfra.protocol import COMPLETED_TOPIC, JobState, decode_completion
 
 from .batch import read_jsonl, submit_many
 from .output import console, err_console, notification_line, print_json
@@ -159,8 +160,22 @@ def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+class Unfinished(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+
+
 def cancel(
-    keys: Annotated[list[str], typer.Argument(help="Keys of the jobs to cancel.")],
+    keys: Annotated[
+        list[str] | None, typer.Argument(help="Keys of the jobs to cancel.", show_default=False)
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Every unfinished job of this task (no keys).")
+    ] = None,
+    state: Annotated[
+        Unfinished | None, typer.Option(help="Only jobs in this state (no keys).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every unfinished job (no keys).")] = False,
     reason: Annotated[str | None, typer.Option(help="Said in each job's completion.")] = None,
     wait: Annotated[
         bool, typer.Option(help="Wait for each job's completion, and print it.")
@@ -168,14 +183,26 @@ def cancel(
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait with --wait.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
 ) -> None:
-    """Cancel jobs: one waiting never runs, and its completion says cancelled.
+    """Cancel jobs, by key or by --task/--state/--all: one waiting never runs, one running
+    is stopped, and its completion says cancelled.
 
-    A job that completed keeps its completion, and is reported. An unknown key is an
-    error, and then nothing is cancelled (exit 2).
+    A job named by key that completed keeps its completion, and is reported. An unknown
+    key is an error, and then nothing is cancelled (exit 2).
     """
     settings = Settings.from_env()
+    chosen = bool(task or state or every)
+    if bool(keys) == chosen:
+        raise RequestError("name jobs by key, or choose them with --task, --state or --all")
     check_reachable(settings.bootstrap_servers)
-    outcomes = cancel_jobs(settings.bootstrap_servers, keys, reason=reason)
+    if keys:
+        outcomes = cancel_jobs(settings.bootstrap_servers, keys, reason=reason)
+    else:
+        outcomes = cancel_unfinished(
+            settings.bootstrap_servers, settings.group, task=task,
+            state=JobState(state.value) if state else None, reason=reason,
+        )  # fmt: skip
+        if not as_json:
+            console.print(f"{len(outcomes)} unfinished job(s) chosen")
     for outcome in outcomes:
         if as_json and not wait:
             print_json(outcome.to_json())

@@ -14,23 +14,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError as RawKafkaError
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
-from computeinfra.errors import KafkaError, UnknownJob
-from computeinfra.kafka.clients import make_producer
+from computeinfra.errors import KafkaError, RequestError, UnknownJob
+from computeinfra.kafka.clients import (
+    METADATA_TIMEOUT_SECONDS,
+    make_consumer,
+    make_producer,
+    partition_count,
+)
 from computeinfra.protocol import (
     CANCEL_TOPIC,
+    PENDING_TOPIC,
     CancelRequest,
     Completion,
     JobState,
+    decode_request,
     encode_cancel,
 )
 
-from .lookup import JobLookup, job_state
+from .lookup import JobLookup, Where, job_states, scan
 
-__all__ = ["CancelOutcome", "cancel_jobs"]
+__all__ = ["CancelOutcome", "cancel_jobs", "cancel_unfinished", "unfinished_keys"]
 
 FLUSH_TIMEOUT_SECONDS = 30.0
+UNFINISHED = (JobState.PENDING, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,70 @@ def cancel_jobs(
 ) -> list[CancelOutcome]:
     """Cancel each of ``keys``. Raises ``UnknownJob`` (writing nothing) if a key names no
     job, ``KafkaError`` if the broker did not take a cancel."""
-    found = [job_state(bootstrap, key) for key in dict.fromkeys(keys)]
+    found = job_states(bootstrap, keys)
     unknown = [f.key for f in found if f.state is None]
     if unknown:
         raise UnknownJob(unknown)
     outcomes = [_outcome(f) for f in found]
     _send(bootstrap, [o.key for o in outcomes if o.requested], CancelRequest(reason=reason))
     return outcomes
+
+
+def cancel_unfinished(
+    bootstrap: str,
+    group: str,
+    *,
+    task: str | None = None,
+    state: JobState | None = None,
+    reason: str | None = None,
+) -> list[CancelOutcome]:
+    """Cancel every job not completed (of ``task``, in ``state``: pending or running, if
+    given), as found on ``pendingJobs`` from the blocks' committed offsets on."""
+    if state is not None and state not in UNFINISHED:
+        raise RequestError(
+            f"only pending or running jobs can be cancelled, not {state}", field="state"
+        )
+    found = job_states(bootstrap, unfinished_keys(bootstrap, group, task=task))
+    wanted = [f for f in found if f.state in UNFINISHED and (state is None or f.state is state)]
+    outcomes = [_outcome(f) for f in wanted]
+    _send(bootstrap, [o.key for o in outcomes], CancelRequest(reason=reason))
+    return outcomes
+
+
+def unfinished_keys(bootstrap: str, group: str, *, task: str | None = None) -> list[str]:
+    """The keys of the requests on ``pendingJobs`` at or past the committed offsets of the
+    blocks' ``group`` (of ``task``, if given): every job not answered is among them (some
+    answered out of order are too; ``job_states`` tells them apart). A job passed to a
+    lane topic (placement middleware) is not."""
+    # The group's id only reads its committed offsets: this consumer never joins it.
+    consumer = make_consumer(bootstrap, group, client_id="computeinfra-cancel-scan")
+    try:
+        count = partition_count(consumer, PENDING_TOPIC)
+        tps = [TopicPartition(PENDING_TOPIC, p) for p in range(count)]
+        starts: dict[Where, int] = {}
+        ends: dict[Where, int] = {}
+        for tp in consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS):
+            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+            start = max(tp.offset, low)  # never committed (-1001): from its beginning
+            if high > start:
+                starts[(tp.topic, tp.partition)], ends[(tp.topic, tp.partition)] = start, high
+        keys = (_key_of(m, task) for m in scan(consumer, starts, ends))
+        return list(dict.fromkeys(k for k in keys if k is not None))
+    finally:
+        consumer.close()
+
+
+def _key_of(message: Message, task: str | None) -> str | None:
+    key = message.key()
+    if not key:
+        return None
+    if task is not None:
+        try:
+            if decode_request(message.value() or b"").task != task:
+                return None
+        except RequestError:  # it will be rejected; it is no job of ``task``
+            return None
+    return key.decode(errors="replace")
 
 
 def _send(bootstrap: str, keys: list[str], cancel: CancelRequest) -> None:

@@ -4,10 +4,11 @@ state composed from the job topics."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from computeinfra.errors import KafkaError, RequestError
 from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
@@ -24,18 +25,30 @@ from computeinfra.protocol import (
     decode_request,
 )
 
-__all__ = ["JobLookup", "find_last", "find_last_in", "job_state"]
+__all__ = [
+    "JobLookup",
+    "find_last",
+    "find_last_in",
+    "find_last_of",
+    "job_state",
+    "job_states",
+    "scan",
+]
 
 POLL_SECONDS = 0.2
 SCAN_TIMEOUT_SECONDS = 60.0
 Found = tuple[bytes, float]
 
 
+Where = tuple[str, int]  # topic, partition
+
+
 def _partitions(
-    consumer: Consumer, topics: tuple[str, ...], raw_key: bytes
-) -> dict[str, tuple[TopicPartition, int]]:
-    """Where ``raw_key`` lives in each topic that exists and holds records, with its end."""
-    ends: dict[str, tuple[TopicPartition, int]] = {}
+    consumer: Consumer, topics: tuple[str, ...], raw_keys: set[bytes]
+) -> dict[Where, int]:
+    """Where ``raw_keys`` live in each topic that exists, with each partition's end; only
+    partitions that hold records."""
+    ends: dict[Where, int] = {}
     for topic in topics:
         try:
             count = partition_count(consumer, topic)
@@ -43,37 +56,57 @@ def _partitions(
             if topic == topics[0]:
                 raise
             continue  # a topic an older cluster never created (jobStatus) has nothing to say
-        tp = TopicPartition(topic, partition_for(raw_key, count))
-        low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-        if high > low:
-            ends[topic] = (tp, high)
+        for partition in {partition_for(raw_key, count) for raw_key in raw_keys}:
+            tp = TopicPartition(topic, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+            if high > low:
+                ends[(topic, partition)] = high
     return ends
+
+
+def scan(consumer: Consumer, starts: dict[Where, int], ends: dict[Where, int]) -> Iterator[Message]:
+    """Every record of the partitions in ``ends``, from ``starts`` up to ``ends``."""
+    consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in ends])
+    left = dict(ends)
+    deadline = time.monotonic() + SCAN_TIMEOUT_SECONDS
+    # Transaction markers take offsets but are never delivered, so progress is measured
+    # by the consumer's positions, not by the offsets of the messages seen.
+    while left and time.monotonic() < deadline:
+        message = consumer.poll(POLL_SECONDS)
+        if message is not None and not message.error():
+            yield message
+        positions = consumer.position([TopicPartition(t, p) for t, p in left])
+        left = {(tp.topic, tp.partition): left[(tp.topic, tp.partition)] for tp in positions
+                if tp.offset < left[(tp.topic, tp.partition)]}  # fmt: skip
+
+
+def find_last_of(
+    bootstrap: str, topics: tuple[str, ...], keys: Iterable[str]
+) -> dict[str, dict[str, Found]]:
+    """For each of ``keys``, the value and timestamp (s) of its last record in each of
+    ``topics``, read in one pass over the partitions they hash to; topics with no record
+    under a key are left out of its entry."""
+    wanted = {key.encode(): key for key in keys}
+    found: dict[str, dict[str, Found]] = {key: {} for key in wanted.values()}
+    consumer = reader(bootstrap, client_id="computeinfra-lookup")
+    try:
+        ends = _partitions(consumer, topics, set(wanted))
+        for message in scan(consumer, dict.fromkeys(ends, OFFSET_BEGINNING), ends):
+            key = wanted.get(message.key() or b"")
+            if key is not None:
+                found[key][message.topic() or ""] = (
+                    message.value() or b"",
+                    message.timestamp()[1] / 1000,
+                )
+        return found
+    finally:
+        consumer.close()
 
 
 def find_last_in(bootstrap: str, topics: tuple[str, ...], key: str) -> dict[str, Found]:
     """The value and timestamp (s) of the last record under ``key`` in each of ``topics``,
     read in one pass with one consumer; topics with no such record are left out."""
-    consumer = reader(bootstrap, client_id="computeinfra-lookup")
-    try:
-        raw_key = key.encode()
-        ends = _partitions(consumer, topics, raw_key)
-        consumer.assign(
-            [TopicPartition(t, tp.partition, OFFSET_BEGINNING) for t, (tp, _) in ends.items()]
-        )
-        found: dict[str, Found] = {}
-        deadline = time.monotonic() + SCAN_TIMEOUT_SECONDS
-        # Transaction markers take offsets but are never delivered, so progress is measured
-        # by the consumer's positions, not by the offsets of the messages seen.
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(POLL_SECONDS)
-            if message is not None and not message.error() and message.key() == raw_key:
-                topic = message.topic() or ""
-                found[topic] = (message.value() or b"", message.timestamp()[1] / 1000)
-            positions = consumer.position([tp for tp, _ in ends.values()])
-            ends = {p.topic: ends[p.topic] for p in positions if p.offset < ends[p.topic][1]}
-        return found
-    finally:
-        consumer.close()
+    return find_last_of(bootstrap, topics, [key])[key]
 
 
 def find_last(bootstrap: str, topic: str, key: str) -> Found | None:
@@ -126,12 +159,24 @@ def _terminal(found: Found | None) -> bool:
 def job_state(bootstrap: str, key: str) -> JobLookup:
     """A key's state: its completion (authoritative), else its last ``jobStatus``, else
     ``pending`` if its request is queued, else unknown (``state`` is ``None``)."""
-    found = find_last_in(bootstrap, (COMPLETED_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC), key)
+    return job_states(bootstrap, [key])[0]
+
+
+def job_states(bootstrap: str, keys: Sequence[str]) -> list[JobLookup]:
+    """``job_state`` of each of ``keys``, in order, each partition read once for them all."""
+    keys = list(dict.fromkeys(keys))
+    found = find_last_of(bootstrap, (COMPLETED_TOPIC, JOB_STATUS_TOPIC, PENDING_TOPIC), keys)
     # The terminal status commits in the completion's transaction; seeing one without the
     # other means that transaction landed between reading the two topics' ends.
-    late = COMPLETED_TOPIC not in found and _terminal(found.get(JOB_STATUS_TOPIC))
-    if late and (again := find_last(bootstrap, COMPLETED_TOPIC, key)):
-        found[COMPLETED_TOPIC] = again
+    late = [k for k, f in found.items()
+            if COMPLETED_TOPIC not in f and _terminal(f.get(JOB_STATUS_TOPIC))]  # fmt: skip
+    if late:
+        for key, again in find_last_of(bootstrap, (COMPLETED_TOPIC,), late).items():
+            found[key].update(again)
+    return [_state(key, found[key]) for key in keys]
+
+
+def _state(key: str, found: dict[str, Found]) -> JobLookup:
     if COMPLETED_TOPIC in found:
         completion = decode_completion(found[COMPLETED_TOPIC][0])
         return JobLookup(

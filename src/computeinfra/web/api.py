@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from computeinfra.client.cancel import cancel_jobs
+from computeinfra.client.cancel import CancelOutcome, cancel_jobs, cancel_unfinished
 from computeinfra.client.lookup import JobLookup, job_state
 from computeinfra.errors import PathError, RequestError, UnknownJob
 from computeinfra.paths import resolve_result_dir
-from computeinfra.protocol import JobRequest
+from computeinfra.protocol import JobRequest, JobState
 from computeinfra.tasks.context import InputRoots
 from computeinfra.web.board import view_of_lookup
 from computeinfra.web.events import sse_stream
@@ -22,6 +22,8 @@ from computeinfra.web.models import (
     CancelAccepted,
     CancelConflict,
     CancelJob,
+    CancelJobs,
+    CancelReport,
     ErrorBody,
     JobList,
     JobView,
@@ -107,6 +109,41 @@ def get_job(key: str, state: State) -> JobView:
 
 
 @router.post(
+    "/api/jobs/cancel", response_model=CancelReport, responses={**_MISSING, **_INVALID, **_AWAY},
+    tags=["jobs"],
+)  # fmt: skip
+def cancel_many(body: CancelJobs, state: State) -> CancelReport:
+    """Cancel many jobs: by `keys` (404, and nothing cancelled, if one names no job), or
+    every unfinished job chosen by `task`, `state` or `all`."""
+    bootstrap = state.settings.core.bootstrap_servers
+    if body.keys is not None:
+        try:
+            outcomes = cancel_jobs(bootstrap, body.keys, reason=body.reason)
+        except UnknownJob as exc:
+            raise HTTPException(404, str(exc)) from None
+    else:
+        outcomes = cancel_unfinished(
+            bootstrap, state.settings.core.group, task=body.task,
+            state=JobState(body.state) if body.state else None, reason=body.reason,
+        )  # fmt: skip
+    return CancelReport(
+        requested=[_accepted(o) for o in outcomes if o.requested],
+        completed=[_completed(o) for o in outcomes if not o.requested],
+    )
+
+
+def _accepted(outcome: CancelOutcome) -> CancelAccepted:
+    said = f"cancel of {outcome.key!r} requested; it was {outcome.state.value}"
+    return CancelAccepted(key=outcome.key, state=outcome.state, message=said)
+
+
+def _completed(outcome: CancelOutcome) -> JobView:
+    view = view_of_lookup(JobLookup(outcome.key, outcome.state, completion=outcome.completion))
+    assert view is not None, "a job that completed has a view"
+    return view
+
+
+@router.post(
     "/api/jobs/{key}/cancel", status_code=202, response_model=CancelAccepted,
     responses={**_MISSING, **_INVALID, **_AWAY, 409: {
         "model": CancelConflict, "description": "It completed first; `job` says how."}},
@@ -121,11 +158,9 @@ def cancel_job(key: str, state: State, body: CancelJob | None = None) -> Any:
     except UnknownJob:
         raise HTTPException(404, f"no job {key!r} on record; check the key") from None
     if outcome.requested:
-        said = f"cancel of {key!r} requested; it was {outcome.state.value}"
-        return CancelAccepted(key=key, state=outcome.state, message=said)
-    view = view_of_lookup(JobLookup(key, outcome.state, completion=outcome.completion))
-    assert view is not None, "a job that completed has a view"
-    conflict = CancelConflict(message=f"job {key!r} {outcome.state.value} already", job=view)
+        return _accepted(outcome)
+    message = f"job {key!r} {outcome.state.value} already"
+    conflict = CancelConflict(message=message, job=_completed(outcome))
     return JSONResponse(jsonable_encoder(conflict), status_code=409)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from computeinfra.protocol import Completion, ErrorInfo, JobState, JobStatus
 
@@ -12,6 +12,8 @@ __all__ = [
     "CancelAccepted",
     "CancelConflict",
     "CancelJob",
+    "CancelJobs",
+    "CancelReport",
     "ErrorBody",
     "JobList",
     "JobView",
@@ -91,6 +93,32 @@ class CancelAccepted(BaseModel):
     key: str
     state: JobState = Field(description="What the job was when the cancel was asked.")
     message: str
+
+
+class CancelJobs(CancelJob):
+    """Jobs to cancel: by ``keys``, or chosen by ``task``, ``state`` or ``all``."""
+
+    keys: list[str] | None = Field(
+        default=None, min_length=1, max_length=1000, description="These jobs (no filter then)."
+    )
+    task: str | None = Field(default=None, description="Every unfinished job of this task.")
+    state: Literal["pending", "running"] | None = Field(
+        default=None, description="Only unfinished jobs in this state."
+    )
+    all: bool = Field(default=False, description="Every unfinished job.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.keys is not None) == bool(self.task or self.state or self.all):
+            raise ValueError("name jobs by `keys`, or choose them with `task`, `state` or `all`")
+        return self
+
+
+class CancelReport(BaseModel):
+    requested: list[CancelAccepted] = Field(description="Cancels written, one per job.")
+    completed: list[JobView] = Field(
+        description="Jobs named by key that had completed: they keep their completion."
+    )
 
 
 class CancelConflict(ErrorBody):

@@ -6,19 +6,29 @@ let everyone = false;  // show every recent job, not only this browser's
 export function renderJobs(root) {
   const body = el("tbody");
   const toggle = el("input", { type: "checkbox", checked: everyone, id: "everyone" });
+  const said = el("div", { class: "message", hidden: true, id: "cancel-message" });
+  const cancelAll = el("button", { class: "link", id: "cancel-mine", hidden: true },
+    "cancel my unfinished jobs");
+  cancelAll.addEventListener("click", () => {
+    const keys = store.myKeys().filter((k) => store.jobs.has(k) && unfinished(store.jobs.get(k)));
+    cancel("/api/jobs/cancel", { keys }, said, cancelAll);
+  });
   root.append(
     el("div", { class: "toolbar" }, el("h1", {}, "My jobs"),
-      el("label", { for: "everyone", class: "muted" }, toggle, " show everyone's recent jobs")),
+      el("span", {}, cancelAll, " ",
+        el("label", { for: "everyone", class: "muted" }, toggle, " show everyone's recent jobs"))),
+    said,
     el("section", { class: "card" }, el("table", { id: "jobs" },
-      el("thead", {}, el("tr", {}, ["job", "task", "state", "attempts", "submitted", "queue wait", "run time", "result"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["job", "task", "state", "attempts", "submitted", "queue wait", "run time", "result", ""].map((h) => el("th", {}, h)))),
       body)),
   );
   const draw = () => {
     const mine = new Set(store.myKeys());
     const views = [...store.jobs.values()].filter((v) => everyone || mine.has(v.key))
       .sort((a, b) => (b.submitted_at || 0) - (a.submitted_at || 0)).slice(0, 300);
-    body.replaceChildren(...views.map(row));
-    if (!views.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No jobs yet: submit one from the Submit page.")));
+    body.replaceChildren(...views.map((view) => row(view, said)));
+    cancelAll.hidden = ![...mine].some((k) => store.jobs.has(k) && unfinished(store.jobs.get(k)));
+    if (!views.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "empty" }, "No jobs yet: submit one from the Submit page.")));
   };
   toggle.addEventListener("change", async () => {
     everyone = toggle.checked;
@@ -33,7 +43,37 @@ export function renderJobs(root) {
   return () => store.listeners.delete(listener);
 }
 
-function row(view) {
+function unfinished(view) { return view.state === "pending" || view.state === "running"; }
+
+// Ask for a cancel; the job's completion (cancelled, or what it was) arrives as an event.
+async function cancel(path, body, said, button) {
+  button.disabled = true;
+  try {
+    const answer = await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const requested = answer.requested ? answer.requested.length : 1;
+    const done = answer.completed ? answer.completed.length : 0;
+    said.className = "message ok";
+    said.textContent = answer.message || `cancel requested for ${requested} job(s)${done ? `; ${done} had completed already` : ""}`;
+  } catch (error) {
+    said.className = "message error";
+    said.textContent = error.status === 409 ? `${error.message}: it keeps its completion` : error.message;
+  } finally {
+    said.hidden = false;
+    button.disabled = false;
+  }
+}
+
+function cancelButton(view, said) {
+  if (!unfinished(view)) return null;
+  const button = el("button", { class: "link cancel", title: "Cancel this job" }, "cancel");
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    cancel(`/api/jobs/${encodeURIComponent(view.key)}/cancel`, {}, said, button);
+  });
+  return button;
+}
+
+function row(view, said) {
   const wait = view.started_at && view.submitted_at ? view.started_at - view.submitted_at : null;
   const attempts = view.max_attempts ? `${view.attempt}/${view.max_attempts}` : `${view.attempt}`;
   return el("tr", { class: "job", "data-key": view.key, "data-state": view.state,
@@ -45,16 +85,22 @@ function row(view) {
     el("td", {}, clock(view.submitted_at)),
     el("td", {}, seconds(wait)),
     el("td", {}, seconds(runTime(view))),
-    el("td", { class: "mono" }, view.result_dir || "—"));
+    el("td", { class: "mono" }, view.result_dir || "—"),
+    el("td", {}, cancelButton(view, said)));
 }
 
 // -- one job --------------------------------------------------------------------------------
 
 export function renderJob(root, key) {
   const card = el("section", { class: "card" }, el("p", { class: "muted" }, "Loading…"));
+  const said = el("div", { class: "message", hidden: true, id: "cancel-message" });
+  const actions = el("span", {});
   root.append(el("div", { class: "toolbar" }, el("h1", {}, "Job ", el("span", { class: "mono" }, key)),
-    el("a", { href: "#/jobs" }, "← my jobs")), card);
-  const draw = (view) => card.replaceChildren(...jobDetails(view));
+    el("span", {}, actions, " ", el("a", { href: "#/jobs" }, "← my jobs"))), said, card);
+  const draw = (view) => {
+    card.replaceChildren(...jobDetails(view));
+    actions.replaceChildren(...[cancelButton(view, said)].filter(Boolean));
+  };
   const listener = (view) => { if (view.key === key) draw(view); };
   store.listeners.add(listener);
   api(`/api/jobs/${encodeURIComponent(key)}`).then((view) => { store.put(view); draw(store.jobs.get(key) || view); })
