@@ -23,16 +23,17 @@ def test_terminal_status_without_its_completion_reads_the_completion_again(
     # Long enough to be shown running: its terminal status then replaces that.
     handle = client.submit("sleep", {"seconds": 1}, "lookup/late")
     assert handle.result(TIMEOUT).status is Status.SUCCEEDED
-    real, calls = lookup.find_last_in, []
+    real, calls = lookup.find_last_of, []
 
-    def first_read_misses_the_completion(*args: Any) -> dict[str, lookup.Found]:
+    def first_read_misses_the_completion(*args: Any) -> dict[str, dict[str, lookup.Found]]:
         found = real(*args)
         calls.append(args)
         if len(calls) == 1:
-            found.pop(COMPLETED_TOPIC, None)
+            for by_topic in found.values():
+                by_topic.pop(COMPLETED_TOPIC, None)
         return found
 
-    monkeypatch.setattr(lookup, "find_last_in", first_read_misses_the_completion)
+    monkeypatch.setattr(lookup, "find_last_of", first_read_misses_the_completion)
     state = lookup.job_state(stack.settings.bootstrap_servers, handle.key)
 
     assert state.state is JobState.SUCCEEDED
