@@ -7,11 +7,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from computeinfra import Client, Status
 from computeinfra.cluster.launcher import block_statuses
 from computeinfra.protocol import FailureKind
 from computeinfra.testing.stack import DevStack
 from tests.helpers import completions_for, wait_for
+from tests.integration.web_helpers import wait_for_web
 
 from .sample_middleware import HOOK_FAIL_PREFIX
 
@@ -76,5 +79,17 @@ def test_a_dead_consume_thread_is_restarted_and_says_why(stack: DevStack, client
     finally:
         (_flags(stack) / "die-once").unlink()
     assert all("SystemExit" in (b.get("error") or "") for b in restarted)
+    # /metrics says why, per block (its figures are refreshed on a timer: wait for them).
+    lines = [
+        f'computeinfra_block_last_error{{block="{row["name"]}",error="SystemExit'
+        for row in restarted
+    ]
+
+    def said() -> bool:
+        text = httpx.get(f"{stack.web_url}/metrics", timeout=30).text
+        return all(line in text for line in lines)
+
+    wait_for_web(stack)
+    wait_for(said, TIMEOUT, "/metrics to say why each block restarted")
     results = _run_jobs(client, 20)
     assert all(c.status is Status.SUCCEEDED for c in results.values())

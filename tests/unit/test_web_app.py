@@ -121,6 +121,8 @@ def test_metrics_text_from_the_analyzer_figures() -> None:
     assert 'computeinfra_block_restarts_total{block="0"} 1.0' in text
     assert 'computeinfra_middleware_errors_total{block="0"} 4.0' in text
     assert 'computeinfra_block_dead{block="1"} 1.0' in text
+    assert 'computeinfra_block_last_error{block="1",error="SystemExit"} 1.0' in text
+    assert 'computeinfra_block_last_error{block="0"' not in text
 
 
 def test_stats_without_ray_is_a_503_saying_so(

@@ -83,6 +83,9 @@ def _cluster_metrics(analyzer: dict[str, Any], blocks: list[dict[str, Any]]) -> 
     )
 
 
+MAX_ERROR_LABEL = 200
+
+
 def _block_metrics(blocks: list[dict[str, Any]]) -> Iterator[Metric]:
     """Per block: consume-thread restarts, middleware hooks that raised, and whether it is
     dead right now (its thread died and is starting again)."""
@@ -97,12 +100,21 @@ def _block_metrics(blocks: list[dict[str, Any]]) -> Iterator[Metric]:
     dead = GaugeMetricFamily(
         f"{PREFIX}_block_dead", "1 while a block's consume thread is dead.", labels=["block"]
     )
+    # Why each block's consume thread last died, as a label (an info metric, always 1):
+    # the text an alert can show, next to the counter it fires on.
+    last_error = GaugeMetricFamily(
+        f"{PREFIX}_block_last_error",
+        "Why a block's consume thread last died (the error label); 1 while it has one.",
+        labels=["block", "error"],
+    )
     for row in blocks:
         name = str(row.get("name") or row.get("block"))
         restarts.add_metric([name], row.get("restarts") or 0)
         hook_errors.add_metric([name], row.get("hook_errors") or 0)
         dead.add_metric([name], 1 if row.get("state") == BlockState.DEAD else 0)
-    yield from (restarts, hook_errors, dead)
+        if row.get("error"):
+            last_error.add_metric([name, str(row["error"])[:MAX_ERROR_LABEL]], 1)
+    yield from (restarts, hook_errors, dead, last_error)
 
 
 class ClusterCollector(Collector):
