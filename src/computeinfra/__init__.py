@@ -7,6 +7,7 @@ from computeinfra.client.sdk import Client, JobHandle
 from computeinfra.config import Settings
 from computeinfra.errors import (
     BrokerError,
+    Cancelled,
     ClusterError,
     ComputeInfraError,
     ConfigError,
@@ -23,6 +24,7 @@ from computeinfra.tasks import InputFile, Task, TaskContext, task
 
 __all__ = [
     "BrokerError",
+    "Cancelled",
     "Client",
     "ClusterError",
     "Completion",

@@ -9,6 +9,7 @@
     ├── ClusterError         the Ray cluster or its actors are missing or unreachable
     ├── TaskError            a task definition is invalid (bad registration, import failure)
     ├── Retry                raised by a task: this attempt failed, try the job again later
+    ├── Cancelled            raised by ``ctx.raise_if_cancelled()``: the job was cancelled
     ├── RequestError         a job request is invalid; ``reason`` names the field or problem
     │   └── PathError        a path escapes its root or does not exist
     └── JobError             a job ended without success (carries its ``Completion``)
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BrokerError",
+    "Cancelled",
     "ClusterError",
     "ComputeInfraError",
     "ConfigError",
@@ -67,6 +69,11 @@ class Retry(ComputeInfraError):
 
     The job is retried with exponential backoff until its ``max_attempts`` are spent.
     """
+
+
+class Cancelled(ComputeInfraError):
+    """Raised by ``TaskContext.raise_if_cancelled``: the job was cancelled while it ran. Its
+    completion says ``cancelled`` however the attempt ends."""
 
 
 class RequestError(ComputeInfraError):

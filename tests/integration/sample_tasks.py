@@ -126,3 +126,20 @@ def write_then_wait(payload: Parts, ctx: TaskContext) -> dict[str, int]:
         while not os.path.exists(payload.path) and time.monotonic() < deadline:
             time.sleep(0.05)  # the task's own polling, not a test synchronising on time
     return {"parts": payload.parts}
+
+
+class Polite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 600.0
+
+
+@task("polite", payload=Polite, max_attempts=1)
+def polite(payload: Polite, ctx: TaskContext) -> dict[str, int]:
+    """Write a file, then work in steps and stop cleanly at the first step after a cancel."""
+    ctx.write_bytes("begun.txt", b"begun")
+    end, steps = time.monotonic() + payload.seconds, 0
+    while time.monotonic() < end:
+        ctx.raise_if_cancelled()
+        time.sleep(0.05)  # one step of the task's own work
+        steps += 1
+    return {"steps": steps}

@@ -259,3 +259,23 @@ def test_unfinished_jobs_are_cancelled_by_task_from_the_cli_and_the_http_api(
     keys = [h.key for h in [*by_cli, *by_http, *kept]]
     counts = completions_for(stack.settings.bootstrap_servers, keys)
     assert {key: len(found) for key, found in counts.items()} == dict.fromkeys(keys, 1)
+
+
+def test_a_running_job_that_looks_at_ctx_cancelled_stops_by_itself_and_keeps_its_worker(
+    stack: Stack, client: Client
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    handle = client.submit("polite", {"seconds": 600}, f"cancel/{run}/polite")
+    wait_for(lambda: _running(stack, handle.key), TIMEOUT, "the polite job to run")
+    wait_for(lambda: (stack.results / f"cancel/{run}/polite/begun.txt").exists(), TIMEOUT,
+             "its first file")  # fmt: skip
+    pids = {row["block"]: sorted(row["worker_pids"]) for row in _blocks(stack)}
+    assert handle.cancel("be polite").requested
+    done = handle.completion(TIMEOUT)
+    assert (done.status, done.attempts, done.outputs) == (Status.CANCELLED, 1, [])
+    assert done.error is not None and "be polite" in done.error.message
+    assert done.finished_at is not None and done.started_at is not None
+    assert done.finished_at - done.started_at < 600
+    assert not (stack.results / f"cancel/{run}/polite/begun.txt").exists()
+    # It stopped at its own step: no worker process was killed for it.
+    assert {row["block"]: sorted(row["worker_pids"]) for row in _blocks(stack)} == pids

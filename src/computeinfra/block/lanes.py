@@ -36,6 +36,8 @@ TOP_UP_SECONDS = 0.002
 # A lane with a long job running looks at it this often (for its time limit, or a stop).
 LONG_WAIT_SECONDS = 0.5
 TAKE_WAIT_SECONDS = 0.2
+# How long a worker may take to pass a cancel on to its running job.
+ASK_TO_STOP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class WorkerLane:
         block: int,
         stop: threading.Event,
         depth: int,
+        grace: float = 0.0,
     ) -> None:
         self.index = index
         self.worker = worker
@@ -70,7 +73,10 @@ class WorkerLane:
         self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost)
         self._sent: deque[Slot] = deque()
         self._rescued: Slot | None = None  # the long job whose followers were taken back
-        self._cancelled: Slot | None = None  # the cancelled job whose worker was killed
+        self._grace = grace  # how long a cancelled job may take to stop by itself
+        self._cancelled: Slot | None = None  # the cancelled job asked to stop
+        self._kill_at = 0.0  # monotonic: when its worker is killed if it has not stopped
+        self._killed: Slot | None = None
         self._thread: threading.Thread | None = None
         self._block = block
         self.restarting = False
@@ -162,8 +168,8 @@ class WorkerLane:
         behind it, if all in hand is quick."""
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
-        if self._sent[0].cancel is not None and self._stop_cancelled():
-            return 0.0
+        if self._sent[0].cancel is not None and (wait := self._stop_cancelled()) is not None:
+            return wait
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
@@ -174,18 +180,30 @@ class WorkerLane:
             self._send(group)
         return TOP_UP_SECONDS
 
-    def _stop_cancelled(self) -> bool:
-        """Kill the worker under a cancelled job running alone in its call (whatever its
-        code does, it stops); a job sharing a call with others is quick, and ends soon."""
+    def _stop_cancelled(self) -> float | None:
+        """Stop a cancelled job running alone in its call: tell it (``ctx.cancelled``), and
+        kill its worker if it has not stopped within the grace period, whatever its code
+        does. Returns how long to wait before looking again, or ``None`` if the job shares
+        a call with others (it is quick, and ends soon)."""
         running = self._queue.running_alone()
-        if running is None or running is not self._sent[0].assignment:
-            return False
-        if self._cancelled is not self._sent[0]:  # once: the kill takes a moment to land
-            self._cancelled = self._sent[0]
+        slot = self._sent[0]
+        if running is None or running is not slot.assignment:
+            return None
+        now = time.monotonic()
+        if self._cancelled is not slot:
+            self._cancelled, self._kill_at = slot, now + self._grace
             _log.info("block %s lane %s: stopping %s, cancelled", self._block, self.index,
                       running.key)  # fmt: skip
+            try:
+                self.worker.ask_to_stop(running.key, ASK_TO_STOP_SECONDS)
+            except Exception:  # not answered (dying, say): the kill below still stops it
+                _log.debug("block %s lane %s: no answer to a stop", self._block, self.index)
+        if now < self._kill_at:
+            return min(self._kill_at - now, LONG_WAIT_SECONDS)
+        if self._killed is not slot:  # once: the kill takes a moment to land
+            self._killed = slot
             self.worker.kill()
-        return True
+        return 0.0
 
     def _rescue(self) -> None:
         """The running job turned out long: take back what waits behind it at the worker

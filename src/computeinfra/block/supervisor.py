@@ -90,9 +90,9 @@ class Supervisor:
         self._outbox: Outbox | None = None
         self._jobs = JobQueue(BatchPlanner(settings.quick_job_seconds))
         self._events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
-        depth = settings.pipeline_depth
+        lane_settings = (self._lanes_stop, settings.pipeline_depth, settings.cancel_grace)
         self.lanes = [
-            WorkerLane(w, i, self._jobs, self._events, block, self._lanes_stop, depth)
+            WorkerLane(w, i, self._jobs, self._events, block, *lane_settings)
             for i, w in enumerate(workers)
         ]
         self.cancels = Cancels()

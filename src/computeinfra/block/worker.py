@@ -60,6 +60,11 @@ class WorkerPort(Protocol):
         """End the worker process now; it is restarted."""
         ...
 
+    def ask_to_stop(self, key: str, timeout: float) -> bool:
+        """Tell the job ``key`` it was cancelled, if it is running (``ctx.cancelled``);
+        whether it was. Answered beside the running call, like ``cut``."""
+        ...
+
     def describe(self, timeout: float) -> dict[str, Any]: ...
 
 
@@ -82,6 +87,7 @@ class Worker:
         self.gate = CallGate()
         # What this process's jobs begin to write, for a cancel that kills it mid-job.
         self.journal = OutputJournal(settings.journal_dir / journal_name(os.getpid()))
+        self._running: TaskContext | None = None  # the job's context while its task runs
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -106,6 +112,14 @@ class Worker:
     def cut(self, call_ids: list[int]) -> dict[int, int]:
         return self.gate.cut(call_ids)
 
+    def ask_to_stop(self, key: str) -> bool:
+        """The job ``key`` was cancelled: tell its task, if it is the one running."""
+        running = self._running
+        if running is None or running.key != key:
+            return False
+        running.ask_to_stop()
+        return True
+
     def run(self, assignment: Assignment) -> Outcome:
         """One attempt. Whatever goes wrong in it (the task's own exception, a result
         directory that cannot be made, a result too large or not JSON) is this job's
@@ -120,6 +134,7 @@ class Worker:
                 started_at=started,
                 error=ErrorInfo(type=FailureKind.PATH, message=str(exc), field=exc.field),
             )
+        self._running = ctx
         try:
             result = task(assignment.payload, ctx)
         except Exception as exc:  # a task's own failure is the job's answer, not ours
@@ -130,6 +145,8 @@ class Worker:
                 error=_error_info(exc),
                 retryable=isinstance(exc, (Retry, *task.retry_on)),
             )
+        finally:
+            self._running = None
         problem = self._result_problem(result)
         if problem is not None:
             return Outcome(

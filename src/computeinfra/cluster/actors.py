@@ -77,6 +77,10 @@ class _RayWorkerPort:
     def kill(self) -> None:
         ray.kill(self._handle, no_restart=False)
 
+    def ask_to_stop(self, key: str, timeout: float) -> bool:
+        asked: bool = ray.get(self._handle.ask_to_stop.remote(key), timeout=timeout)
+        return asked
+
     def describe(self, timeout: float) -> dict[str, Any]:
         described: dict[str, Any] = ray.get(self._handle.describe.remote(), timeout=timeout)
         return described
@@ -185,10 +189,14 @@ class _WorkerHost(Worker):
     def _cut(self, call_ids: list[int]) -> dict[int, int]:
         return super().cut(call_ids)
 
-    # Their own thread ("control"): a status question, and a supervisor taking back calls
-    # queued here, are answered while a job runs.
+    def _ask_to_stop(self, key: str) -> bool:
+        return super().ask_to_stop(key)
+
+    # Their own thread ("control"): a status question, a supervisor taking back calls
+    # queued here, and a cancel told to the running job, are answered while a job runs.
     describe = ray.method(concurrency_group="control")(_describe)  # type: ignore[assignment]
     cut = ray.method(concurrency_group="control")(_cut)  # type: ignore[assignment]
+    ask_to_stop = ray.method(concurrency_group="control")(_ask_to_stop)  # type: ignore[assignment]
 
 
 # ray.remote's typed overloads do not list every actor option (max_concurrency).

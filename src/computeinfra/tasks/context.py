@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import psutil
 from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from computeinfra.errors import PathError
+from computeinfra.errors import Cancelled, PathError
 from computeinfra.paths import resolve_input, safe_output_path
 from computeinfra.protocol import Output
 
@@ -144,6 +145,24 @@ class TaskContext:
     journal: OutputJournal | None = field(default=None, repr=False)
     _writing: int = field(default=0, repr=False)  # temporary files open now
     _noted: set[str] = field(default_factory=set, repr=False)  # names in the journal
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled while it runs. A long task may look now and then,
+        and return (or ``raise_if_cancelled``) at a point where stopping is clean; one that
+        has not stopped after ``COMPUTEINFRA_CANCEL_GRACE_SECONDS`` has its worker process
+        killed. Its completion says ``cancelled`` either way, and what it wrote is removed."""
+        return self._stop.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``Cancelled`` if the job was cancelled (see ``cancelled``)."""
+        if self._stop.is_set():
+            raise Cancelled(f"job {self.key!r} was cancelled")
+
+    def ask_to_stop(self) -> None:
+        """Called by the worker, from another thread, when the job is cancelled."""
+        self._stop.set()
 
     def output_path(self, name: str) -> Path:
         return safe_output_path(self.result_dir, name)

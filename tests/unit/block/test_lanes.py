@@ -339,3 +339,45 @@ def test_a_cancelled_job_running_alone_has_its_worker_killed_and_nothing_else_st
         assert any(e.restarting for e in got) and worker.kills == 1
     finally:
         stop.set()
+
+
+class _PoliteWorker(_KillableWorker):
+    """Its job stops by itself, as a failed attempt, once it is told it was cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+        self._asked = threading.Event()
+
+    def ask_to_stop(self, key: str, timeout: float) -> bool:
+        self.asked.append(key)
+        self._asked.set()
+        return True
+
+    def _sleep(self, assignments: list[Assignment]) -> list[Outcome]:
+        seconds = assignments[0].payload.seconds  # type: ignore[attr-defined]
+        if self._asked.wait(seconds):
+            self._asked.clear()
+            return [Outcome(status=Status.FAILED, started_at=time.time())]
+        return super()._sleep(assignments)
+
+
+def test_a_cancelled_job_that_stops_by_itself_within_the_grace_keeps_its_worker() -> None:
+    worker = _PoliteWorker()
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4, grace=30.0)
+    polite = _slot("polite", seconds=30.0, task="crunch")
+    jobs.put([polite])
+    lane.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not lane.running and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the lane's state, with a deadline
+        polite.cancel = CancelRequest()
+        got = events.get(timeout=TIMEOUT)
+        assert got.slot is polite and isinstance(got.result, Outcome)
+        assert worker.asked == ["polite"] and worker.kills == 0
+    finally:
+        stop.set()
