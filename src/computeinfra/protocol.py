@@ -352,6 +352,20 @@ class CancelRequest(BaseModel):
         default_factory=time.time, description="Unix time (s) the cancel was asked."
     )
     reason: str | None = Field(default=None, max_length=1000, description="Said in the answer.")
+    submitted_at: float | None = Field(
+        default=None,
+        description=(
+            "The submission it cancels (the job's submitted_at, else its record's time): a "
+            "job submitted later under the same key is not cancelled. Absent: any job."
+        ),
+    )
+
+    def applies_to(self, submitted_at: float | None) -> bool:
+        """Whether this cancel names a job submitted at ``submitted_at`` (not a later one
+        under the same key; a millisecond of slack for a record's time)."""
+        if self.submitted_at is None or submitted_at is None:
+            return True
+        return submitted_at <= self.submitted_at + 0.001
 
 
 def encode_cancel(cancel: CancelRequest) -> bytes:

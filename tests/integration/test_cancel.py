@@ -4,6 +4,7 @@ surface: the CLI, the HTTP API, the SDK and a plain Kafka client writing to canc
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -279,3 +280,26 @@ def test_a_running_job_that_looks_at_ctx_cancelled_stops_by_itself_and_keeps_its
     assert not (stack.results / f"cancel/{run}/polite/begun.txt").exists()
     # It stopped at its own step: no worker process was killed for it.
     assert {row["block"]: sorted(row["worker_pids"]) for row in _blocks(stack)} == pids
+
+
+def test_a_cancel_of_an_earlier_submission_spares_a_job_resubmitted_under_its_key(
+    stack: Stack, client: Client
+) -> None:
+    # A cancel stays on its compacted topic for good: before, a key used again after a
+    # cancel was cancelled at once. Now a cancel names the submission it was asked for.
+    spared, doomed = f"again-{uuid.uuid4().hex[:8]}", f"any-{uuid.uuid4().hex[:8]}"
+    before = _cancels_read(stack)
+    producer = make_producer(stack.settings.bootstrap_servers)
+    old = json.dumps({"reason": "the first one", "submitted_at": time.time() - 3600})
+    producer.produce(CANCEL_TOPIC, key=spared.encode(), value=old.encode())
+    producer.produce(CANCEL_TOPIC, key=doomed.encode(), value=b'{"reason": "any"}')
+    assert producer.flush(30) == 0
+    wait_for(
+        lambda: all(n >= b + 2 for n, b in zip(_cancels_read(stack), before, strict=True)),
+        TIMEOUT,
+        "every block to read the cancels",
+    )
+    runs = client.submit("where", {"message": "again"}, "cancel/again", key=spared)
+    never = client.submit("where", {"message": "any"}, "cancel/any", key=doomed)
+    assert runs.completion(TIMEOUT).status is Status.SUCCEEDED
+    assert never.completion(TIMEOUT).status is Status.CANCELLED

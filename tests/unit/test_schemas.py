@@ -27,4 +27,4 @@ def test_request_schema_names_the_required_fields() -> None:
     ]
     cancel = json.loads((DOCS / "cancelJobs.schema.json").read_text())
     assert cancel.get("required", []) == [] and cancel["additionalProperties"] is False
-    assert set(cancel["properties"]) == {"version", "requested_at", "reason"}
+    assert set(cancel["properties"]) == {"version", "requested_at", "reason", "submitted_at"}

@@ -49,6 +49,12 @@ class Cancels:
         """The cancel of ``key``, if one was read (and not withdrawn)."""
         return self._asked.get(key)
 
+    def of(self, assignment: Assignment) -> CancelRequest | None:
+        """The cancel of ``assignment``'s job: one read for its key that does not name an
+        earlier submission (a job resubmitted under a key after its cancel runs)."""
+        cancel = self._asked.get(assignment.key)
+        return cancel if cancel is not None and cancel.applies_to(assignment.submitted_at) else None
+
     def fresh(self) -> list[str]:
         """The keys cancelled since the last call (for the jobs already in hand)."""
         with self._lock:

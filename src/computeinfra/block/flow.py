@@ -20,6 +20,7 @@ import time
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
+from computeinfra.protocol import CancelRequest
 
 from .answers import complete
 from .backlog import Backlog, JobQueue
@@ -172,19 +173,24 @@ class Flow:
         a worker or a retry; mark those running, for their lanes to stop (``_on_result``
         answers them)."""
         cancels = self._slots.cancels
-        asked = {key: c for key in cancels.fresh() if (c := cancels.asked(key)) is not None}
-        if not asked:
+        fresh = set(cancels.fresh())
+        if not fresh:
             return
 
+        def asked(slot: Slot) -> CancelRequest | None:
+            if slot.key not in fresh or slot.released or slot.assignment is None:
+                return None
+            return cancels.of(slot.assignment)
+
         def named(slot: Slot) -> bool:
-            return slot.key in asked and not slot.released
+            return asked(slot) is not None
 
         for slot in [*self._jobs.take_if(named), *self._retries.take_if(named)]:
-            self._slots.cancel(slot, asked[slot.key])
+            self._slots.cancel(slot, asked(slot) or CancelRequest())
             self._answered(slot)
         for slot in self._pending.values():
-            if named(slot) and slot.assignment is not None:
-                slot.cancel = asked[slot.key]
+            if (cancel := asked(slot)) is not None:
+                slot.cancel = cancel
 
     def _hand_over(self, member: GroupMember) -> None:
         """Forward the jobs this block's held workers cannot start soon to another block

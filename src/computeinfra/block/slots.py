@@ -144,7 +144,7 @@ class SlotMaker:
                 raise
             # Logged and counted; an invalid request still gets its rejection below.
         if isinstance(verdict, Assignment):
-            if (asked := self.cancels.asked(verdict.key)) is not None:
+            if (asked := self.cancels.of(verdict)) is not None:
                 self.cancel(slot, asked)
                 return
             decision = self._hooks.placement(verdict)
@@ -193,7 +193,7 @@ class SlotMaker:
         may have read it meanwhile, the middleware is told, and an answer it has already is
         made again (with what the middleware adds for a job inherited)."""
         orphan.message = message
-        if orphan.assignment is not None and (asked := self.cancels.asked(orphan.key)):
+        if orphan.assignment is not None and (asked := self.cancels.of(orphan.assignment)):
             orphan.cancel = asked  # cancelled while let go: stopped and answered as such
         if message.key() and (read_before or handed_over(message.headers())):
             self._hooks.on_inherited(orphan.key)

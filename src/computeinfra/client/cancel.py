@@ -76,7 +76,7 @@ def cancel_jobs(
     if unknown:
         raise UnknownJob(unknown)
     outcomes = [_outcome(f) for f in found]
-    _send(bootstrap, [o.key for o in outcomes if o.requested], CancelRequest(reason=reason))
+    _send(bootstrap, [f for f, o in zip(found, outcomes, strict=True) if o.requested], reason)
     return outcomes
 
 
@@ -97,7 +97,7 @@ def cancel_unfinished(
     found = job_states(bootstrap, unfinished_keys(bootstrap, group, task=task))
     wanted = [f for f in found if f.state in UNFINISHED and (state is None or f.state is state)]
     outcomes = [_outcome(f) for f in wanted]
-    _send(bootstrap, [o.key for o in outcomes], CancelRequest(reason=reason))
+    _send(bootstrap, wanted, reason)
     return outcomes
 
 
@@ -137,8 +137,10 @@ def _key_of(message: Message, task: str | None) -> str | None:
     return key.decode(errors="replace")
 
 
-def _send(bootstrap: str, keys: list[str], cancel: CancelRequest) -> None:
-    if not keys:
+def _send(bootstrap: str, jobs: list[JobLookup], reason: str | None) -> None:
+    """A cancel for each of ``jobs``, naming the submission it was found as (so that a job
+    resubmitted later under its key is not cancelled)."""
+    if not jobs:
         return
     failures: list[str] = []
 
@@ -147,9 +149,9 @@ def _send(bootstrap: str, keys: list[str], cancel: CancelRequest) -> None:
             failures.append(f"{(msg.key() or b'').decode(errors='replace')}: {err.str()}")
 
     producer = make_producer(bootstrap, client_id="computeinfra-cancel")
-    value = encode_cancel(cancel)
-    for key in keys:
-        producer.produce(CANCEL_TOPIC, key=key.encode(), value=value, on_delivery=delivered)
+    for job in jobs:
+        value = encode_cancel(CancelRequest(reason=reason, submitted_at=job.submitted_at))
+        producer.produce(CANCEL_TOPIC, key=job.key.encode(), value=value, on_delivery=delivered)
     left = producer.flush(FLUSH_TIMEOUT_SECONDS)
     if failures or left:
         detail = "; ".join(failures) or f"{left} not acknowledged in {FLUSH_TIMEOUT_SECONDS} s"

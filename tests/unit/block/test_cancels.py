@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from computeinfra.block.cancels import Cancels
+from computeinfra.block.jobs import Assignment
 from computeinfra.block.middleware import MiddlewareChain
 from computeinfra.block.middleware.status import StatusPublisher
 from computeinfra.block.slots import SlotMaker
@@ -114,3 +115,16 @@ def test_a_job_cancelled_while_let_go_is_marked_when_its_record_comes_back() -> 
     cancels.add("k1", CancelRequest(reason="while let go"))
     taken = maker.take_up(orphan, _Message(), read_before=False)  # type: ignore[arg-type]
     assert taken.cancel is not None and taken.cancel.reason == "while let go"
+
+
+def test_a_cancel_names_its_submission_not_a_later_one_under_the_same_key() -> None:
+    cancels = Cancels()
+    cancels.add("k", CancelRequest(submitted_at=100.0))
+    cancels.add("any", CancelRequest())
+    first = Assignment("k", "sleep", None, "d", submitted_at=100.0)  # type: ignore[arg-type]
+    again = Assignment("k", "sleep", None, "d", submitted_at=160.0)  # type: ignore[arg-type]
+    assert cancels.of(first) is not None and cancels.of(again) is None
+    unstamped = Assignment("k", "sleep", None, "d", submitted_at=None)  # type: ignore[arg-type]
+    assert cancels.of(unstamped) is not None
+    anyone = Assignment("any", "sleep", None, "d", submitted_at=1e12)  # type: ignore[arg-type]
+    assert cancels.of(anyone) is not None
