@@ -142,7 +142,7 @@ class Settings:
     drain_seconds: float | None = None
     # How long a cancelled running job has to stop by itself (``ctx.cancelled``) before its
     # worker process is killed.
-    cancel_grace: float = 5.0
+    cancel_grace: float = 1.0
     commit_window: float = 0.01
     # How long after an attempt is sent to a worker its ``running`` status is published
     # (a shorter job gets no status record, only its completion).
@@ -252,7 +252,7 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
             if env.text("COMPUTEINFRA_DRAIN_SECONDS").strip()
             else None
         ),
-        "cancel_grace": env.number("COMPUTEINFRA_CANCEL_GRACE_SECONDS", 5.0),
+        "cancel_grace": env.number("COMPUTEINFRA_CANCEL_GRACE_SECONDS", 1.0),
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
         "running_status_after": env.number("COMPUTEINFRA_RUNNING_STATUS_AFTER_MS", 500.0) / 1000,
         "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,

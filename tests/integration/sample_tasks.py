@@ -143,3 +143,17 @@ def polite(payload: Polite, ctx: TaskContext) -> dict[str, int]:
         time.sleep(0.05)  # one step of the task's own work
         steps += 1
     return {"steps": steps}
+
+
+@task("short-limit", payload=Spin, time_limit=1, max_time_limit=30, max_attempts=1)
+def short_limit(payload: Spin, ctx: TaskContext) -> dict[str, float]:
+    """Sleep ``seconds``, under a 1 s default limit that a request may raise to 30 s."""
+    time.sleep(payload.seconds)  # the job itself
+    return {"slept": payload.seconds}
+
+
+@task("unlimited", payload=Spin, time_limit=None, max_attempts=1)
+def unlimited(payload: Spin, ctx: TaskContext) -> dict[str, float]:
+    """Sleep ``seconds``, with no time limit at all."""
+    time.sleep(payload.seconds)  # the job itself
+    return {"slept": payload.seconds}

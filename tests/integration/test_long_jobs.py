@@ -142,3 +142,21 @@ def _last_call(handle: Any) -> int:
 
     described: dict[str, Any] = ray.get(handle.describe.remote(), timeout=30)
     return int(described["last_call"])
+
+
+def test_a_request_may_raise_its_tasks_limit_and_a_task_may_have_none(
+    stack: DevStack, client: Client
+) -> None:
+    """Issue #13, long jobs: a request asks for more than its task's default limit (up to
+    the task's max_time_limit), and a task declared with ``time_limit=None`` is never
+    stopped by a limit. The default alone stops the same job."""
+    stopped = client.submit("short-limit", {"seconds": 3}, "long-jobs/limits")
+    raised = client.submit("short-limit", {"seconds": 3}, "long-jobs/limits", time_limit=20)
+    free = client.submit("unlimited", {"seconds": 3}, "long-jobs/limits")
+    done = stopped.completion(TIMEOUT)
+    assert done.status is Status.FAILED and done.error is not None
+    assert done.error.type == "TimeLimitExceeded" and "1 s" in done.error.message
+    for handle in (raised, free):
+        completion = handle.completion(TIMEOUT)
+        assert (completion.status, completion.attempts) == (Status.SUCCEEDED, 1), completion
+        assert completion.result == {"slept": 3.0}

@@ -169,7 +169,7 @@ class WorkerLane:
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
         if self._sent[0].cancel is not None and (wait := self._stop_cancelled()) is not None:
-            return wait
+            return min(wait, max(deadline - time.monotonic(), 0.0))
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
@@ -181,10 +181,11 @@ class WorkerLane:
         return TOP_UP_SECONDS
 
     def _stop_cancelled(self) -> float | None:
-        """Stop a cancelled job running alone in its call: tell it (``ctx.cancelled``), and
-        kill its worker if it has not stopped within the grace period, whatever its code
-        does. Returns how long to wait before looking again, or ``None`` if the job shares
-        a call with others (it is quick, and ends soon)."""
+        """Stop a cancelled job running alone in its call: tell it (``ctx.cancelled``; the
+        jobs queued behind it go back to the block's queue meanwhile), and kill its worker
+        if it is still on it after the grace period, whatever its code does. Returns how
+        long to wait before looking again, or ``None`` if the job shares a call with others
+        (it is quick, and ends soon)."""
         running = self._queue.running_alone()
         slot = self._sent[0]
         if running is None or running is not slot.assignment:
@@ -194,16 +195,27 @@ class WorkerLane:
             self._cancelled, self._kill_at = slot, now + self._grace
             _log.info("block %s lane %s: stopping %s, cancelled", self._block, self.index,
                       running.key)  # fmt: skip
-            try:
-                self.worker.ask_to_stop(running.key, ASK_TO_STOP_SECONDS)
-            except Exception:  # not answered (dying, say): the kill below still stops it
-                _log.debug("block %s lane %s: no answer to a stop", self._block, self.index)
+            if self._rescued is not slot:
+                self._rescue()
+            self._ask_to_stop(running.key)
         if now < self._kill_at:
             return min(self._kill_at - now, LONG_WAIT_SECONDS)
-        if self._killed is not slot:  # once: the kill takes a moment to land
-            self._killed = slot
+        # Asked again first: a job that stopped by itself may have let the worker begin the
+        # next call, which a kill now would cost an attempt. (A job that had not begun when
+        # first asked is told now.)
+        if self._killed is not slot and self._ask_to_stop(running.key):
+            self._killed = slot  # once: the kill takes a moment to land
             self.worker.kill()
-        return 0.0
+        return LONG_WAIT_SECONDS if self._killed is not slot else 0.0
+
+    def _ask_to_stop(self, key: str) -> bool:
+        """Tell the worker its job ``key`` is cancelled; whether it is on it (unanswered:
+        taken as yes, so that a dying worker is still stopped)."""
+        try:
+            return self.worker.ask_to_stop(key, ASK_TO_STOP_SECONDS)
+        except Exception:
+            _log.debug("block %s lane %s: no answer to a stop", self._block, self.index)
+            return True
 
     def _rescue(self) -> None:
         """The running job turned out long: take back what waits behind it at the worker

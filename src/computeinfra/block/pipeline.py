@@ -154,7 +154,8 @@ class AttemptQueue:
             while idle is not None and not head.handle.wait(0):
                 pause = idle(deadline)
                 remaining = deadline - time.monotonic()
-                if pause <= 0 or head.handle.wait(max(min(pause, remaining), 0.0)):
+                # Past the deadline: no more waiting in steps (``outcome`` times out below).
+                if pause <= 0 or remaining <= 0 or head.handle.wait(min(pause, remaining)):
                     break
             left = None if limit == math.inf else max(deadline - time.monotonic(), 0.0)
             outcomes = head.handle.outcome(timeout=left)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -285,6 +286,56 @@ def test_a_lane_that_fails_starts_clean_and_the_job_it_was_on_fails_alone(
         stop.set()
 
 
+def test_a_cancelled_job_running_alone_has_its_worker_killed_and_nothing_else_stops() -> None:
+    """Whatever the task's code does (a sleep, a loop), the lane stops it: the worker is
+    killed within a lane's look (``LONG_WAIT_SECONDS``), and the job's attempt ends."""
+    worker = _KillableWorker()
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4, grace=0.2)
+    doomed, after = _slot("doomed", seconds=30.0, task="crunch"), _slot("after", task="crunch")
+    jobs.put([doomed, after])
+    lane.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not lane.running and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the lane's state, with a deadline
+        assert lane.running == [doomed] and worker.kills == 0
+        doomed.cancel = CancelRequest()
+        got = [events.get(timeout=TIMEOUT) for _ in range(3)]
+        ended = [(e.slot.key, type(e.result).__name__) for e in got if e.slot is not None]
+        assert ended == [("doomed", "Failure"), ("after", "Outcome")], got
+        assert any(e.restarting for e in got) and worker.kills == 1
+        assert worker.asked == ["doomed", "doomed"]  # told, then found still on it
+    finally:
+        stop.set()
+
+
+def test_a_time_limit_that_ends_during_a_cancels_grace_still_ends_the_attempt() -> None:
+    # Before: the lane asked to wait out the grace while the attempt's deadline had passed,
+    # and the wait loop spun at 0 s steps until the grace ended.
+    worker = _KillableWorker()
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4, grace=60.0)
+    late = _slot("late", seconds=30.0, task="crunch")
+    assert late.assignment is not None
+    late.assignment = replace(late.assignment, time_limit=0.5)
+    late.cancel = CancelRequest()
+    jobs.put([late])
+    lane.start()
+    try:
+        got = events.get(timeout=TIMEOUT)
+        while got.slot is None:  # the worker restarting
+            got = events.get(timeout=TIMEOUT)
+        assert isinstance(got.result, Failure) and got.result.type == FailureKind.TIME_LIMIT
+        assert worker.kills == 1
+    finally:
+        stop.set()
+
+
 class _RestartingWorker(_SleepingWorker):
     def __init__(self) -> None:
         super().__init__()
@@ -315,30 +366,9 @@ class _KillableWorker(_RestartingWorker):
         super().kill()
         self._killed.set()
 
-
-def test_a_cancelled_job_running_alone_has_its_worker_killed_and_nothing_else_stops() -> None:
-    """Whatever the task's code does (a sleep, a loop), the lane stops it: the worker is
-    killed within a lane's look (``LONG_WAIT_SECONDS``), and the job's attempt ends."""
-    worker = _KillableWorker()
-    jobs = JobQueue(BatchPlanner())
-    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
-    stop = threading.Event()
-    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
-    doomed, after = _slot("doomed", seconds=30.0, task="crunch"), _slot("after", task="crunch")
-    jobs.put([doomed, after])
-    lane.start()
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not lane.running and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling the lane's state, with a deadline
-        assert lane.running == [doomed] and worker.kills == 0
-        doomed.cancel = CancelRequest()
-        got = [events.get(timeout=TIMEOUT) for _ in range(3)]
-        ended = [(e.slot.key, type(e.result).__name__) for e in got if e.slot is not None]
-        assert ended == [("doomed", "Failure"), ("after", "Outcome")], got
-        assert any(e.restarting for e in got) and worker.kills == 1
-    finally:
-        stop.set()
+    def ask_to_stop(self, key: str, timeout: float) -> bool:
+        self.asked = [*getattr(self, "asked", []), key]
+        return True  # on it; and it does not look
 
 
 class _PoliteWorker(_KillableWorker):
