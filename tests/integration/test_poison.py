@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from confluent_kafka.admin import (
     AdminClient,
@@ -18,6 +18,7 @@ from confluent_kafka.admin import (
 
 from computeinfra import Client, Status
 from computeinfra.kafka.clients import make_producer
+from computeinfra.kafka.partitioner import partition_for
 from computeinfra.protocol import COMPLETED_TOPIC, DEAD_TOPIC, PENDING_TOPIC, FailureKind
 from computeinfra.testing.stack import DevStack
 from tests.helpers import completions_for, read_topic, wait_for
@@ -100,11 +101,22 @@ def _max_message_bytes(bootstrap: str, topic: str, limit: int) -> Iterator[None]
         for future in admin.incremental_alter_configs([resource]).values():
             future.result(30)
 
+    def now(value: str | None) -> Callable[[], bool]:
+        def check() -> bool:
+            resource = ConfigResource(ResourceType.TOPIC, topic)
+            entries = admin.describe_configs([resource])[resource].result(30)
+            entry = entries["max.message.bytes"]
+            return entry.value == value if value is not None else entry.is_default
+
+        return check
+
     alter(AlterConfigOpType.SET, str(limit))
+    wait_for(now(str(limit)), 60, f"{topic} to take records up to {limit} bytes")
     try:
         yield
     finally:
         alter(AlterConfigOpType.DELETE, "")
+        wait_for(now(None), 60, f"{topic} to take its default again")
 
 
 def test_a_dead_letter_the_topic_refuses_is_dropped_and_the_failure_answered(
@@ -128,11 +140,18 @@ def test_a_dead_letter_the_topic_refuses_is_dropped_and_the_failure_answered(
 def test_a_completion_the_topic_refuses_becomes_a_small_failure(
     stack: DevStack, client: Client
 ) -> None:
+    # Small answers on the big one's partition, at the same time: a broker refuses a whole
+    # batch, so they may be refused with it, and must still get their own answers.
     bootstrap = stack.settings.bootstrap_servers
+    partitions = stack.settings.partitions
+    big_key = f"big-{uuid.uuid4().hex[:8]}"
+    same = partition_for(big_key.encode(), partitions)
+    keys = (f"small-{uuid.uuid4().hex[:8]}" for _ in range(10_000))
+    near = [k for k in keys if partition_for(k.encode(), partitions) == same][:12]
     with _max_message_bytes(bootstrap, COMPLETED_TOPIC, 8192):
-        big = client.submit("big-result", {"size": 20_000}, result_dir="poison")
+        big = client.submit("big-result", {"size": 20_000}, result_dir="poison", key=big_key)
+        after = [client.submit("sleep", {"seconds": 0}, "poison", key=key) for key in near]
         answer = big.completion(timeout=TIMEOUT)
-        after = [client.submit("sleep", {"seconds": 0}, result_dir="poison") for _ in range(12)]
         assert all(h.completion(timeout=TIMEOUT).status is Status.SUCCEEDED for h in after)
     assert answer.status is Status.FAILED and answer.error is not None
     assert answer.error.type == FailureKind.ANSWER_REFUSED

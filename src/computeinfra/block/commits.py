@@ -16,9 +16,10 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer
 
-from computeinfra.protocol import FailureKind
+from computeinfra.errors import RequestError
+from computeinfra.protocol import DEAD_TOPIC, FailureKind
 
-from .answers import completion_record, is_stripped, refused, stripped
+from .answers import completion_record, is_stripped, refused, reject, stripped
 from .middleware import MiddlewareChain
 from .orphans import Key
 from .positions import Positions
@@ -42,6 +43,10 @@ class Commits:
         self.answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0  # monotonic: when the oldest answer was ready
         self._after = 0.0  # after a fenced commit: let the rebalance end first
+        # After Kafka refused a record: each record goes in a request of its own until a
+        # commit succeeds, so that a refusal names the record refused, not its batch.
+        self._isolate = False
+        self._carry: list[OutboxRecord] = []  # the middleware's, from an aborted commit
         self.processed = 0
 
     def add(self, key: Key, slot: Slot) -> None:
@@ -83,7 +88,7 @@ class Commits:
         middleware publishes with them (``in_hand``: the jobs still held, by key, with when
         their attempt was sent to a worker; ``Middleware.commit_records``)."""
         plan = positions.plan()
-        extra = self._hooks.commit_records(in_hand)
+        extra, self._carry = [*self._carry, *self._hooks.commit_records(in_hand)], []
         if not plan.answers and not extra:
             # None fits yet (a crowded map), or the records due were let go: wait a window,
             # do not spin.
@@ -93,7 +98,7 @@ class Commits:
         slots = [self.answers[key] for key in plan.answers]
         try:
             records = [*extra, *(record for slot in slots for record in slot.records)]
-            outbox.commit(consumer, plan.offsets, records)
+            outbox.commit(consumer, plan.offsets, records, self._isolate)
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
@@ -105,6 +110,7 @@ class Commits:
         except RecordsRefused as refusal:
             self._refused(refusal, extra, slots)
             return
+        self._isolate = False
         positions.committed(plan)
         if not plan.answers:  # only middleware records: the answers' window is unchanged
             return
@@ -121,9 +127,16 @@ class Commits:
     def _refused(
         self, refusal: RecordsRefused, extra: list[OutboxRecord], slots: list[Slot]
     ) -> None:
-        """Kafka refused some records for good: each job's answer loses what was refused
-        (``_smaller``), and the next commit is tried at once. The middleware's own records
-        refused are dropped (``commit_records`` handed them over)."""
+        """Kafka refused some records for good. First the commit is tried again with each
+        record sent alone: a broker refuses a whole batch, innocent records included. Then
+        each job whose answer is still refused loses what was refused (``_smaller``). The
+        middleware's records not refused go in the next commit; those refused are dropped."""
+        self._carry = [r for i, r in enumerate(extra) if i not in refusal.refused]
+        if not self._isolate:
+            self._isolate = True
+            _log.warning("block %s: Kafka refused %s; sending each record alone", self._block,
+                         refusal)  # fmt: skip
+            return
         owners: list[tuple[Slot | None, int]] = [(None, i) for i in range(len(extra))]
         owners += [(slot, i) for slot in slots for i in range(len(slot.records))]
         refused_by_slot: dict[int, tuple[Slot, dict[int, str]]] = {}
@@ -142,14 +155,21 @@ class Commits:
 def _smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
     """Take out of ``slot``'s answer what Kafka refused (``refused_records``: why, by the
     record's index in ``slot.records``): a record beside a job's completion is dropped; a
-    completion refused becomes ``failed`` with ``AnswerRefused``, alone; a record that is
-    not a job's completion (a dead letter, a record passed on) loses its value. False if
-    the answer cannot get smaller."""
+    completion refused becomes ``failed`` with ``AnswerRefused``, alone; a dead letter
+    loses its value; a request passed on (to a lane, or another block) is answered
+    ``rejected`` instead. False if the answer cannot get smaller."""
     completion, why = slot.completion, next(iter(refused_records.values()))
-    if completion is None:
+    if completion is None and all(r.topic == DEAD_TOPIC for r in slot.records):
         if all(is_stripped(record) for record in slot.records):
             return False
         slot.records = [stripped(record, why) for record in slot.records]
+    elif completion is None:
+        topic = slot.records[0].topic
+        error = RequestError(
+            f"the request could not be passed on to {topic}: Kafka refused it ({why})"
+        )
+        slot.completion = reject(slot.key, error, task=None, result_dir=None, submitted_at=None)
+        slot.records = [completion_record(slot.message.key(), slot.completion)]
     elif 0 not in refused_records:  # the completion went through; what came with it did not
         slot.records = [r for i, r in enumerate(slot.records) if i not in refused_records]
     elif completion.error is not None and completion.error.type == FailureKind.ANSWER_REFUSED:

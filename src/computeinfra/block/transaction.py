@@ -111,16 +111,19 @@ class Outbox:
         consumer: Consumer,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
+        isolate: bool = False,
     ) -> None:
         """Publish ``records`` and commit ``offsets``, atomically; retry until done.
 
         Raises ``PartitionLost`` if the group fenced us: the new owner handles the record;
         ``RecordsRefused`` if Kafka will never take some of the records as they are.
+        ``isolate``: each record is sent in a request of its own, so that a refusal names
+        only the record refused (a broker refuses a whole batch: every record in it).
         """
         attempt = 0
         while True:
             try:
-                self._transact(consumer, offsets, records)
+                self._transact(consumer, offsets, records, isolate)
                 self.transactions += 1
                 return
             except _ProducerReplaced:
@@ -148,11 +151,16 @@ class Outbox:
         consumer: Consumer,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
+        isolate: bool,
     ) -> None:
         self._producer.begin_transaction()
         refused: dict[int, str] = {}
         for index, record in enumerate(records):
             self._produce(record, index, refused)
+            if isolate:
+                self._producer.flush(TXN_TIMEOUT_SECONDS)
+            if refused:  # the transaction takes nothing more now; it is aborted
+                raise RecordsRefused(refused)
         # Deliver first: with records still in flight, librdkafka holds the offsets request
         # back on a timer (measured: ~95 ms a transaction instead of ~15 ms, bench/README).
         self._producer.flush(TXN_TIMEOUT_SECONDS)
@@ -185,7 +193,14 @@ class Outbox:
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.1)
             except KafkaException as exc:
-                if exc.args[0].code() not in REFUSED:
+                code = exc.args[0].code()
+                if code == RawKafkaError._STATE:
+                    # A delivery failed before: the transaction can only be aborted. Its
+                    # report says whether Kafka refused a record for good.
+                    self._producer.poll(0)
+                    if refused:
+                        return
+                if code not in REFUSED:
                     raise
                 refused[index] = exc.args[0].str()
                 return

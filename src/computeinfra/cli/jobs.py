@@ -163,6 +163,7 @@ def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
 class Unfinished(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    ANY = "any"
 
 
 def cancel(
@@ -199,7 +200,8 @@ def cancel(
     else:
         outcomes = cancel_unfinished(
             settings.bootstrap_servers, settings.group, task=task,
-            state=JobState(state.value) if state else None, reason=reason,
+            state=JobState(state.value) if state and state is not Unfinished.ANY else None,
+            reason=reason,
         )  # fmt: skip
         if not as_json:
             console.print(f"{len(outcomes)} unfinished job(s) chosen")

@@ -95,7 +95,12 @@ def cancel_unfinished(
             f"only pending or running jobs can be cancelled, not {state}", field="state"
         )
     found = job_states(bootstrap, unfinished_keys(bootstrap, group, task=task))
-    wanted = [f for f in found if f.state in UNFINISHED and (state is None or f.state is state)]
+    # Rechecked: a key used again may name another task's job now.
+    wanted = [
+        f for f in found
+        if f.state in UNFINISHED and (state is None or f.state is state)
+        and (task is None or f.task == task)
+    ]  # fmt: skip
     outcomes = [_outcome(f) for f in wanted]
     _send(bootstrap, wanted, reason)
     return outcomes

@@ -37,6 +37,7 @@ __all__ = [
 
 POLL_SECONDS = 0.2
 SCAN_TIMEOUT_SECONDS = 60.0
+SCAN_BATCH = 500  # records taken per call while scanning
 Found = tuple[bytes, float]
 
 
@@ -65,16 +66,21 @@ def _partitions(
 
 
 def scan(consumer: Consumer, starts: dict[Where, int], ends: dict[Where, int]) -> Iterator[Message]:
-    """Every record of the partitions in ``ends``, from ``starts`` up to ``ends``."""
+    """Every record of the partitions in ``ends``, from ``starts`` up to ``ends``. Raises
+    ``KafkaError`` if they cannot be read within ``SCAN_TIMEOUT_SECONDS``: an answer from
+    part of them would be wrong (a job missed, a key said unknown)."""
     consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in ends])
     left = dict(ends)
     deadline = time.monotonic() + SCAN_TIMEOUT_SECONDS
     # Transaction markers take offsets but are never delivered, so progress is measured
     # by the consumer's positions, not by the offsets of the messages seen.
-    while left and time.monotonic() < deadline:
-        message = consumer.poll(POLL_SECONDS)
-        if message is not None and not message.error():
-            yield message
+    while left:
+        if time.monotonic() > deadline:
+            raise KafkaError(f"could not read {len(left)} partition(s) to their end within "
+                             f"{SCAN_TIMEOUT_SECONDS:g} s")  # fmt: skip
+        for message in consumer.consume(SCAN_BATCH, POLL_SECONDS):
+            if not message.error():
+                yield message
         positions = consumer.position([TopicPartition(t, p) for t, p in left])
         left = {(tp.topic, tp.partition): left[(tp.topic, tp.partition)] for tp in positions
                 if tp.offset < left[(tp.topic, tp.partition)]}  # fmt: skip

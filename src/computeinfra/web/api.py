@@ -122,6 +122,8 @@ def cancel_many(body: CancelJobs, state: State) -> CancelReport:
         except UnknownJob as exc:
             raise HTTPException(404, str(exc)) from None
     else:
+        if body.task is not None:
+            state.registry.get(body.task)  # an unknown task is a 422 naming it, not nothing
         outcomes = cancel_unfinished(
             bootstrap, state.settings.core.group, task=body.task,
             state=JobState(body.state) if body.state else None, reason=body.reason,

@@ -11,7 +11,7 @@ export function renderJobs(root) {
     "cancel my unfinished jobs");
   cancelAll.addEventListener("click", () => {
     const keys = store.myKeys().filter((k) => store.jobs.has(k) && unfinished(store.jobs.get(k)));
-    cancel("/api/jobs/cancel", { keys }, said, cancelAll);
+    if (keys.length) cancel("/api/jobs/cancel", { keys }, said, cancelAll);
   });
   root.append(
     el("div", { class: "toolbar" }, el("h1", {}, "My jobs"),
