@@ -148,9 +148,14 @@ class WorkerLane:
         attempt = self._queue.collect(self._top_up)
         assert self._sent[0].assignment is attempt.assignment, "results pair in send order"
         slot = self._sent.popleft()
-        if isinstance(attempt.result, NotRun):  # back first in line, uncounted
+        if isinstance(attempt.result, NotRun):  # back first in line, uncounted, in order
+            back = [slot]
             slot.alone = attempt.result.alone
-            self._jobs.put_front([slot])
+            while self._sent and self._queue.next_not_run():
+                result = self._queue.collect().result
+                back.append(self._sent.popleft())
+                back[-1].alone = isinstance(result, NotRun) and result.alone
+            self._jobs.put_front(back)
             return
         self._events.put(LaneEvent(slot, attempt.result))
 

@@ -92,6 +92,11 @@ class AttemptQueue:
         alone = head.results is None and len(head.assignments) == 1
         return head.assignments[0] if alone else None
 
+    def next_not_run(self) -> bool:
+        """Whether the next result is in, and says its attempt never ran."""
+        results = self._calls[0].results if self._calls else None
+        return results is not None and bool(results) and isinstance(results[0], NotRun)
+
     def send(self, assignments: Sequence[Assignment]) -> None:
         if not self._calls:
             self._last_answer_at = time.monotonic()  # the worker was idle until now

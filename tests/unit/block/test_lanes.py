@@ -411,3 +411,42 @@ def test_a_cancelled_job_that_stops_by_itself_within_the_grace_keeps_its_worker(
         assert worker.asked == ["polite"] and worker.kills == 0
     finally:
         stop.set()
+
+
+class _BreakingWorker(_SleepingWorker):
+    """A call that reaches ``bad`` fails as a whole (its outcome cannot be moved, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def _sleep(self, assignments: list[Assignment]) -> list[Outcome]:
+        if any(a.key == "bad" for a in assignments):
+            raise RuntimeError("cannot move its outcome")
+        return super()._sleep(assignments)
+
+    def submit(self, assignments: list[Assignment]) -> Any:
+        self.calls.append([a.key for a in assignments])
+        return super().submit(assignments)
+
+
+def test_only_the_job_that_fails_a_shared_call_fails_the_others_run_again_alone() -> None:
+    worker = _BreakingWorker()
+    jobs = JobQueue(BatchPlanner())
+    jobs.observe("sleep", Outcome(status=Status.SUCCEEDED, started_at=time.time()))  # quick
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
+    jobs.put([_slot("a"), _slot("bad"), _slot("c")])
+    lane.start()
+    try:
+        got = {
+            e.slot.key: e.result for e in (events.get(timeout=TIMEOUT) for _ in range(3)) if e.slot
+        }
+        assert isinstance(got["a"], Outcome) and isinstance(got["c"], Outcome)
+        broken = got["bad"]
+        assert isinstance(broken, Failure) and broken.type == FailureKind.WORKER_ERROR
+        assert worker.calls[0] == ["a", "bad", "c"]  # shared at first, then each alone
+        assert worker.calls[1:] == [["a"], ["bad"], ["c"]]
+    finally:
+        stop.set()
