@@ -144,7 +144,18 @@ def rows(report: dict[str, Any]) -> list[Row]:
         *_long_job_rows(report),
         *_recovery_rows(report),
         *_startup_rows(report),
+        *_progress_rows(report),
     ]
+
+
+def _progress_rows(report: dict[str, Any]) -> list[Row]:
+    found = report.get("progress")
+    if not found:
+        return []
+    ratio = found["ratio"]
+    measure = f"task time with ctx.progress at each of {found['steps']:,} steps, vs none"
+    cell = f"{ratio:.3f}x ({found.get('call_ns', 0):.0f} ns a call)"
+    return [(measure, cell, DASH, DASH, DASH, "≤ 1.05x", _met(ratio <= 1.05))]
 
 
 def _title(report: dict[str, Any]) -> str:

@@ -15,6 +15,8 @@ Sections (``--only`` picks some, comma-separated):
 - recovery: SIGKILL of a worker, then of a supervisor, until their work resumes.
 - startup: `up` to ready, and the web app's first page, on a data directory holding a
   long history (1,000,000 completed jobs, 10,000 pending) beside an empty one.
+- progress: a CPU task calling ``ctx.progress`` at each of 10,000 steps, against the same
+  task without the calls (in process).
 
 Prints a table against issue 5's targets, saves bench/results/<UTC time>.json with the
 machine description, and with ``--readme`` puts the table in README.md.
@@ -48,7 +50,16 @@ from workloads import Driver, latency_at_rate, throughput
 from computeinfra import Client
 from computeinfra.testing.stack import DevStack, dev_stack
 
-SECTIONS = ("throughput", "latency", "realwork", "scale", "longjob", "recovery", "startup")
+SECTIONS = (
+    "throughput",
+    "latency",
+    "realwork",
+    "scale",
+    "longjob",
+    "recovery",
+    "startup",
+    "progress",
+)
 QUICK = {
     "jobs": 300,
     "latency_jobs": 200,
@@ -184,7 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             images = make_images(root / "inputs" / "images", args.images)
             console.print(f"bare Pool({args.blocks}): {len(images)} images")
             report["real_work"] = {"pool_seconds": pool_seconds(args.blocks, compress, images)}
-        if args.sections - {"startup"}:
+        if "progress" in args.sections:
+            from progress import run_progress
+
+            report["progress"] = run_progress()
+        if args.sections - {"startup", "progress"}:
             ours_on_one_stack(root, args, report, images)
         peers(root, args, report)
         if "startup" in args.sections:  # its own stacks, after the others stopped

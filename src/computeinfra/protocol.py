@@ -42,6 +42,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Output",
+    "Progress",
     "Status",
     "TerminalState",
     "attempts_made",
@@ -295,6 +296,17 @@ def key_problem(key: bytes) -> str | None:
     return None
 
 
+class Progress(BaseModel):
+    """How far a running job has got, as its task last said (``ctx.progress``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    done: float = Field(ge=0, description="Units of work done.")
+    total: float | None = Field(default=None, ge=0, description="Units in all, if known.")
+    message: str | None = Field(default=None, max_length=200, description="What it is doing.")
+    at: float = Field(description="Unix time (s) the task said it.")
+
+
 class JobStatus(BaseModel):
     """A lifecycle step of a job, published on the compacted ``jobStatus`` topic under its key.
 
@@ -322,6 +334,7 @@ class JobStatus(BaseModel):
     started_at: float | None = Field(default=None, description="When this attempt was sent.")
     finished_at: float | None = None
     error: ErrorInfo | None = None
+    progress: Progress | None = Field(default=None, description="While running, if told.")
     at: float = Field(default_factory=time.time, description="Unix time (s) of this step.")
 
     @property

@@ -139,16 +139,25 @@ def test_a_job_is_cancelled_from_its_row_and_from_its_page(stack: Stack, browser
 
     page.goto(f"{stack.web_url}/#/jobs")
     row = page.locator(f"tr.job[data-key='{from_row}']")
-    expect(page.locator("#cancel-mine")).to_be_visible()
+    expect(page.locator("#cancel-mine")).to_be_visible(timeout=TIMEOUT_MS)
+    # The built-in sleep says its progress every second: a bar in its row, with a share.
+    expect(row.locator(".progress[role=progressbar]")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(row.locator(".progress .label")).to_contain_text("%")
     row.locator("button.cancel").click()
-    expect(page.locator("#cancel-message.ok")).to_contain_text("requested")
-    expect(row).to_have_attribute("data-state", "cancelled")
+    expect(page.locator("#cancel-message.ok")).to_contain_text("requested", timeout=TIMEOUT_MS)
+    expect(row).to_have_attribute("data-state", "cancelled", timeout=TIMEOUT_MS)
     expect(row.locator("button.cancel")).to_have_count(0)  # nothing left to cancel
-    expect(page.locator(f".toast[data-key='{from_row}']")).to_contain_text("cancelled")
+    expect(page.locator(f".toast[data-key='{from_row}']")).to_contain_text(
+        "cancelled", timeout=TIMEOUT_MS
+    )
 
     page.goto(f"{stack.web_url}/#/job/{from_page}")
+    expect(page.locator("dl.facts .progress")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("dl.facts")).to_contain_text("sleeping")
     page.locator("button.cancel").click()
-    expect(page.locator("dl.facts .state")).to_have_text("cancelled")
-    expect(page.locator(".error-box.cancelled")).to_contain_text("cancelled on request")
+    expect(page.locator("dl.facts .state")).to_have_text("cancelled", timeout=TIMEOUT_MS)
+    expect(page.locator(".error-box.cancelled")).to_contain_text(
+        "cancelled on request", timeout=TIMEOUT_MS
+    )
     expect(page.locator("button.cancel")).to_have_count(0)
     page.close()

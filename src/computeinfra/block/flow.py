@@ -215,10 +215,15 @@ class Flow:
                 return
 
     def _on_event(self, event: LaneEvent) -> None:
+        slot = event.slot
         if event.restarting:
             self._hooks.on_worker_restart()
-        elif event.slot is not None and event.result is not None and not event.slot.released:
-            self._on_result(event.slot, event.result)
+        elif slot is None or slot.released:
+            return
+        elif event.result is not None:
+            self._on_result(slot, event.result)
+        elif event.progress is not None and slot.assignment is not None:
+            self._hooks.on_progress(slot.assignment, event.progress, slot.started_at or 0.0)
 
     def _on_result(self, slot: Slot, result: Result) -> None:
         """Answer ``slot`` with its attempt's result, or schedule its next attempt."""

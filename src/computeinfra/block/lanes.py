@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from computeinfra.protocol import FailureKind
+from computeinfra.protocol import FailureKind, Progress
 
 from .backlog import PIPELINE_SECONDS, JobQueue
 from .jobs import Failure, NotRun
@@ -38,15 +38,19 @@ LONG_WAIT_SECONDS = 0.5
 TAKE_WAIT_SECONDS = 0.2
 # How long a worker may take to pass a cancel on to its running job.
 ASK_TO_STOP_SECONDS = 1.0
+# How often a lane asks the job its worker has run this long, alone, for its progress.
+PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class LaneEvent:
-    """What a lane hands its supervisor: an attempt's result, or that its worker restarts."""
+    """What a lane hands its supervisor: an attempt's result, a running job's progress, or
+    that its worker restarts."""
 
     slot: Slot | None
     result: Result | None = None
     restarting: bool = False
+    progress: Progress | None = None  # what the running job said of its progress
 
 
 class WorkerLane:
@@ -77,6 +81,8 @@ class WorkerLane:
         self._cancelled: Slot | None = None  # the cancelled job asked to stop
         self._kill_at = 0.0  # monotonic: when its worker is killed if it has not stopped
         self._killed: Slot | None = None
+        self._progress_at = 0.0  # monotonic: when to ask the running job's progress next
+        self._told: Progress | None = None  # the progress last passed on
         self._thread: threading.Thread | None = None
         self._block = block
         self.restarting = False
@@ -175,6 +181,7 @@ class WorkerLane:
             return LONG_WAIT_SECONDS
         if self._sent[0].cancel is not None and (wait := self._stop_cancelled()) is not None:
             return min(wait, max(deadline - time.monotonic(), 0.0))
+        self._pass_progress_on()
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
@@ -212,6 +219,27 @@ class WorkerLane:
             self._killed = slot  # once: the kill takes a moment to land
             self.worker.kill()
         return LONG_WAIT_SECONDS if self._killed is not slot else 0.0
+
+    def _pass_progress_on(self) -> None:
+        """Every ``PROGRESS_SECONDS``, ask the job running alone for some time what it last
+        said of its progress, and hand it to the supervisor if it is new. Never in the job's
+        way: a worker that does not answer in time is asked again later."""
+        now, running = time.monotonic(), self._queue.running_alone()
+        head = self._queue.head_since()
+        if (
+            running is None
+            or head is None
+            or now < max(self._progress_at, head[0] + PROGRESS_SECONDS)
+        ):
+            return
+        self._progress_at = now + PROGRESS_SECONDS
+        try:
+            said = self.worker.progress(running.key, PROGRESS_SECONDS)
+        except Exception:
+            return
+        if said is not None and said != self._told and running is self._sent[0].assignment:
+            self._told = said
+            self._events.put(LaneEvent(self._sent[0], progress=said))
 
     def _ask_to_stop(self, key: str) -> bool:
         """Tell the worker its job ``key`` is cancelled; whether it is on it (unanswered:

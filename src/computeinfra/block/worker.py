@@ -17,7 +17,7 @@ from pydantic_core import to_json
 from computeinfra.config import Settings
 from computeinfra.errors import PathError, Retry
 from computeinfra.paths import resolve_result_dir
-from computeinfra.protocol import ErrorInfo, FailureKind, Status
+from computeinfra.protocol import ErrorInfo, FailureKind, Progress, Status
 from computeinfra.tasks.context import OutputJournal, TaskContext, journal_name
 from computeinfra.tasks.registry import load_registry
 
@@ -63,6 +63,11 @@ class WorkerPort(Protocol):
     def ask_to_stop(self, key: str, timeout: float) -> bool:
         """Tell the job ``key`` it was cancelled, if it is running (``ctx.cancelled``);
         whether it was. Answered beside the running call, like ``cut``."""
+        ...
+
+    def progress(self, key: str, timeout: float) -> Progress | None:
+        """What the job ``key`` last said of its progress, if it is running and said any.
+        Answered beside the running call, like ``cut``."""
         ...
 
     def describe(self, timeout: float) -> dict[str, Any]: ...
@@ -119,6 +124,10 @@ class Worker:
             return False
         running.ask_to_stop()
         return True
+
+    def progress_of(self, key: str) -> Progress | None:
+        running = self._running
+        return running.last_progress if running is not None and running.key == key else None
 
     def run(self, assignment: Assignment) -> Outcome:
         """One attempt. Whatever goes wrong in it (the task's own exception, a result

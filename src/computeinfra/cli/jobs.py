@@ -21,7 +21,13 @@ from computeinfra.config import Settings
 from computeinfra.errors import JobTimeout, RequestError
 from computeinfra.kafka.admin import check_reachable
 from computeinfra.kafka.follow import BEGINNING, END, TopicFollower
-from computeinfra.protocol import COMPLETED_TOPIC, JobState, decode_completion
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    JOB_STATUS_TOPIC,
+    JobState,
+    decode_completion,
+    decode_job_status,
+)
 
 from .batch import read_jsonl, submit_many
 from .output import console, err_console, notification_line, print_json
@@ -101,6 +107,7 @@ def submit(
             print(handle.key)
             return
         err_console.print(f"submitted {handle.key}, waiting…")
+        follower = _show_progress(settings, handle.key)
         try:
             completion = handle.completion(timeout)
         except JobTimeout as exc:
@@ -108,9 +115,33 @@ def submit(
                 f"[yellow]{exc}[/]; it may still complete: `computeinfra status {handle.key}`"
             )
             raise typer.Exit(EXIT_TIMEOUT) from None
+        finally:
+            follower.stop()
     print_json(completion.model_dump(mode="json"))
     if not completion.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _show_progress(settings: Settings, key: str) -> TopicFollower:
+    """Print on stderr each progress the job ``key`` tells while it runs (``jobStatus``)."""
+    raw_key = key.encode()
+
+    def told(message: Message) -> None:
+        if message.key() != raw_key:
+            return
+        try:
+            status = decode_job_status(message.value() or b"")
+        except ValueError:
+            return
+        if status.state is JobState.RUNNING and (said := status.progress) is not None:
+            share = f" of {said.total:g}" if said.total is not None else ""
+            what = f": {escape(said.message)}" if said.message else ""
+            err_console.print(f"{key} running, {said.done:g}{share} done{what}")
+
+    return TopicFollower(
+        settings.bootstrap_servers, (JOB_STATUS_TOPIC,), told, start=END,
+        client_id="computeinfra-submit",
+    ).start(assign_now=True)  # fmt: skip
 
 
 def watch(
@@ -149,9 +180,14 @@ def watch(
         follower.stop()
 
 
-def status(key: Annotated[str, typer.Argument(help="The job key.")]) -> None:
-    """Show a job's state: succeeded, failed or rejected with its completion, running (attempt,
-    block), pending if queued, or unknown (exit 1)."""
+def status(
+    key: Annotated[str, typer.Argument(help="The job key.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON (the only form; for scripts).")
+    ] = True,
+) -> None:
+    """Show a job's state, as JSON: succeeded, failed, rejected or cancelled with its
+    completion, running (attempt, block, progress), pending if queued, or unknown (exit 1)."""
     settings = Settings.from_env()
     check_reachable(settings.bootstrap_servers)
     found = job_state(settings.bootstrap_servers, key)

@@ -139,6 +139,8 @@ class JobLookup:
             data["submitted_at"] = self.submitted_at
         if self.status is not None:
             data["status"] = self.status.model_dump(mode="json")
+            if self.status.progress is not None and self.state is JobState.RUNNING:
+                data["progress"] = self.status.progress.model_dump(mode="json")
         if self.completion is not None:
             data["completion"] = self.completion.model_dump(mode="json")
         return data

@@ -31,7 +31,7 @@ from computeinfra.block.worker import Worker
 from computeinfra.cluster.nodes import RayNodeDirectory
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
-from computeinfra.protocol import PENDING_TOPIC, Completion
+from computeinfra.protocol import PENDING_TOPIC, Completion, Progress
 from computeinfra.tasks.registry import load_registry
 
 __all__ = ["AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
@@ -80,6 +80,10 @@ class _RayWorkerPort:
     def ask_to_stop(self, key: str, timeout: float) -> bool:
         asked: bool = ray.get(self._handle.ask_to_stop.remote(key), timeout=timeout)
         return asked
+
+    def progress(self, key: str, timeout: float) -> Progress | None:
+        said: Progress | None = ray.get(self._handle.progress_of.remote(key), timeout=timeout)
+        return said
 
     def describe(self, timeout: float) -> dict[str, Any]:
         described: dict[str, Any] = ray.get(self._handle.describe.remote(), timeout=timeout)
@@ -192,11 +196,15 @@ class _WorkerHost(Worker):
     def _ask_to_stop(self, key: str) -> bool:
         return super().ask_to_stop(key)
 
+    def _progress_of(self, key: str) -> Progress | None:
+        return super().progress_of(key)
+
     # Their own thread ("control"): a status question, a supervisor taking back calls
     # queued here, and a cancel told to the running job, are answered while a job runs.
     describe = ray.method(concurrency_group="control")(_describe)  # type: ignore[assignment]
     cut = ray.method(concurrency_group="control")(_cut)  # type: ignore[assignment]
     ask_to_stop = ray.method(concurrency_group="control")(_ask_to_stop)  # type: ignore[assignment]
+    progress_of = ray.method(concurrency_group="control")(_progress_of)  # type: ignore[assignment]
 
 
 # ray.remote's typed overloads do not list every actor option (max_concurrency).

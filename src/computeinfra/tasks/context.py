@@ -7,9 +7,11 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from computeinfra.errors import Cancelled, PathError
 from computeinfra.paths import resolve_input, safe_output_path
-from computeinfra.protocol import Output
+from computeinfra.protocol import Output, Progress
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -133,6 +135,15 @@ def check_input_file(value: str, info: ValidationInfo) -> str:
         raise PydanticCustomError("input_path", str(exc)) from None
 
 
+_NUMBERS = (int, float)
+
+
+def _check_numbers(done: object, total: object) -> None:
+    for name, value in (("done", done), ("total", total)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Real)):
+            raise TypeError(f"ctx.progress: {name} must be a number, not {type(value).__name__}")
+
+
 @dataclass
 class TaskContext:
     """Per-job context. Outputs written through it are atomic and listed in the completion."""
@@ -146,6 +157,33 @@ class TaskContext:
     _writing: int = field(default=0, repr=False)  # temporary files open now
     _noted: set[str] = field(default_factory=set, repr=False)  # names in the journal
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    # (done, total, message, when): a plain tuple, so that a task may call ``progress`` in
+    # its innermost loop; a ``Progress`` is made only when the block asks for it.
+    _said: tuple[float, float | None, str | None, float] | None = field(default=None, repr=False)
+
+    @property
+    def last_progress(self) -> Progress | None:
+        """What the task last said of its progress, if anything."""
+        said = self._said
+        if said is None:
+            return None
+        done, total, message, at = said
+        return Progress(done=done, total=total, message=message, at=at)
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Say how far the job has got: ``done`` units of ``total`` (if known), and what it is
+        doing. Cheap to call often: the last value is kept here, and the block asks for it
+        about twice a second (a ``running`` status on ``jobStatus``, shown by ``status``,
+        the HTTP API and the web app). Raises ``TypeError`` for a value that is not a
+        number, ``ValueError`` for ``done`` below 0 or above ``total``."""
+        # The plain types first: this may run in a task's innermost loop.
+        if type(done) not in _NUMBERS or (total is not None and type(total) not in _NUMBERS):
+            _check_numbers(done, total)
+        if not done >= 0 or (total is not None and not done <= total):
+            raise ValueError(f"ctx.progress: done must be between 0 and total ({done} of {total})")
+        if message is not None and (type(message) is not str or len(message) > 200):
+            message = str(message)[:200]
+        self._said = (done, total, message, time.time())
 
     @property
     def cancelled(self) -> bool:

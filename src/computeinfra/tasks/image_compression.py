@@ -50,7 +50,9 @@ def image_compression(payload: ImageCompressionPayload, ctx: TaskContext) -> dic
     """Compress each image to JPEG or WebP; outputs list original and compressed sizes."""
     sources = [Path(p) for p in payload.images]
     original_total = compressed_total = 0
-    for source, name in zip(sources, _output_names(sources, payload.format), strict=True):
+    names = _output_names(sources, payload.format)
+    for done, (source, name) in enumerate(zip(sources, names, strict=True)):
+        ctx.progress(done, len(sources), f"compressing {source.name}")
         data = _encode(source, payload.quality, payload.format)
         original = source.stat().st_size
         ctx.write_bytes(

@@ -20,6 +20,10 @@ class SleepPayload(BaseModel):
 
 @task("sleep", payload=SleepPayload, time_limit=3600, max_time_limit=7 * 24 * 3600)
 def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
-    """Sleep for ``seconds``; mimics a job that takes time."""
-    time.sleep(payload.seconds)
+    """Sleep for ``seconds``, saying its progress every second; mimics a job that takes
+    time (and looks at nothing else: a cancel must stop it all the same)."""
+    end = time.monotonic() + payload.seconds
+    while (left := end - time.monotonic()) > 0:
+        ctx.progress(round(payload.seconds - left, 3), payload.seconds, "sleeping")
+        time.sleep(min(1.0, left))
     return {"slept": payload.seconds}

@@ -51,7 +51,9 @@ def word_count(payload: WordCountPayload, ctx: TaskContext) -> dict[str, Any]:
     if payload.text is not None:
         counts.update(word.lower() for word in WORD.findall(payload.text))
         lines = payload.text.count("\n") + 1 if payload.text else 0
-    for name in payload.files or ():
+    files = payload.files or []
+    for done, name in enumerate(files):
+        ctx.progress(done, len(files), f"counting {Path(name).name}")
         lines += _count_file(Path(name), counts)
     summary = {
         "total_words": sum(counts.values()),

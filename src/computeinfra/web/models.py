@@ -6,7 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from computeinfra.protocol import Completion, ErrorInfo, JobState, JobStatus
+from computeinfra.protocol import Completion, ErrorInfo, JobState, JobStatus, Progress
 
 __all__ = [
     "CancelAccepted",
@@ -73,6 +73,7 @@ class JobView(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: ErrorInfo | None = None
+    progress: Progress | None = Field(default=None, description="While running, if told.")
     updated_at: float | None = None
     completion: Completion | None = None
 
@@ -173,5 +174,6 @@ def view_of_status(status: JobStatus) -> JobView:
         started_at=status.started_at,
         finished_at=status.finished_at,
         error=status.error,
+        progress=status.progress if status.state is JobState.RUNNING else None,
         updated_at=status.at,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from computeinfra.block.jobs import Assignment
@@ -14,9 +16,11 @@ from computeinfra.protocol import (
     ErrorInfo,
     JobRequest,
     JobState,
+    Progress,
     Status,
     decode_job_status,
 )
+from computeinfra.tasks.context import TaskContext
 from computeinfra.web.board import JobBoard
 
 
@@ -178,3 +182,38 @@ def test_board_keeps_what_later_steps_do_not_carry_and_bounds_its_size() -> None
     assert board.get("k1") is None
     assert [v.key for v in board.recent(10)] == ["k3", "k2"]
     assert [v.key for v in board.recent(10, keys=["k2", "nope"])] == ["k2"]
+
+
+def test_progress_told_is_due_at_once_coalesced_and_gone_once_answered() -> None:
+    publisher = StatusPublisher(block=1, node="n1", running_after=60.0)
+    publisher.before_dispatch(assignment())
+    sent = _past(0.2)
+    for done in (1, 2, 3):  # told three times before a transaction: one record, the last
+        publisher.on_progress(assignment(), Progress(done=done, total=10, at=time.time()), sent)
+    due = publisher.records_due()
+    assert due is not None and due <= time.monotonic()
+    (record,) = publisher.commit_records({"k1": sent})
+    running = decode_job_status(record.value)
+    assert running.state is JobState.RUNNING and running.progress is not None
+    assert (running.progress.done, running.progress.total) == (3, 10)
+    assert publisher.commit_records({"k1": sent}) == []  # its plain running is not needed
+    publisher.on_progress(assignment(), Progress(done=4, total=10, at=time.time()), sent)
+    (final,) = publisher.extra_records(completion(), b"{}")  # shown: the terminal replaces it
+    assert decode_job_status(final.value).progress is None
+    assert publisher.commit_records({}) == []  # answered: the progress told is dropped
+    publisher.on_progress(assignment(), Progress(done=5, at=time.time()), sent)
+    assert publisher.commit_records({}) == []  # no longer held: nothing
+
+
+def test_ctx_progress_checks_what_it_is_told_and_keeps_the_last() -> None:
+    ctx = TaskContext(key="k", attempt=1, results_root=Path("/tmp"), result_dir=Path("/tmp"))
+    assert ctx.last_progress is None
+    ctx.progress(2, 4, "half")
+    said = ctx.last_progress
+    assert said is not None and (said.done, said.total, said.message) == (2, 4, "half")
+    for bad, error in (("2", TypeError), (True, TypeError), (-1, ValueError), (5, ValueError)):
+        with pytest.raises(error):
+            ctx.progress(bad, 4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ctx.progress(1, "4")  # type: ignore[arg-type]
+    assert ctx.last_progress == said  # nothing written by a bad call

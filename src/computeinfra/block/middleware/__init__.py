@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from computeinfra.protocol import Completion
+from computeinfra.protocol import Completion, Progress
 
 if TYPE_CHECKING:
     from computeinfra.block.jobs import Assignment, Failure, Forward
@@ -56,6 +56,10 @@ class Middleware:
 
     def on_attempt_failed(self, assignment: Assignment, failure: Failure) -> None:
         """An attempt failed: the task raised, the worker died, or it ran out of time."""
+
+    def on_progress(self, assignment: Assignment, progress: Progress, started_at: float) -> None:
+        """The running attempt (sent to its worker at ``started_at``) said how far it has
+        got (``ctx.progress``); a hook that fails is counted, and the job goes on."""
 
     def retry_delay(self, assignment: Assignment, failure: Failure) -> float | None:
         """Seconds to wait before the next attempt, or ``None`` to give up."""
@@ -218,6 +222,9 @@ class MiddlewareChain(Middleware):
 
     def on_inherited(self, key: str) -> None:
         self._all("on_inherited", key)
+
+    def on_progress(self, assignment: Assignment, progress: Progress, started_at: float) -> None:
+        self._all("on_progress", assignment, progress, started_at)
 
     def on_worker_restart(self) -> None:
         self._all("on_worker_restart")

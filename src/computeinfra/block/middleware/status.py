@@ -31,6 +31,7 @@ from computeinfra.protocol import (
     Completion,
     JobState,
     JobStatus,
+    Progress,
     encode_job_status,
 )
 
@@ -42,7 +43,11 @@ RUNNING_AFTER_SECONDS = 0.5
 
 
 def running_status(
-    assignment: Assignment, block: int, node: str | None, started_at: float
+    assignment: Assignment,
+    block: int,
+    node: str | None,
+    started_at: float,
+    progress: Progress | None = None,
 ) -> JobStatus:
     return JobStatus(
         key=assignment.key,
@@ -55,7 +60,8 @@ def running_status(
         node=node,
         submitted_at=assignment.submitted_at,
         started_at=started_at,
-        at=started_at,
+        progress=progress,
+        at=started_at if progress is None else progress.at,
     )
 
 
@@ -97,6 +103,13 @@ class StatusPublisher(Middleware):
         # Keys whose running may be on the topic: the terminal state must replace it. A job
         # let go and never back stays here; a few bytes for each of those.
         self._shown: set[str] = set()
+        # By key: progress a running attempt told, for the next transaction. Only the last
+        # one told is kept, so a task saying it often costs one record per transaction.
+        self._progress: dict[str, tuple[Assignment, Progress, float]] = {}
+
+    def on_progress(self, assignment: Assignment, progress: Progress, started_at: float) -> None:
+        self._progress[assignment.key] = (assignment, progress, started_at)
+        self._look_at(time.monotonic())
 
     def on_inherited(self, key: str) -> None:
         self._shown.add(key)  # its previous reader may have shown it running
@@ -113,6 +126,7 @@ class StatusPublisher(Middleware):
         # was too large): the answer is the same, so nothing changes here until it commits.
         key = completion.key
         self._waiting.pop(key, None)  # answered: its running is never needed now
+        self._progress.pop(key, None)
         if key not in self._shown:
             return ()  # nothing on the topic to replace: the completion says it all
         status = terminal_status(completion)
@@ -129,7 +143,7 @@ class StatusPublisher(Middleware):
         # answered by its new owner already, and a running after that would stay for good.
         # It may also be shown running by that owner, and come back: it is marked shown.
         now, wall = time.monotonic(), time.time()
-        records: list[OutboxRecord] = []
+        records = self._progress_records(in_hand)
         self._due = None
         for key, (assignment, look) in list(self._waiting.items()):
             if key not in in_hand:
@@ -148,6 +162,20 @@ class StatusPublisher(Middleware):
                 look = now + (self._after if started is None else started + self._after - wall)
                 self._waiting[key] = (assignment, look)
                 self._look_at(look)
+        return records
+
+    def _progress_records(self, in_hand: Mapping[str, float | None]) -> list[OutboxRecord]:
+        """A ``running`` with its progress for each job that told some and is still held
+        (shown running, then: its terminal status replaces it)."""
+        told, self._progress = self._progress, {}
+        records = []
+        for key, (assignment, progress, started) in told.items():
+            if key not in in_hand:
+                continue
+            self._waiting.pop(key, None)
+            self._shown.add(key)
+            running = running_status(assignment, self._block, self._node, started, progress)
+            records.append(OutboxRecord(JOB_STATUS_TOPIC, key.encode(), encode_job_status(running)))
         return records
 
     def _look_at(self, look: float) -> None:

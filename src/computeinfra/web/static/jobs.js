@@ -80,7 +80,7 @@ function row(view, said) {
     onclick: () => { location.hash = `#/job/${encodeURIComponent(view.key)}`; } },
     el("td", { class: "mono" }, view.key.length > 18 ? `${view.key.slice(0, 16)}…` : view.key),
     el("td", {}, view.task || "—"),
-    el("td", {}, stateBadge(view.state)),
+    el("td", {}, stateBadge(view.state), " ", progressBar(view)),
     el("td", {}, attempts),
     el("td", {}, clock(view.submitted_at)),
     el("td", {}, seconds(wait)),
@@ -114,6 +114,7 @@ function jobDetails(view) {
   if (view.error) parts.push(errorBox(view));
   parts.push(el("dl", { class: "facts" },
     fact("state", stateBadge(view.state)),
+    view.state === "running" && view.progress ? fact("progress", [progressBar(view), " ", view.progress.message || ""]) : null,
     fact("task", view.task || "—"),
     fact("attempts", view.max_attempts ? `${view.attempt} of at most ${view.max_attempts}` : `${view.attempt}`),
     fact("submitted", clock(view.submitted_at)),
@@ -127,6 +128,19 @@ function jobDetails(view) {
   if (c) parts.push(el("h2", { style: "margin-top:20px" }, "Completion event"), el("pre", { class: "event" }, JSON.stringify(c, null, 2)));
   else parts.push(el("p", { class: "muted", style: "margin-top:16px" }, "Waiting for the completion; this page updates by itself."));
   return parts;
+}
+
+// How far a running job has got, as its task last said (ctx.progress); nothing otherwise.
+function progressBar(view) {
+  const p = view.state === "running" ? view.progress : null;
+  if (!p) return null;
+  const share = p.total ? Math.min(p.done / p.total, 1) : null;
+  const said = p.total ? `${p.done} of ${p.total}` : `${p.done}`;
+  const title = p.message ? `${said}: ${p.message}` : said;
+  return el("span", { class: "progress", title, "data-done": p.done, role: "progressbar",
+    "aria-valuenow": share !== null ? Math.round(share * 100) : null },
+  share !== null ? el("span", { class: "bar", style: `width:${(share * 100).toFixed(1)}%` }) : el("span", { class: "bar unknown" }),
+  el("span", { class: "label" }, share !== null ? `${Math.round(share * 100)} %` : said));
 }
 
 function fact(name, value) { return [el("dt", {}, name), el("dd", {}, value)]; }
