@@ -1,8 +1,9 @@
 """The chaos run shared by the test suite (small) and `bench/chaos.py` (large).
 
 Submits a mix of jobs (quick ones, image compressions, 1 s ones, one of 60 s, tasks that
-raise, and poison: a 5 MB result and a result directory that names a file), SIGKILLs random
-workers and supervisors while they run, restarts the broker once, then checks the promises:
+raise, and poison: a 5 MB result and a result directory that names a file), cancels some
+(every 1 s job, and one quick job in fifty), SIGKILLs random workers and supervisors while
+they run, restarts the broker once, then checks the promises:
 one terminal completion per key, each failure of the kind its job earned, complete result
 files, no temporary files, and analyzer counts equal to what was submitted. The stack must
 load ``tests/integration/sample_tasks.py`` (``COMPUTEINFRA_TASKS=sample_tasks``).
@@ -37,6 +38,7 @@ EXPECTED_FAILURES = {
     FailureKind.RESULT_TOO_LARGE,
     FailureKind.PATH,
     "ValueError",  # the explode task's own exception
+    FailureKind.CANCELLED,  # a cancelled job's reason
 }
 
 
@@ -48,6 +50,7 @@ class ChaosReport:
     broker_restarts: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    cancels: int = 0  # cancels written (the others found their job completed)
 
 
 def _images(folder: Path, count: int) -> list[str]:
@@ -88,6 +91,13 @@ def _submit(
     return handles
 
 
+def _cancel_some(by_role: dict[str, JobHandle]) -> int:
+    """Cancel the 1 s jobs and one quick job in fifty, as they run or wait: each still gets
+    exactly one completion (``cancelled``, or what it earned if it ended first)."""
+    chosen = [h for role, h in by_role.items() if role.isdigit() and int(role) % 50 in (1, 7)]
+    return sum(handle.cancel("chaos").requested for handle in chosen)
+
+
 def _kill_one(stack: DevStack, rng: random.Random) -> str | None:
     blocks = [b for b in block_statuses(stack.settings) if b.get("state") != "unreachable"]
     targets = [("worker", b["worker_pid"]) for b in blocks if b.get("worker_pid")]
@@ -115,6 +125,7 @@ def run_chaos(stack: DevStack, client: Client, jobs: int, kills: int, seed: int 
     start = time.monotonic()
     by_role = _submit(stack, client, jobs, images, rng)
     handles = list(by_role.values())
+    report.cancels = _cancel_some(by_role)
     events = sorted([(k + 1) / (kills + 2) for k in range(kills)] + [0.5])
     broker_at = events.index(0.5)
     deadline = start + SETTLE_SECONDS

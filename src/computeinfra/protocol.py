@@ -179,6 +179,9 @@ class JobRequest(BaseModel):
             "the task's max_time_limit."
         ),
     )
+    replay_of: str | None = Field(
+        default=None, max_length=250, description="The key of the dead letter this replays."
+    )
 
 
 class ErrorInfo(BaseModel):

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 
 from computeinfra import Client, Status
+from computeinfra.client.lookup import find_last
+from computeinfra.protocol import JOB_STATUS_TOPIC, JobState, decode_job_status
 from tests.helpers import Stack, run_cli, wait_for
 from tests.integration.web_helpers import wait_for_web
 
@@ -49,6 +51,11 @@ def test_a_running_jobs_progress_reaches_status_and_the_http_api(
     assert handle.completion(TIMEOUT).status is Status.SUCCEEDED
     done = _status(stack, handle.key)
     assert done["state"] == "succeeded" and "progress" not in done
+    # On the topic too: its terminal status replaced the running ones that told progress.
+    last = find_last(stack.settings.bootstrap_servers, JOB_STATUS_TOPIC, handle.key)
+    assert last is not None
+    final = decode_job_status(last[0])
+    assert final.state is JobState.SUCCEEDED and final.progress is None
 
 
 def test_submit_wait_shows_the_progress_of_its_job(stack: Stack) -> None:

@@ -9,10 +9,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import REPO, Stack
+from computeinfra import Client, Status
+from tests.helpers import REPO, Stack, wait_for
 from tests.integration.web_helpers import wait_for_web
 from tests.unit.test_tasks import make_image
 
@@ -160,4 +162,32 @@ def test_a_job_is_cancelled_from_its_row_and_from_its_page(stack: Stack, browser
         "cancelled on request", timeout=TIMEOUT_MS
     )
     expect(page.locator("button.cancel")).to_have_count(0)
+    page.close()
+
+
+def test_a_dead_letter_is_replayed_from_its_page(
+    stack: Stack, browser: Browser, client: Client
+) -> None:
+    wait_for_web(stack)
+    failed = client.submit("explode", {"message": "for the page"}, "browser/dead")
+    assert failed.completion(TIMEOUT_MS / 1000).status is Status.FAILED
+    url = f"{stack.web_url}/api/dead-letters"
+
+    def listed() -> bool:
+        letters = httpx.get(url, params={"task": "explode"}, timeout=60).json()["dead_letters"]
+        return any(letter["key"] == failed.key for letter in letters)
+
+    wait_for(listed, TIMEOUT_MS / 1000, "the dead letter on deadJobs")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{stack.web_url}/#/dead")
+    row = page.locator(f"tr.dead[data-key='{failed.key}']")
+    expect(row).to_contain_text("ValueError: for the page", timeout=TIMEOUT_MS)
+    row.locator("button.replay").click()
+    expect(page.locator("#replay-message.ok")).to_contain_text(
+        f"{failed.key}.r1", timeout=TIMEOUT_MS
+    )
+    expect(page.locator(f"tr.dead[data-key='{failed.key}']")).to_contain_text(
+        f"{failed.key}.r1", timeout=TIMEOUT_MS
+    )
     page.close()

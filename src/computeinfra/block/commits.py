@@ -17,10 +17,17 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer
 
 from computeinfra.errors import RequestError
-from computeinfra.protocol import DEAD_TOPIC, FailureKind
+from computeinfra.protocol import (
+    DEAD_TOPIC,
+    JOB_STATUS_TOPIC,
+    Completion,
+    FailureKind,
+    encode_job_status,
+)
 
 from .answers import completion_record, is_stripped, refused, reject, stripped
 from .middleware import MiddlewareChain
+from .middleware.status import terminal_status
 from .orphans import Key
 from .positions import Positions
 from .slots import Slot
@@ -43,9 +50,10 @@ class Commits:
         self.answers: dict[Key, Slot] = {}  # answered, not committed
         self._answers_since = 0.0  # monotonic: when the oldest answer was ready
         self._after = 0.0  # after a fenced commit: let the rebalance end first
-        # After Kafka refused a record: each record goes in a request of its own until a
-        # commit succeeds, so that a refusal names the record refused, not its batch.
-        self._isolate = False
+        # Jobs (``id`` of their slot) whose records Kafka refused in a batch: until a commit
+        # succeeds, each of their records goes in a request of its own, so that a refusal
+        # names the record refused, not the batch it was in.
+        self._suspects: set[int] = set()
         self._carry: list[OutboxRecord] = []  # the middleware's, from an aborted commit
         self.processed = 0
 
@@ -88,7 +96,10 @@ class Commits:
         middleware publishes with them (``in_hand``: the jobs still held, by key, with when
         their attempt was sent to a worker; ``Middleware.commit_records``)."""
         plan = positions.plan()
-        extra, self._carry = [*self._carry, *self._hooks.commit_records(in_hand)], []
+        # Carried only for jobs still held: one let go since may have been answered by its
+        # new owner, and a running after that would stay for good.
+        carried = [r for r in self._carry if (r.key or b"").decode(errors="replace") in in_hand]
+        extra, self._carry = [*carried, *self._hooks.commit_records(in_hand)], []
         if not plan.answers and not extra:
             # None fits yet (a crowded map), or the records due were let go: wait a window,
             # do not spin.
@@ -98,7 +109,8 @@ class Commits:
         slots = [self.answers[key] for key in plan.answers]
         try:
             records = [*extra, *(record for slot in slots for record in slot.records)]
-            outbox.commit(consumer, plan.offsets, records, self._isolate)
+            alone = {i for i, (s, _) in enumerate(_owners(extra, slots)) if id(s) in self._suspects}
+            outbox.commit(consumer, plan.offsets, records, alone)
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
@@ -110,7 +122,7 @@ class Commits:
         except RecordsRefused as refusal:
             self._refused(refusal, extra, slots)
             return
-        self._isolate = False
+        self._suspects.clear()
         positions.committed(plan)
         if not plan.answers:  # only middleware records: the answers' window is unchanged
             return
@@ -127,37 +139,52 @@ class Commits:
     def _refused(
         self, refusal: RecordsRefused, extra: list[OutboxRecord], slots: list[Slot]
     ) -> None:
-        """Kafka refused some records for good. First the commit is tried again with each
-        record sent alone: a broker refuses a whole batch, innocent records included. Then
-        each job whose answer is still refused loses what was refused (``_smaller``). The
-        middleware's records not refused go in the next commit; those refused are dropped."""
+        """Kafka refused some records for good. A record refused in a batch may be innocent
+        (a broker refuses the whole batch): its job becomes a suspect, whose records are sent
+        alone next time. A job's record refused alone loses from its answer what was refused
+        (``_smaller``). The middleware's records not refused go in the next commit; those
+        refused are dropped. Each try either changes an answer or adds suspects: it ends."""
         self._carry = [r for i, r in enumerate(extra) if i not in refusal.refused]
-        if not self._isolate:
-            self._isolate = True
-            _log.warning("block %s: Kafka refused %s; sending each record alone", self._block,
-                         refusal)  # fmt: skip
-            return
-        owners: list[tuple[Slot | None, int]] = [(None, i) for i in range(len(extra))]
-        owners += [(slot, i) for slot in slots for i in range(len(slot.records))]
+        owners = _owners(extra, slots)
         refused_by_slot: dict[int, tuple[Slot, dict[int, str]]] = {}
         for index, why in refusal.refused.items():
             owner, at = owners[index]
-            _log.warning("block %s: Kafka refused a record of %s: %s", self._block,
-                         owner.key if owner else "the middleware", why)  # fmt: skip
-            if owner is not None:
+            if owner is None:
+                _log.warning("block %s: Kafka refused a middleware record: %s", self._block, why)
+            elif index in refusal.alone:
+                _log.warning("block %s: Kafka refused a record of %s: %s", self._block,
+                             owner.key, why)  # fmt: skip
                 refused_by_slot.setdefault(id(owner), (owner, {}))[1][at] = why
+            else:
+                self._suspects.add(id(owner))
         if not all(_smaller(slot, whys) for slot, whys in refused_by_slot.values()):
             _log.error("block %s: Kafka refused answers made small; is a topic's "
                        "max.message.bytes too low?", self._block)  # fmt: skip
             self._after = time.monotonic() + REFUSED_PAUSE_SECONDS
 
 
+def _owners(extra: list[OutboxRecord], slots: list[Slot]) -> list[tuple[Slot | None, int]]:
+    """For each record of a transaction (the middleware's, then each answer's): its job's
+    slot (``None`` for the middleware's) and its index in that slot's records."""
+    owners: list[tuple[Slot | None, int]] = [(None, i) for i in range(len(extra))]
+    return owners + [(slot, i) for slot in slots for i in range(len(slot.records))]
+
+
+def _answered_anew(slot: Slot, completion: Completion) -> None:
+    """``slot``'s answer is ``completion`` now: its record, and its terminal status (a
+    ``running`` may be on ``jobStatus`` for it, and must not stay there)."""
+    key = slot.message.key()
+    status = encode_job_status(terminal_status(completion))
+    slot.completion = completion
+    slot.records = [completion_record(key, completion), OutboxRecord(JOB_STATUS_TOPIC, key, status)]
+
+
 def _smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
     """Take out of ``slot``'s answer what Kafka refused (``refused_records``: why, by the
     record's index in ``slot.records``): a record beside a job's completion is dropped; a
-    completion refused becomes ``failed`` with ``AnswerRefused``, alone; a dead letter
-    loses its value; a request passed on (to a lane, or another block) is answered
-    ``rejected`` instead. False if the answer cannot get smaller."""
+    completion refused becomes ``failed`` with ``AnswerRefused``; a dead letter loses its
+    value; a request passed on (to a lane, or another block) is answered ``rejected``
+    instead. False if the answer cannot get smaller."""
     completion, why = slot.completion, next(iter(refused_records.values()))
     if completion is None and all(r.topic == DEAD_TOPIC for r in slot.records):
         if all(is_stripped(record) for record in slot.records):
@@ -168,13 +195,11 @@ def _smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
         error = RequestError(
             f"the request could not be passed on to {topic}: Kafka refused it ({why})"
         )
-        slot.completion = reject(slot.key, error, task=None, result_dir=None, submitted_at=None)
-        slot.records = [completion_record(slot.message.key(), slot.completion)]
+        _answered_anew(slot, reject(slot.key, error, task=None, result_dir=None, submitted_at=None))
     elif 0 not in refused_records:  # the completion went through; what came with it did not
         slot.records = [r for i, r in enumerate(slot.records) if i not in refused_records]
     elif completion.error is not None and completion.error.type == FailureKind.ANSWER_REFUSED:
         return False
     else:
-        slot.completion = refused(completion, why)
-        slot.records = [completion_record(slot.message.key(), slot.completion)]
+        _answered_anew(slot, refused(completion, why))
     return True

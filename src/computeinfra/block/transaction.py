@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -65,11 +65,13 @@ class PartitionLost(Exception):
 
 class RecordsRefused(Exception):
     """Kafka refused some records for good; nothing was committed. ``refused``: why, by
-    the record's index in the transaction."""
+    the record's index in the transaction; ``alone``: the indexes sent in a request of
+    their own (a refusal of one of those is its own, not its batch's)."""
 
-    def __init__(self, refused: dict[int, str]) -> None:
+    def __init__(self, refused: dict[int, str], alone: frozenset[int] = frozenset()) -> None:
         super().__init__(f"{len(refused)} record(s) refused: {sorted(set(refused.values()))}")
         self.refused = refused
+        self.alone = alone
 
 
 @dataclass(frozen=True)
@@ -111,19 +113,19 @@ class Outbox:
         consumer: Consumer,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
-        isolate: bool = False,
+        alone: Collection[int] = (),
     ) -> None:
         """Publish ``records`` and commit ``offsets``, atomically; retry until done.
 
         Raises ``PartitionLost`` if the group fenced us: the new owner handles the record;
         ``RecordsRefused`` if Kafka will never take some of the records as they are.
-        ``isolate``: each record is sent in a request of its own, so that a refusal names
-        only the record refused (a broker refuses a whole batch: every record in it).
+        ``alone``: the indexes of records sent in a request of their own, so that a refusal
+        names only the record refused (a broker refuses a whole batch: every record in it).
         """
         attempt = 0
         while True:
             try:
-                self._transact(consumer, offsets, records, isolate)
+                self._transact(consumer, offsets, records, frozenset(alone))
                 self.transactions += 1
                 return
             except _ProducerReplaced:
@@ -151,21 +153,23 @@ class Outbox:
         consumer: Consumer,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
-        isolate: bool,
+        alone: frozenset[int],
     ) -> None:
         self._producer.begin_transaction()
         refused: dict[int, str] = {}
         for index, record in enumerate(records):
+            if index in alone:  # what went before is delivered first, in its own batches
+                self._producer.flush(TXN_TIMEOUT_SECONDS)
             self._produce(record, index, refused)
-            if isolate:
+            if index in alone:
                 self._producer.flush(TXN_TIMEOUT_SECONDS)
             if refused:  # the transaction takes nothing more now; it is aborted
-                raise RecordsRefused(refused)
+                raise RecordsRefused(refused, alone)
         # Deliver first: with records still in flight, librdkafka holds the offsets request
         # back on a timer (measured: ~95 ms a transaction instead of ~15 ms, bench/README).
         self._producer.flush(TXN_TIMEOUT_SECONDS)
         if refused:
-            raise RecordsRefused(refused)
+            raise RecordsRefused(refused, alone)
         if offsets:  # none: only records (a job's ``running``), no answer yet
             self._send_offsets(list(offsets), consumer)
         self._commit_transaction()

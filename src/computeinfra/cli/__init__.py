@@ -10,7 +10,7 @@ import typer
 
 from computeinfra.errors import ComputeInfraError
 
-from . import cluster, doctor, jobs, kafka, web
+from . import cluster, dead_letters, doctor, jobs, kafka, web
 from .output import err_console
 
 __all__ = ["app", "configure_logging", "main"]
@@ -48,6 +48,7 @@ def _options(
 
 
 app.add_typer(kafka.app, name="kafka", help="Run the local Kafka broker.")
+app.add_typer(dead_letters.app, name="dead-letters")
 jobs.register(app)
 cluster.register(app)
 web.register(app)

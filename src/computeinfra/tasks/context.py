@@ -136,6 +136,7 @@ def check_input_file(value: str, info: ValidationInfo) -> str:
 
 
 _NUMBERS = (int, float)
+_INF = float("inf")
 
 
 def _check_numbers(done: object, total: object) -> None:
@@ -179,8 +180,11 @@ class TaskContext:
         # The plain types first: this may run in a task's innermost loop.
         if type(done) not in _NUMBERS or (total is not None and type(total) not in _NUMBERS):
             _check_numbers(done, total)
-        if not done >= 0 or (total is not None and not done <= total):
-            raise ValueError(f"ctx.progress: done must be between 0 and total ({done} of {total})")
+        # Finite too: JSON has no infinity (it would travel as null, which readers refuse).
+        if not 0 <= done < _INF or (total is not None and not (done <= total < _INF)):
+            raise ValueError(
+                f"ctx.progress: done must be finite, from 0 to total ({done} of {total})"
+            )
         if message is not None and (type(message) is not str or len(message) > 200):
             message = str(message)[:200]
         self._said = (done, total, message, time.time())

@@ -24,6 +24,7 @@ def sleep(payload: SleepPayload, ctx: TaskContext) -> dict[str, float]:
     time (and looks at nothing else: a cancel must stop it all the same)."""
     end = time.monotonic() + payload.seconds
     while (left := end - time.monotonic()) > 0:
-        ctx.progress(round(payload.seconds - left, 3), payload.seconds, "sleeping")
+        # Clamped, not rounded: a rounded value can pass the total and fail the job.
+        ctx.progress(max(payload.seconds - left, 0.0), payload.seconds, "sleeping")
         time.sleep(min(1.0, left))
     return {"slept": payload.seconds}

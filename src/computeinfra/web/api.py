@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from computeinfra.client.cancel import CancelOutcome, cancel_jobs, cancel_unfinished
+from computeinfra.client.dead_letters import dead_letters, replay
 from computeinfra.client.lookup import JobLookup, job_state
 from computeinfra.errors import PathError, RequestError, UnknownJob
 from computeinfra.paths import resolve_result_dir
@@ -24,9 +25,12 @@ from computeinfra.web.models import (
     CancelJob,
     CancelJobs,
     CancelReport,
+    DeadLetterList,
+    DeadLetterView,
     ErrorBody,
     JobList,
     JobView,
+    Replayed,
     SubmitJob,
     Submitted,
     TaskInfo,
@@ -247,3 +251,31 @@ def health(state: State) -> dict[str, Any]:
     """Whether the app has read the job topics up to now (its list is complete)."""
     feed = state.feed
     return {"ok": True, "caught_up": bool(feed and feed.caught_up.is_set())}
+
+
+@router.get(
+    "/api/dead-letters", response_model=DeadLetterList, responses=_AWAY, tags=["dead letters"]
+)
+def list_dead_letters(
+    state: State,
+    task: Annotated[str | None, Query(max_length=200, description="Only this task's.")] = None,
+) -> DeadLetterList:
+    """What deadJobs holds, oldest first: each job that failed for good (and each record
+    that could not be a job), why, and the keys it was replayed as."""
+    letters = dead_letters(state.settings.core.bootstrap_servers, task=task)
+    views = [DeadLetterView(**d.to_json(), replayable=d.replayable) for d in letters]
+    return DeadLetterList(dead_letters=views)
+
+
+@router.post(
+    "/api/dead-letters/{key}/replay", status_code=201, response_model=Replayed,
+    responses={**_MISSING, **_INVALID, **_AWAY}, tags=["dead letters"],
+)  # fmt: skip
+def replay_dead_letter(key: str, state: State) -> Replayed:
+    """Submit the dead job again under a new key (`KEY.r1`, `KEY.r2`…) carrying
+    `replay_of`; 404 if no dead letter has the key, 422 if its request cannot be read."""
+    try:
+        (new,) = replay(state.settings.core.bootstrap_servers, [key]).values()
+    except UnknownJob:
+        raise HTTPException(404, f"no dead letter has the key {key!r}") from None
+    return Replayed(key=new, replay_of=key)

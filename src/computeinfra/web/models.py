@@ -14,9 +14,12 @@ __all__ = [
     "CancelJob",
     "CancelJobs",
     "CancelReport",
+    "DeadLetterList",
+    "DeadLetterView",
     "ErrorBody",
     "JobList",
     "JobView",
+    "Replayed",
     "SubmitJob",
     "Submitted",
     "TaskInfo",
@@ -126,6 +129,25 @@ class CancelConflict(ErrorBody):
     """The job completed before its cancel: it keeps its completion."""
 
     job: JobView
+
+
+class DeadLetterView(BaseModel):
+    key: str | None = Field(description="The job's key; null for a record that had none.")
+    task: str | None
+    reason: str = Field(description="Why it is on deadJobs.")
+    attempts: int | None
+    at: float = Field(description="Unix time (s) it was dead-lettered.")
+    replayed_as: list[str] = Field(description="The keys it was replayed as, oldest first.")
+    replayable: bool = Field(description="Whether its request can be submitted again.")
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[DeadLetterView]
+
+
+class Replayed(BaseModel):
+    key: str = Field(description="The new job's key.")
+    replay_of: str
 
 
 class TaskInfo(BaseModel):

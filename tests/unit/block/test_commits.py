@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import pytest
 
 from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, Commits
 from computeinfra.block.middleware import Middleware, MiddlewareChain
+from computeinfra.block.positions import CommitPlan
 from computeinfra.block.slots import Slot
+from computeinfra.block.transaction import OutboxRecord, RecordsRefused
+from computeinfra.protocol import (
+    COMPLETED_TOPIC,
+    JOB_STATUS_TOPIC,
+    Completion,
+    FailureKind,
+    Status,
+    encode_completion,
+)
 
 WINDOW = 0.05
 WHERE = ("pendingJobs", 0)
@@ -100,3 +111,70 @@ def test_many_answers_are_due_before_the_window() -> None:
     for offset in range(MAX_ANSWERS_PER_TRANSACTION):
         commits.add((WHERE, offset), Slot(message=None))  # type: ignore[arg-type]
     assert commits.due(running=True)
+
+
+class _Record:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def key(self) -> bytes:
+        return self._key
+
+
+class _Positions:
+    """Plans every answer in hand; ``committed`` counts."""
+
+    def __init__(self, keys: list[Any]) -> None:
+        self.keys, self.commits = keys, 0
+
+    def plan(self) -> CommitPlan:
+        return CommitPlan([], list(self.keys), {})
+
+    def committed(self, plan: CommitPlan) -> None:
+        self.commits += 1
+
+
+class _Broker:
+    """Refuses a record whose value holds BIG: the whole transaction's records when it
+    was sent among others (a batch), only it when it was sent alone."""
+
+    def __init__(self) -> None:
+        self.tries: list[frozenset[int]] = []
+
+    def commit(self, consumer: Any, offsets: Any, records: list[OutboxRecord], alone: Any) -> None:
+        self.tries.append(frozenset(alone))
+        big = [i for i, r in enumerate(records) if b"BIG" in r.value]
+        if not big:
+            return
+        named = {i: "too large" for i in (big if big[0] in alone else range(len(records)))}
+        raise RecordsRefused(named, frozenset(alone))
+
+
+def _answer(key: str, result: object) -> Slot:
+    completion = Completion(key=key, task="t", status=Status.SUCCEEDED, result_dir="d",
+                            result=result, attempts=1)  # fmt: skip
+    slot = Slot(message=_Record(key.encode()))  # type: ignore[arg-type]
+    slot.completion = completion
+    slot.records = [OutboxRecord(COMPLETED_TOPIC, key.encode(), encode_completion(completion))]
+    return slot
+
+
+def test_a_refused_batch_is_sent_again_record_by_record_and_only_the_guilty_answer_changes() -> (
+    None
+):
+    commits, broker = _commits(), _Broker()
+    big, small = _answer("big", "BIG"), _answer("small", "fine")
+    commits.add((WHERE, 1), big)
+    commits.add((WHERE, 2), small)
+    positions = _Positions([(WHERE, 1), (WHERE, 2)])
+    for _ in range(3):
+        commits.commit(positions, broker, None, {})  # type: ignore[arg-type]
+    # Suspects stay sent alone until a commit succeeds.
+    assert broker.tries == [frozenset(), frozenset({0, 1}), frozenset({0, 1, 2})]
+    assert positions.commits == 1
+    assert small.completion is not None and small.completion.status is Status.SUCCEEDED
+    assert big.completion is not None and big.completion.status is Status.FAILED
+    assert big.completion.error is not None
+    assert big.completion.error.type == FailureKind.ANSWER_REFUSED
+    # Its terminal status goes with it: a running shown for it must not stay.
+    assert [r.topic for r in big.records] == [COMPLETED_TOPIC, JOB_STATUS_TOPIC]

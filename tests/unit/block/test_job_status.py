@@ -211,9 +211,13 @@ def test_ctx_progress_checks_what_it_is_told_and_keeps_the_last() -> None:
     ctx.progress(2, 4, "half")
     said = ctx.last_progress
     assert said is not None and (said.done, said.total, said.message) == (2, 4, "half")
-    for bad, error in (("2", TypeError), (True, TypeError), (-1, ValueError), (5, ValueError)):
+    bad_values = (("2", TypeError), (True, TypeError), (-1, ValueError), (5, ValueError),
+                  (float("inf"), ValueError), (float("nan"), ValueError))  # fmt: skip
+    for bad, error in bad_values:
         with pytest.raises(error):
             ctx.progress(bad, 4)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ctx.progress(1, "4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ctx.progress(1, float("inf"))
     assert ctx.last_progress == said  # nothing written by a bad call

@@ -29,6 +29,7 @@ from computeinfra.protocol import (
     ATTEMPTS_HEADER,
     CancelRequest,
     FailureKind,
+    Progress,
     Status,
     attempts_made,
 )
@@ -448,5 +449,37 @@ def test_only_the_job_that_fails_a_shared_call_fails_the_others_run_again_alone(
         assert isinstance(broken, Failure) and broken.type == FailureKind.WORKER_ERROR
         assert worker.calls[0] == ["a", "bad", "c"]  # shared at first, then each alone
         assert worker.calls[1:] == [["a"], ["bad"], ["c"]]
+    finally:
+        stop.set()
+
+
+class _TellingWorker(_SleepingWorker):
+    """Its running job tells a new progress each time it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def progress(self, key: str, timeout: float) -> Progress | None:
+        self.asked.append(key)
+        return Progress(done=len(self.asked), total=100, at=time.time())
+
+
+def test_a_job_running_alone_for_a_while_has_its_progress_passed_on_and_a_quick_one_not() -> None:
+    worker = _TellingWorker()
+    jobs = JobQueue(BatchPlanner())
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
+    jobs.put([_slot("quick", seconds=0.0, task="q"), _slot("long", seconds=1.6, task="long")])
+    lane.start()
+    try:
+        got = [events.get(timeout=TIMEOUT)]
+        while not (got[-1].slot is not None and got[-1].slot.key == "long" and got[-1].result):
+            got.append(events.get(timeout=TIMEOUT))
+        told = [e.progress.done for e in got if e.progress is not None and e.slot is not None]
+        assert len(told) >= 1 and told == sorted(told)
+        assert set(worker.asked) == {"long"}  # the quick job ended before anyone asked
+        assert all(e.slot is not None and e.slot.key == "long" for e in got if e.progress)
     finally:
         stop.set()

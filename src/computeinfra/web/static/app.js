@@ -2,6 +2,7 @@
 import { renderSubmit } from "/static/forms.js";
 import { renderJobs, renderJob } from "/static/jobs.js";
 import { renderMetrics } from "/static/metrics.js";
+import { renderDeadLetters } from "/static/dead.js";
 
 const MY_KEYS = "computeinfra.myKeys";
 const MAX_MY_KEYS = 300;
@@ -169,7 +170,7 @@ function route() {
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", link.dataset.nav === (name === "job" ? "jobs" : name));
   }
-  const pages = { submit: renderSubmit, jobs: renderJobs, metrics: renderMetrics,
+  const pages = { submit: renderSubmit, jobs: renderJobs, metrics: renderMetrics, dead: renderDeadLetters,
     job: (node) => renderJob(node, decodeURIComponent(arg)) };
   leave = (pages[name] || renderSubmit)(view) || null;
 }
