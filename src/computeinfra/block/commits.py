@@ -109,7 +109,11 @@ class Commits:
         slots = [self.answers[key] for key in plan.answers]
         try:
             records = [*extra, *(record for slot in slots for record in slot.records)]
-            alone = {i for i, (s, _) in enumerate(_owners(extra, slots)) if id(s) in self._suspects}
+            alone = (
+                {i for i, (s, _) in enumerate(_owners(extra, slots)) if id(s) in self._suspects}
+                if self._suspects
+                else set()
+            )
             outbox.commit(consumer, plan.offsets, records, alone)
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.

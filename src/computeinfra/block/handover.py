@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaException
 from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .backlog import JobQueue
-from .slots import FORWARDED_BY_HEADER, Slot, header_pairs
+from .slots import FORWARDED_BY_HEADER, Slot, header_pairs, record_ms
 from .transaction import OutboxRecord
 
 __all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "handovers"]
@@ -169,4 +169,6 @@ def handover_record(slot: Slot, partition: int, block: int, attempts: int = 0) -
         *([(ATTEMPTS_HEADER, str(attempts).encode())] if attempts else []),
     ]
     topic = message.topic() or ""
-    return OutboxRecord(topic, message.key(), message.value() or b"", headers, partition)
+    return OutboxRecord(
+        topic, message.key(), message.value() or b"", headers, partition, record_ms(message)
+    )

@@ -50,7 +50,7 @@ from .jobs import Assignment, Failure, Forward, Outcome
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
-__all__ = ["Slot", "SlotMaker", "header_pairs", "longest_left"]
+__all__ = ["Slot", "SlotMaker", "header_pairs", "longest_left", "record_ms"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 FORWARDED_BY_HEADER = "computeinfra.forwarded-by"
@@ -275,7 +275,10 @@ class SlotMaker:
         if not handed_over(headers):  # attempts count only on a record a block passed on
             headers = [h for h in headers if h[0] != ATTEMPTS_HEADER]
         headers.append((FORWARDED_BY_HEADER, f"block-{self._block}: {forward.reason}".encode()))
-        record = OutboxRecord(forward.topic, message.key(), message.value() or b"", headers)
+        record = OutboxRecord(
+            forward.topic, message.key(), message.value() or b"", headers,
+            timestamp_ms=record_ms(message),
+        )  # fmt: skip
         return _marked_inherited(record) if inherited else record
 
     def _dead_letter(self, message: Message) -> list[OutboxRecord]:
@@ -309,6 +312,12 @@ def _marked_inherited(record: OutboxRecord) -> OutboxRecord:
     if handed_over(record.headers):
         return record
     return replace(record, headers=[*record.headers, (HANDOVERS_HEADER, b"0")])
+
+
+def record_ms(message: Message) -> int:
+    """``message``'s time in ms, or 0 (none: a record passed on then gets its own)."""
+    _kind, ms = message.timestamp()
+    return ms if ms and ms > 0 else 0
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes]]:

@@ -81,6 +81,9 @@ class OutboxRecord:
     value: bytes
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
     partition: int | None = None  # None: by key, as Kafka's default partitioner places it
+    # The record's time (ms); 0: now. A request passed on keeps its own, which is its
+    # submission time when it names none (cancels name the submission they cancel).
+    timestamp_ms: int = 0
 
 
 class Outbox:
@@ -191,6 +194,7 @@ class Outbox:
                     record.key,
                     partition,
                     on_delivery=delivered,
+                    timestamp=record.timestamp_ms,
                     headers=list(record.headers),
                 )
                 return

@@ -64,6 +64,9 @@ class _Message:
     def headers(self) -> list[tuple[str, bytes]] | None:
         return self._headers
 
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_795_822_101_200)  # CreateTime, ms
+
 
 def _slot(
     key: str,
@@ -159,6 +162,7 @@ def test_a_handed_over_record_is_the_request_unchanged_with_its_count() -> None:
         b"{}",
     )
     assert ("trace", b"t-1") in record.headers
+    assert record.timestamp_ms == 1_795_822_101_200  # its own time: when it was submitted
     again = _slot("k", headers=list(record.headers))
     assert handovers(slot) == 0 and handovers(again) == 1
     assert attempts_made(record.headers) == 0  # a job that never started here
