@@ -2,7 +2,7 @@
 
 Submits a mix of jobs (quick ones, image compressions, 1 s ones, one of 60 s, tasks that
 raise, and poison: a 5 MB result and a result directory that names a file), cancels some
-(every 1 s job, and one quick job in fifty), SIGKILLs random workers and supervisors while
+(every 1 s job, and three quick jobs in a hundred), SIGKILLs random workers and supervisors while
 they run, restarts the broker once, then checks the promises:
 one terminal completion per key, each failure of the kind its job earned, complete result
 files, no temporary files, and analyzer counts equal to what was submitted. The stack must
@@ -92,7 +92,7 @@ def _submit(
 
 
 def _cancel_some(by_role: dict[str, JobHandle]) -> int:
-    """Cancel the 1 s jobs and one quick job in fifty, as they run or wait: each still gets
+    """Cancel the 1 s jobs and three quick jobs in a hundred, as they run or wait: each gets
     exactly one completion (``cancelled``, or what it earned if it ended first)."""
     chosen = [h for role, h in by_role.items() if role.isdigit() and int(role) % 50 in (1, 7)]
     return sum(handle.cancel("chaos").requested for handle in chosen)

@@ -10,15 +10,24 @@ and the header ``computeinfra.replayed-as``, so every reader can tell it was rep
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from pydantic import ValidationError
 
 from computeinfra.errors import KafkaError, RequestError, UnknownJob
 from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, make_producer, reader
-from computeinfra.protocol import DEAD_TOPIC, PENDING_TOPIC, decode_request, encode_request
+from computeinfra.protocol import (
+    DEAD_TOPIC,
+    PENDING_TOPIC,
+    JobRequest,
+    decode_request,
+    encode_request,
+    key_problem,
+)
 
 from .lookup import scan
 
@@ -42,12 +51,12 @@ class DeadLetter:
 
     @property
     def replayable(self) -> bool:
-        """Whether its request can be read (a keyless record, an unreadable request or one
-        too large to keep cannot be sent again)."""
+        """Whether it can be sent again: a keyless record, an unreadable request, one too
+        large to have been kept, or a key too long for its replay's cannot."""
         if not self.key:
             return False
         try:
-            decode_request(self.value)
+            _replayed(self, f"{self.key}.r{len(self.replays) + 1}")
         except RequestError:
             return False
         return True
@@ -81,20 +90,28 @@ def _letter(message: Message) -> DeadLetter:
     )
 
 
-def dead_letters(bootstrap: str, *, task: str | None = None) -> list[DeadLetter]:
-    """Every dead letter, oldest first (of ``task``, if given), with its replays."""
-    consumer = reader(bootstrap, client_id="computeinfra-dead-letters")
+def _ends(consumer: Consumer) -> dict[tuple[str, int], int]:
+    """The end of each ``deadJobs`` partition that holds records."""
+    ends: dict[tuple[str, int], int] = {}
     try:
-        ends: dict[tuple[str, int], int] = {}
-        for partition in (
-            consumer.list_topics(DEAD_TOPIC, METADATA_TIMEOUT_SECONDS).topics[DEAD_TOPIC].partitions
-        ):
+        topic = consumer.list_topics(DEAD_TOPIC, METADATA_TIMEOUT_SECONDS).topics[DEAD_TOPIC]
+        for partition in topic.partitions:
             tp = TopicPartition(DEAD_TOPIC, partition)
             low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
             if high > low:
                 ends[(DEAD_TOPIC, partition)] = high
-        letters: list[DeadLetter] = []
-        replays: dict[str, list[str]] = {}
+    except (KafkaException, KeyError) as exc:
+        raise KafkaError(f"cannot read {DEAD_TOPIC}: {exc}") from exc
+    return ends
+
+
+def dead_letters(bootstrap: str, *, task: str | None = None) -> list[DeadLetter]:
+    """Every dead letter, oldest first (of ``task``, if given), with its replays."""
+    consumer = reader(bootstrap, client_id="computeinfra-dead-letters")
+    letters: list[DeadLetter] = []
+    replays: dict[str, list[str]] = {}
+    try:
+        ends = _ends(consumer)
         for message in scan(consumer, dict.fromkeys(ends, OFFSET_BEGINNING), ends):
             noted, raw_key = _headers(message).get(REPLAYED_AS), message.key()
             if noted is not None and raw_key:
@@ -117,34 +134,43 @@ def replay(bootstrap: str, keys: Sequence[str]) -> dict[str, str]:
     unknown = [key for key in keys if key not in letters]
     if unknown:
         raise UnknownJob(unknown)
-    plans: dict[str, bytes] = {}
-    for key in dict.fromkeys(keys):
-        letter = letters[key]
-        try:
-            request = decode_request(letter.value)
-        except RequestError as exc:
-            raise RequestError(f"dead letter {key!r} cannot be replayed: {exc}") from None
-        again = request.model_copy(update={"replay_of": key, "submitted_at": time.time()})
-        plans[key] = encode_request(again)
-    new_keys = {key: f"{key}.r{len(letters[key].replays) + 1}" for key in plans}
+    new_keys = {key: f"{key}.r{len(letters[key].replays) + 1}" for key in dict.fromkeys(keys)}
+    plans = {key: _replayed(letters[key], new_keys[key]) for key in new_keys}
     _write(bootstrap, plans, new_keys)
     return new_keys
 
 
+def _replayed(letter: DeadLetter, new_key: str) -> bytes:
+    """The request of ``letter`` again, as ``new_key``'s, checked as any request is."""
+    key = letter.key or ""
+    try:
+        request = decode_request(letter.value)
+        again = JobRequest.model_validate(
+            {**request.model_dump(), "replay_of": key, "submitted_at": time.time()}
+        )
+    except RequestError as exc:
+        raise RequestError(f"dead letter {key!r} cannot be replayed: {exc}") from None
+    except ValidationError as exc:
+        raise RequestError(f"dead letter {key!r} cannot be replayed: {exc}") from None
+    if problem := key_problem(new_key.encode()):
+        raise RequestError(f"dead letter {key!r} cannot be replayed as {new_key!r}: {problem}")
+    return encode_request(again)
+
+
 def _write(bootstrap: str, plans: dict[str, bytes], new_keys: dict[str, str]) -> None:
-    failures: list[str] = []
-
-    def delivered(err: Any, msg: Message) -> None:
-        if err is not None:
-            failures.append(f"{msg.topic()}: {err.str()}")
-
-    producer = make_producer(bootstrap, client_id="computeinfra-replay")
-    for key, value in plans.items():
-        new = new_keys[key].encode()
-        producer.produce(PENDING_TOPIC, key=new, value=value, on_delivery=delivered)
-        producer.produce(DEAD_TOPIC, key=key.encode(), value=b"", headers=[(REPLAYED_AS, new)],
-                         on_delivery=delivered)  # fmt: skip
-    left = producer.flush(FLUSH_TIMEOUT_SECONDS)
-    if failures or left:
-        detail = "; ".join(failures) or f"{left} not acknowledged in {FLUSH_TIMEOUT_SECONDS} s"
-        raise KafkaError(f"could not write every replay: {detail}")
+    """The new requests and the notes on ``deadJobs``, in one transaction: both or neither
+    (a request without its note would be replayed again under the same key)."""
+    producer = make_producer(
+        bootstrap, client_id="computeinfra-replay",
+        **{"transactional.id": f"computeinfra-replay-{uuid.uuid4().hex}"},
+    )  # fmt: skip
+    try:
+        producer.init_transactions(FLUSH_TIMEOUT_SECONDS)
+        producer.begin_transaction()
+        for key, value in plans.items():
+            new = new_keys[key].encode()
+            producer.produce(PENDING_TOPIC, key=new, value=value)
+            producer.produce(DEAD_TOPIC, key=key.encode(), value=b"", headers=[(REPLAYED_AS, new)])
+        producer.commit_transaction(FLUSH_TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        raise KafkaError(f"could not write the replays (nothing was): {exc}") from exc
