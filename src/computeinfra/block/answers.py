@@ -149,14 +149,7 @@ def too_large(completion: Completion, size: int) -> Completion:
         "Kafka record may carry here; return a smaller result (COMPUTEINFRA_MAX_RESULT_BYTES) "
         "and write large outputs to files"
     )
-    return completion.model_copy(
-        update={
-            "status": Status.FAILED,
-            "result": None,
-            "outputs": [],
-            "error": ErrorInfo(type=FailureKind.RESULT_TOO_LARGE, message=message),
-        }
-    )
+    return _failed_instead(completion, FailureKind.RESULT_TOO_LARGE, message)
 
 
 def refused(completion: Completion, why: str) -> Completion:
@@ -166,14 +159,20 @@ def refused(completion: Completion, why: str) -> Completion:
         f"the job ended {completion.status}, but Kafka refused its answer ({why}); a "
         "topic's max.message.bytes may be lower than answers need (computeinfra doctor)"
     )
-    return completion.model_copy(
-        update={
-            "status": Status.FAILED,
-            "result": None,
-            "outputs": [],
-            "error": ErrorInfo(type=FailureKind.ANSWER_REFUSED, message=message),
-        }
-    )
+    return _failed_instead(completion, FailureKind.ANSWER_REFUSED, message)
+
+
+def _failed_instead(completion: Completion, kind: FailureKind, message: str) -> Completion:
+    """``completion`` made ``failed`` for a reason of the system's, without the result and
+    outputs that could not travel."""
+    error = ErrorInfo(type=kind, message=message)
+    update: dict[str, object] = {
+        "status": Status.FAILED,
+        "result": None,
+        "outputs": [],
+        "error": error,
+    }
+    return completion.model_copy(update=update)
 
 
 # What is kept of a record's value when the record is too large to copy as it is.
