@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from computeinfra.kafka.clients import (
     METADATA_TIMEOUT_SECONDS,
@@ -33,6 +41,11 @@ _log = logging.getLogger("computeinfra.follow")
 POLL_SECONDS = 0.2
 TOPIC_WAIT_SECONDS = 2.0
 STOP_JOIN_SECONDS = 5.0
+# A topic just created has partitions whose leader is not elected yet for a moment
+# (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): a start asked for now waits that out.
+ASSIGN_NOW_SECONDS = 15.0
+# librdkafka does not mark these retriable in a watermark query's error.
+_ELECTING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,7 @@ class TopicFollower:
         returns (and a missing topic raises here); otherwise the thread waits for them."""
         if assign_now:
             try:
-                self._assign_once()
+                self._assign_soon()
             except BaseException:
                 self._consumer.close()
                 raise
@@ -148,6 +161,21 @@ class TopicFollower:
                 _log.warning("waiting for topics %s: %s", ", ".join(self.topics), exc)
                 self._stop.wait(TOPIC_WAIT_SECONDS)
         return False
+
+    def _assign_soon(self) -> None:
+        """``_assign_once``, asked again while the broker answers with a retriable error."""
+        deadline = time.monotonic() + ASSIGN_NOW_SECONDS
+        while True:
+            try:
+                self._assign_once()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                settling = error.retriable() or error.code() in _ELECTING
+                if not settling or time.monotonic() > deadline:
+                    raise
+                _log.info("waiting for topics %s: %s", ", ".join(self.topics), exc)
+                time.sleep(0.2)  # the leader election takes a moment
 
     def _assign_once(self) -> None:
         self._ends = end_offsets(self._consumer, self.topics)
