@@ -2,11 +2,13 @@
 
 Submits a mix of jobs (quick ones, image compressions, 1 s ones, one of 60 s, tasks that
 raise, and poison: a 5 MB result and a result directory that names a file), cancels some
-(every 1 s job, and three quick jobs in a hundred), SIGKILLs random workers and supervisors while
-they run, restarts the broker once, then checks the promises:
-one terminal completion per key, each failure of the kind its job earned, complete result
-files, no temporary files, and analyzer counts equal to what was submitted. The stack must
-load ``tests/integration/sample_tasks.py`` (``COMPUTEINFRA_TASKS=sample_tasks``).
+(every other 1 s job, three quick jobs in a hundred, then one unfinished quick job at each
+kill), SIGKILLs random workers and supervisors while they run, restarts the broker once,
+then checks the promises: one terminal completion per key, each failure of the kind its job
+earned, no completion but ``cancelled`` written after a job's cancel was acknowledged,
+complete result files, no temporary files, and analyzer counts equal to what was
+submitted. The stack must load ``tests/integration/sample_tasks.py``
+(``COMPUTEINFRA_TASKS=sample_tasks``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from computeinfra import Client, JobHandle, Status
 from computeinfra.cluster.launcher import analyzer_snapshot, block_statuses
 from computeinfra.protocol import FailureKind
 from computeinfra.testing.stack import DevStack
-from tests.helpers import completions_for, wait_for
+from tests.helpers import completion_times, completions_for, wait_for
 
 TASKS = ("sleep", "image-compression")
 SETTLE_SECONDS = 600
@@ -51,6 +53,8 @@ class ChaosReport:
     statuses: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     cancels: int = 0  # cancels written (the others found their job completed)
+    # When each cancel written was acknowledged (time.time()), by key.
+    acknowledged: dict[str, float] = field(default_factory=dict)
 
 
 def _images(folder: Path, count: int) -> list[str]:
@@ -91,11 +95,33 @@ def _submit(
     return handles
 
 
-def _cancel_some(by_role: dict[str, JobHandle]) -> int:
-    """Cancel the 1 s jobs and three quick jobs in a hundred, as they run or wait: each gets
-    exactly one completion (``cancelled``, or what it earned if it ended first)."""
-    chosen = [h for role, h in by_role.items() if role.isdigit() and int(role) % 50 in (1, 7)]
-    return sum(handle.cancel("chaos").requested for handle in chosen)
+def _cancel(handles: list[JobHandle], report: ChaosReport) -> None:
+    """Cancel ``handles``: each gets exactly one completion (``cancelled``, or what it
+    earned if it ended first); one acknowledged gets no other completion after."""
+    for handle in handles:
+        if handle.cancel("chaos").requested:
+            report.acknowledged[handle.key] = time.time()
+    report.cancels = len(report.acknowledged)
+
+
+def _cancel_some(by_role: dict[str, JobHandle], report: ChaosReport) -> None:
+    """Every other 1 s job and three quick jobs in a hundred, as they run or wait."""
+    chosen = [
+        h for role, h in by_role.items() if role.isdigit() and int(role) % 200 in (101, 7, 57)
+    ]
+    _cancel(chosen, report)
+
+
+def _cancel_one(by_role: dict[str, JobHandle], rng: random.Random, report: ChaosReport) -> None:
+    """One quick job not finished yet: never the 60 s job or a 1 s job left to run (the
+    mix must still end as it earned), nor a poison one (those must earn their failure)."""
+    left = [
+        h
+        for role, h in by_role.items()
+        if role.isdigit() and role != "2" and int(role) % 100 != 1 and not h.done()
+    ]
+    if left:
+        _cancel([rng.choice(left)], report)
 
 
 def _kill_one(stack: DevStack, rng: random.Random) -> str | None:
@@ -125,7 +151,7 @@ def run_chaos(stack: DevStack, client: Client, jobs: int, kills: int, seed: int 
     start = time.monotonic()
     by_role = _submit(stack, client, jobs, images, rng)
     handles = list(by_role.values())
-    report.cancels = _cancel_some(by_role)
+    _cancel_some(by_role, report)
     events = sorted([(k + 1) / (kills + 2) for k in range(kills)] + [0.5])
     broker_at = events.index(0.5)
     deadline = start + SETTLE_SECONDS
@@ -143,12 +169,25 @@ def run_chaos(stack: DevStack, client: Client, jobs: int, kills: int, seed: int 
             killed = _kill_one(stack, rng)
             if killed:
                 report.kills.append(killed)
+            _cancel_one(by_role, rng, report)
     for handle in handles:
         handle.completion(max(deadline - time.monotonic(), 1))
     report.seconds = time.monotonic() - start
     _check(stack, handles, before, report)
     _check_poison(by_role, report)
+    _check_cancels(stack, report)
     return report
+
+
+def _check_cancels(stack: DevStack, report: ChaosReport) -> None:
+    """No completion but ``cancelled`` was written after a job's cancel was acknowledged
+    (a record's time is when its block wrote it, before its transaction committed)."""
+    found = completion_times(stack.settings.bootstrap_servers, report.acknowledged)
+    for key, completions in found.items():
+        for completion, written in completions:
+            late = written >= report.acknowledged[key]
+            if completion.status is not Status.CANCELLED and late:
+                report.problems.append(f"{key}: {completion.status} written after its cancel")
 
 
 def _check_poison(by_role: dict[str, JobHandle], report: ChaosReport) -> None:

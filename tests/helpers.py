@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from computeinfra.kafka.clients import partition_count, reader
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
@@ -39,6 +39,11 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, list]]:
     """Every record in ``topic`` up to its current end, as (key, value, headers)."""
+    return [(m.key(), m.value(), m.headers() or []) for m in read_messages(bootstrap, topic)]
+
+
+def read_messages(bootstrap: str, topic: str) -> list[Message]:
+    """Every record in ``topic`` up to its current end."""
     consumer = reader(bootstrap)
     try:
         n = partition_count(consumer, topic)
@@ -53,7 +58,7 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
         while ends and time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is not None and not message.error():
-                records.append((message.key(), message.value(), message.headers() or []))
+                records.append(message)
             # Transaction markers take offsets but are never delivered: compare positions.
             positions = consumer.position([TopicPartition(topic, p) for p in ends])
             ends = {
@@ -65,6 +70,19 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
         return records
     finally:
         consumer.close()
+
+
+def completion_times(
+    bootstrap: str, keys: Iterable[str]
+) -> dict[str, list[tuple[Completion, float]]]:
+    """All completions on record for ``keys``, each with its record's time (s)."""
+    wanted: dict[str, list[tuple[Completion, float]]] = {k: [] for k in keys}
+    for message in read_messages(bootstrap, COMPLETED_TOPIC):
+        key, value = message.key(), message.value()
+        text = key.decode(errors="backslashreplace") if key else None
+        if text in wanted and value is not None:
+            wanted[text].append((decode_completion(value), message.timestamp()[1] / 1000))
+    return wanted
 
 
 def completions_for(bootstrap: str, keys: Iterable[str]) -> dict[str, list[Completion]]:

@@ -20,6 +20,7 @@ from computeinfra.kafka.clients import make_producer
 from computeinfra.protocol import CANCEL_TOPIC, FailureKind, JobState, lane_topic
 from computeinfra.tasks.registry import load_registry
 from tests.helpers import Stack, completions_for, read_topic, run_cli, wait_for
+from tests.integration.sample_middleware import CANCEL_LATE_PREFIX
 from tests.integration.test_drain import _send
 from tests.integration.test_supervisor_rejoin import InProcessWorker
 
@@ -303,3 +304,24 @@ def test_a_cancel_of_an_earlier_submission_spares_a_job_resubmitted_under_its_ke
     never = client.submit("where", {"message": "any"}, "cancel/any", key=doomed)
     assert runs.completion(TIMEOUT).status is Status.SUCCEEDED
     assert never.completion(TIMEOUT).status is Status.CANCELLED
+
+
+def test_a_cancel_acknowledged_after_a_job_ended_but_before_its_answer_committed_wins(
+    stack: Stack, client: Client
+) -> None:
+    """The 202 promise: once a cancel is acknowledged, no completion but ``cancelled`` is
+    written for its job. The sample middleware writes the cancel (and waits for Kafka to
+    acknowledge it) as the transaction that would commit the job's answer begins: only that
+    transaction's own check can catch it, withdraw it, and have the job answered
+    ``cancelled``, the attempt it made counted. Before, the job's ``succeeded`` committed
+    after the cancel's acknowledgement."""
+    key = f"{CANCEL_LATE_PREFIX}{uuid.uuid4().hex[:8]}"
+    handle = client.submit("where", {"message": "late"}, "cancel/late", key=key)
+    completion = handle.completion(TIMEOUT)
+    assert (completion.status, completion.attempts) == (Status.CANCELLED, 1)
+    assert completion.error is not None and "late" in completion.error.message
+    assert completion.outputs == [] and completion.result is None
+    found = completions_for(stack.settings.bootstrap_servers, [key])
+    assert [c.status for c in found[key]] == [Status.CANCELLED]
+    assert sum(row.get("commits_withdrawn", 0) for row in _blocks(stack)) >= 1
+    assert not (stack.results / "cancel" / "late" / "where.txt").exists()  # it wrote, removed

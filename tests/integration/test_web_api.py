@@ -119,8 +119,8 @@ def test_events_stream_states_and_the_completion(stack: Stack, web: httpx.Client
         reader.start()
         wait_for(opened.is_set, TIMEOUT, "the stream to open")
         # Longer than COMPUTEINFRA_RUNNING_STATUS_AFTER_MS: a quicker job is never shown
-        # running, only pending, then its completion.
-        key = submit(web, "sleep", {"seconds": 1}, "web/sse")
+        # running, only pending, then its completion. Long enough to tell its progress.
+        key = submit(web, "sleep", {"seconds": 3}, "web/sse")
         wait_for(
             lambda: any(e == "completion" and d["key"] == key for e, d in list(seen)),
             TIMEOUT,
@@ -128,6 +128,8 @@ def test_events_stream_states_and_the_completion(stack: Stack, web: httpx.Client
         )
     states = [d["state"] for e, d in seen if d["key"] == key]
     assert states[-1] == "succeeded" and "running" in states
+    told = [d["progress"] for e, d in seen if d["key"] == key and d.get("progress")]
+    assert told and told[-1]["total"] == 3 and told[-1]["message"] == "sleeping", told
     completion = next(d for e, d in seen if e == "completion" and d["key"] == key)
     assert completion["completion"]["status"] == "succeeded"
 

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_ANSWER_RECORD_BYTES",
     "answer_records",
     "cancelled",
+    "cancelled_instead",
     "complete",
     "completion_record",
     "failed",
@@ -98,13 +99,12 @@ def cancelled(
     node: str | None = None,
 ) -> Completion:
     """A job cancelled (``attempts``: those it made, the one stopped included)."""
-    reason = f": {cancel.reason}" if cancel.reason else ""
     return Completion(
         key=assignment.key,
         task=assignment.task,
         status=Status.CANCELLED,
         result_dir=assignment.result_dir,
-        error=ErrorInfo(type=FailureKind.CANCELLED, message=f"cancelled on request{reason}"),
+        error=ErrorInfo(type=FailureKind.CANCELLED, message=_cancel_message(cancel)),
         attempts=attempts,
         submitted_at=assignment.submitted_at,
         started_at=started_at,
@@ -162,17 +162,30 @@ def refused(completion: Completion, why: str) -> Completion:
     return _failed_instead(completion, FailureKind.ANSWER_REFUSED, message)
 
 
-def _failed_instead(completion: Completion, kind: FailureKind, message: str) -> Completion:
-    """``completion`` made ``failed`` for a reason of the system's, without the result and
-    outputs that could not travel."""
+def _failed_instead(
+    completion: Completion, kind: FailureKind, message: str, status: Status = Status.FAILED
+) -> Completion:
+    """``completion`` made ``failed`` (or ``status``) for a reason of the system's, without
+    the result and outputs that could not travel."""
     error = ErrorInfo(type=kind, message=message)
     update: dict[str, object] = {
-        "status": Status.FAILED,
+        "status": status,
         "result": None,
         "outputs": [],
         "error": error,
     }
     return completion.model_copy(update=update)
+
+
+def cancelled_instead(completion: Completion, cancel: CancelRequest) -> Completion:
+    """``completion``'s job answered ``cancelled`` instead: its cancel was read before the
+    answer committed. The attempts it made still count."""
+    message = _cancel_message(cancel)
+    return _failed_instead(completion, FailureKind.CANCELLED, message, Status.CANCELLED)
+
+
+def _cancel_message(cancel: CancelRequest) -> str:
+    return f"cancelled on request: {cancel.reason}" if cancel.reason else "cancelled on request"
 
 
 # What is kept of a record's value when the record is too large to copy as it is.

@@ -16,21 +16,33 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
 from computeinfra.errors import PathError, RequestError
+from computeinfra.kafka.follow import TopicFollower
 from computeinfra.paths import resolve_result_dir
-from computeinfra.protocol import CancelRequest, decode_cancel, key_text
+from computeinfra.protocol import (
+    CancelRequest,
+    Completion,
+    Output,
+    Status,
+    decode_cancel,
+    key_text,
+)
 from computeinfra.tasks.context import discard_job_files, forget_dead_journals, journal_names
 
-from .jobs import Assignment, Outcome
+from .jobs import Assignment
 
 __all__ = ["Cancels", "discard_written"]
 
 _log = logging.getLogger("computeinfra.supervisor")
+# How long a commit waits for the block's reader to reach the end of cancelJobs; past it
+# the commit is withdrawn and tried again (``Cancels.settled``).
+SETTLE_SECONDS = 2.0
 
 
 class Cancels:
@@ -41,6 +53,7 @@ class Cancels:
         self._lock = threading.Lock()
         self._asked: dict[str, CancelRequest] = {}
         self._fresh: list[str] = []  # keys cancelled since ``fresh`` was last called
+        self.reader: TopicFollower | None = None  # the follower feeding ``on_record``
 
     def __len__(self) -> int:
         return len(self._asked)
@@ -54,6 +67,20 @@ class Cancels:
         earlier submission (a job resubmitted under a key after its cancel runs)."""
         cancel = self._asked.get(assignment.key)
         return cancel if cancel is not None and cancel.applies_to(assignment.submitted_at) else None
+
+    def missed(self, completion: Completion) -> CancelRequest | None:
+        """The cancel of a job answered ``completion`` (not committed yet), if the answer
+        is not already ``cancelled``: it must be, once its cancel has been read."""
+        if completion.status is Status.CANCELLED:
+            return None
+        cancel = self._asked.get(completion.key)
+        return cancel if cancel is not None and cancel.applies_to(completion.submitted_at) else None
+
+    def settled(self, timeout: float = SETTLE_SECONDS) -> bool:
+        """Whether every cancel on ``cancelJobs`` now has been read (the reader's
+        ``read_past``). Checked inside each transaction just before it commits: a cancel
+        acknowledged before then is never missed by an answer in it."""
+        return self.reader is None or self.reader.read_past(timeout)
 
     def fresh(self) -> list[str]:
         """The keys cancelled since the last call (for the jobs already in hand)."""
@@ -87,24 +114,23 @@ class Cancels:
 
 
 def discard_written(
-    settings: Settings, assignment: Assignment, outcome: Outcome | None, block: int
+    settings: Settings, key: str, result_dir: str, outputs: Sequence[Output], block: int
 ) -> int:
-    """Remove what a cancelled job wrote: its outcome's outputs if it ended, and what the
-    workers' journals list for it (a killed attempt's; ``tasks/context.py``). Never raises:
-    the job's answer must not wait on a file."""
+    """Remove what a cancelled job wrote: the ``outputs`` its attempt said it wrote, and
+    what the workers' journals list for it (a killed attempt's; ``tasks/context.py``).
+    Never raises: the job's answer must not wait on a file."""
     root = settings.results_root
     try:
-        folder = resolve_result_dir(root, assignment.result_dir)
+        folder = resolve_result_dir(root, result_dir)
         depth = len(folder.relative_to(root.resolve()).parts)
-        paths = [PurePosixPath(o.path) for o in outcome.outputs] if outcome is not None else []
+        paths = [PurePosixPath(o.path) for o in outputs]
         names = [PurePosixPath(*p.parts[depth:]).as_posix() for p in paths if len(p.parts) > depth]
         journals = sorted(settings.journal_dir.glob("worker-*.outputs"))
-        names += journal_names(journals, assignment.key)
-        removed = discard_job_files(folder, assignment.key, names)
+        names += journal_names(journals, key)
+        removed = discard_job_files(folder, key, names)
         forget_dead_journals(settings.journal_dir)  # the killed worker's, now read
     except (OSError, PathError) as exc:
-        _log.warning("block %s: cannot remove what %s wrote: %s", block, assignment.key, exc)
+        _log.warning("block %s: cannot remove what %s wrote: %s", block, key, exc)
         return 0
-    _log.info("block %s: %s cancelled; %d file(s) it wrote removed", block, assignment.key,
-              removed)  # fmt: skip
+    _log.info("block %s: %s cancelled; %d file(s) it wrote removed", block, key, removed)
     return removed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer
 
@@ -31,7 +31,7 @@ from .middleware.status import terminal_status
 from .orphans import Key
 from .positions import Positions
 from .slots import Slot
-from .transaction import Outbox, OutboxRecord, PartitionLost, RecordsRefused
+from .transaction import Outbox, OutboxRecord, PartitionLost, RecordsRefused, Withdrawn
 
 __all__ = ["MAX_ANSWERS_PER_TRANSACTION", "Commits"]
 
@@ -40,6 +40,9 @@ MAX_ANSWERS_PER_TRANSACTION = 1000
 FENCED_PAUSE_SECONDS = 0.2
 # Kafka refused even an answer made small: the topic takes none (misconfigured); wait.
 REFUSED_PAUSE_SECONDS = 5.0
+# A commit withdrawn by its check (a cancel just read, or cancelJobs not read to its end
+# yet): a short pause, so that a check failing at once does not spin transactions.
+WITHDRAWN_PAUSE_SECONDS = 0.05
 
 
 class Commits:
@@ -56,6 +59,7 @@ class Commits:
         self._suspects: set[int] = set()
         self._carry: list[OutboxRecord] = []  # the middleware's, from an aborted commit
         self.processed = 0
+        self.withdrawn = 0  # commits withdrawn by their check
 
     def add(self, key: Key, slot: Slot) -> None:
         slot.answered_at = time.monotonic()
@@ -91,10 +95,12 @@ class Commits:
         outbox: Outbox,
         consumer: Consumer,
         in_hand: Mapping[str, float | None],
+        check: Callable[[Sequence[Slot]], bool] | None = None,
     ) -> None:
         """Commit the answers in hand that fit, with their partitions' offsets, and what the
         middleware publishes with them (``in_hand``: the jobs still held, by key, with when
-        their attempt was sent to a worker; ``Middleware.commit_records``)."""
+        their attempt was sent to a worker; ``Middleware.commit_records``). ``check``, given
+        the answers, may withdraw the commit (``Outbox.commit``); they are kept."""
         plan = positions.plan()
         # Carried only for jobs still held: one let go since may have been answered by its
         # new owner, and a running after that would stay for good.
@@ -114,7 +120,13 @@ class Commits:
                 if self._suspects
                 else set()
             )
-            outbox.commit(consumer, plan.offsets, records, alone)
+            last = None if check is None else (lambda: check(slots))
+            outbox.commit(consumer, plan.offsets, records, alone, last)
+        except Withdrawn:  # kept, and committed in a next step (as changed meanwhile)
+            self._carry = extra
+            self.withdrawn += 1
+            self._after = time.monotonic() + WITHDRAWN_PAUSE_SECONDS
+            return
         except PartitionLost as lost:
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)

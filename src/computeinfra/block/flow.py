@@ -20,10 +20,10 @@ import time
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
-from computeinfra.protocol import CancelRequest
 
 from .answers import complete
 from .backlog import Backlog, JobQueue
+from .cancelling import Cancelling
 from .commits import Commits
 from .handover import Handover
 from .jobs import Failure, Outcome, judge
@@ -44,6 +44,8 @@ _log = logging.getLogger("computeinfra.supervisor")
 # could take more, so new records start soon; longer while jobs queue anyway.
 TICK_SECONDS = 0.005
 BUSY_TICK_SECONDS = 0.05
+# How long a draining block tries to commit what it answered before it stops.
+DRAIN_COMMIT_SECONDS = 5.0
 
 
 class Flow:
@@ -73,6 +75,7 @@ class Flow:
         self._commits = Commits(hooks, settings.commit_window, block)
         self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
+        self._cancelling = Cancelling(slots, jobs, self._retries, block)
         self._orphans = Orphans()
         self._backlog = Backlog(jobs, settings.consume_batch, workers)
         self.draining = False
@@ -81,6 +84,12 @@ class Flow:
     @property
     def processed(self) -> int:
         return self._commits.processed
+
+    @property
+    def withheld(self) -> tuple[int, int]:
+        """Commits withdrawn by the cancel check, and commits made without it (a broken
+        cancelJobs, ``cancelling.UNSETTLED_SECONDS``)."""
+        return self._commits.withdrawn, self._cancelling.unchecked
 
     @property
     def backing_off(self) -> bool:
@@ -101,7 +110,7 @@ class Flow:
         if records and take:
             self._take(records)
         self._collect(0.0 if records or not busy else self._tick())
-        self._cancel_in_hand()
+        self._cancelling.in_hand(self._pending, self._answered)
         for slot in self._retries.due():
             self._dispatch(slot)
         self._hand_over(member)
@@ -167,30 +176,6 @@ class Flow:
     def _queue(self, slots: list[Slot]) -> None:
         if slots:
             self._jobs.put(slots)
-
-    def _cancel_in_hand(self) -> None:
-        """Answer ``cancelled`` the jobs in hand that fresh cancels name and that wait for
-        a worker or a retry; mark those running, for their lanes to stop (``_on_result``
-        answers them)."""
-        cancels = self._slots.cancels
-        fresh = set(cancels.fresh())
-        if not fresh:
-            return
-
-        def asked(slot: Slot) -> CancelRequest | None:
-            if slot.key not in fresh or slot.released or slot.assignment is None:
-                return None
-            return cancels.of(slot.assignment)
-
-        def named(slot: Slot) -> bool:
-            return asked(slot) is not None
-
-        for slot in [*self._jobs.take_if(named), *self._retries.take_if(named)]:
-            self._slots.cancel(slot, asked(slot) or CancelRequest())
-            self._answered(slot)
-        for slot in self._pending.values():
-            if (cancel := asked(slot)) is not None:
-                slot.cancel = cancel
 
     def _hand_over(self, member: GroupMember) -> None:
         """Forward the jobs this block's held workers cannot start soon to another block
@@ -311,10 +296,13 @@ class Flow:
         member.pause_only(wanted | self._positions.crowded())
 
     def commit(self) -> None:
-        """Commit the answers in hand that fit (``commits.py``)."""
+        """Commit the answers in hand that fit (``commits.py``): a job whose cancel was
+        read since it was answered is answered ``cancelled`` first."""
         assert self._outbox is not None and self._member is not None
+        self._cancelling.answered(self._answers.values())
         in_hand = {slot.key: slot.started_at for slot in self._pending.values()}
-        self._commits.commit(self._positions, self._outbox, self._member.consumer, in_hand)
+        consumer, check = self._member.consumer, self._cancelling.check
+        self._commits.commit(self._positions, self._outbox, consumer, in_hand, check)
 
     def drain(self) -> None:
         """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest
@@ -339,7 +327,13 @@ class Flow:
             self._let_out(slot, sent=False)
         for slot in list(self._pending.values()):  # a lane may have put one back since
             self._let_out(slot, sent=slot.started_at is not None)
+        # Until all is committed: a commit may be withdrawn (a cancel just read) or leave
+        # answers for the next (a crowded offset map).
+        until = time.monotonic() + DRAIN_COMMIT_SECONDS
         self.commit()
+        while self._answers and time.monotonic() < until:
+            time.sleep(max(self._commits.wait(running=False) or 0.0, TICK_SECONDS))  # pacing
+            self.commit()
 
     def _let_out(self, slot: Slot, sent: bool) -> None:
         """A stopping block's job that will not end here (``sent``: its current attempt went

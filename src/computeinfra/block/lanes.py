@@ -179,9 +179,11 @@ class WorkerLane:
         behind it, if all in hand is quick."""
         if self._stop.is_set():
             return LONG_WAIT_SECONDS
-        if self._sent[0].cancel is not None and (wait := self._stop_cancelled()) is not None:
+        running = self._running_now()
+        if running is not None and running.cancel is not None:
+            wait = self._stop_cancelled(running)
             return min(wait, max(deadline - time.monotonic(), 0.0))
-        self._pass_progress_on()
+        self._pass_progress_on(running)
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
@@ -192,54 +194,58 @@ class WorkerLane:
             self._send(group)
         return TOP_UP_SECONDS
 
-    def _stop_cancelled(self) -> float | None:
-        """Stop a cancelled job running alone in its call: tell it (``ctx.cancelled``; the
+    def _running_now(self) -> Slot | None:
+        """The job the worker is on, when that is known (``AttemptQueue.running_now``)."""
+        running = self._queue.running_now()
+        if running is None:
+            return None
+        return next((s for s in self._sent if s.assignment is running), None)
+
+    def _stop_cancelled(self, slot: Slot) -> float:
+        """Stop ``slot``, a cancelled job the worker is on: tell it (``ctx.cancelled``; the
         jobs queued behind it go back to the block's queue meanwhile), and kill its worker
         if it is still on it after the grace period, whatever its code does. Returns how
-        long to wait before looking again, or ``None`` if the job shares a call with others
-        (it is quick, and ends soon)."""
-        running = self._queue.running_alone()
-        slot = self._sent[0]
-        if running is None or running is not slot.assignment:
-            return None
+        long to wait before looking again."""
+        assignment = slot.assignment
+        assert assignment is not None
         now = time.monotonic()
         if self._cancelled is not slot:
             self._cancelled, self._kill_at = slot, now + self._grace
             _log.info("block %s lane %s: stopping %s, cancelled", self._block, self.index,
-                      running.key)  # fmt: skip
-            if self._rescued is not slot:
+                      assignment.key)  # fmt: skip
+            if self._rescued is not self._sent[0]:
                 self._rescue()
-            self._ask_to_stop(running.key)
+            self._ask_to_stop(assignment.key)
         if now < self._kill_at:
             return min(self._kill_at - now, LONG_WAIT_SECONDS)
         # Asked again first: a job that stopped by itself may have let the worker begin the
         # next call, which a kill now would cost an attempt. (A job that had not begun when
         # first asked is told now.)
-        if self._killed is not slot and self._ask_to_stop(running.key):
+        if self._killed is not slot and self._ask_to_stop(assignment.key):
             self._killed = slot  # once: the kill takes a moment to land
             self.worker.kill()
         return LONG_WAIT_SECONDS if self._killed is not slot else 0.0
 
-    def _pass_progress_on(self) -> None:
-        """Every ``PROGRESS_SECONDS``, ask the job running alone for some time what it last
-        said of its progress, and hand it to the supervisor if it is new. Never in the job's
-        way: a worker that does not answer in time is asked again later."""
-        now, running = time.monotonic(), self._queue.running_alone()
-        head = self._queue.head_since()
+    def _pass_progress_on(self, running: Slot | None) -> None:
+        """Every ``PROGRESS_SECONDS``, ask the job the worker has been on for some time what
+        it last said of its progress, and hand it to the supervisor if it is new. Never in
+        the job's way: a worker that does not answer in time is asked again later."""
+        now, head = time.monotonic(), self._queue.head_since()
         if (
             running is None
+            or running.assignment is None
             or head is None
             or now < max(self._progress_at, head[0] + PROGRESS_SECONDS)
         ):
             return
         self._progress_at = now + PROGRESS_SECONDS
         try:
-            said = self.worker.progress(running.key, PROGRESS_SECONDS)
+            said = self.worker.progress(running.assignment.key, PROGRESS_SECONDS)
         except Exception:
             return
-        if said is not None and said != self._told and running is self._sent[0].assignment:
+        if said is not None and said != self._told:
             self._told = said
-            self._events.put(LaneEvent(self._sent[0], progress=said))
+            self._events.put(LaneEvent(running, progress=said))
 
     def _ask_to_stop(self, key: str) -> bool:
         """Tell the worker its job ``key`` is cancelled; whether it is on it (unanswered:

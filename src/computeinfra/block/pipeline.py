@@ -11,7 +11,8 @@ serves them all (see ``batching.py``). The accounting stays per job:
   started: they are sent again to the restarted worker, and nothing is counted for them;
 - when a call carrying several jobs is lost, which of them was running is unknown, so none
   is counted: each is sent again on its own, and a job that kills its worker is then caught
-  and counted by itself;
+  and counted by itself. Unless a take-back cut the call after the job the worker was on
+  (``take_back``): that one's attempt failed, and those before it are sent again;
 - a call's time limit runs from when it could have started: when the call ahead of it
   answered (or when it was sent, if the worker was idle).
 """
@@ -52,6 +53,9 @@ class _Call:
     handle: WorkerCall
     sent_at: float = field(default_factory=time.monotonic)
     results: deque[Result | NotRun] | None = None  # set once the call answered
+    # A take-back stopped it after its last job: the worker is on that one, the jobs
+    # before it ended (their outcomes come with the call's answer).
+    cut: bool = False
 
 
 class AttemptQueue:
@@ -82,15 +86,16 @@ class AttemptQueue:
             return None
         return max(head.sent_at, self._last_answer_at), len(head.assignments)
 
-    def running_alone(self) -> Assignment | None:
-        """The attempt the worker is on, if its call carries it alone (killing the worker
-        then stops that one job: the calls behind it are sent again, uncounted)."""
+    def running_now(self) -> Assignment | None:
+        """The attempt the worker is on, when it is known: its call carries it alone, or a
+        take-back cut its call after it. Killing the worker then costs that attempt alone:
+        the jobs that shared its call and the calls behind it are sent again, uncounted."""
         try:
             head = self._calls[0]
         except IndexError:
             return None
-        alone = head.results is None and len(head.assignments) == 1
-        return head.assignments[0] if alone else None
+        known = head.results is None and (len(head.assignments) == 1 or head.cut)
+        return head.assignments[-1] if known else None
 
     def next_not_run(self) -> bool:
         """Whether the next result is in, and says its attempt never ran."""
@@ -139,6 +144,8 @@ class AttemptQueue:
                 # ``collect`` waits for it, and comes back as NotRun, to be queued again.
                 continue
             taken.extend(call.assignments[runs:])
+            # Named by the worker as begun and not ended: it is on the last job it began.
+            call.cut = call.cut or (runs > 0 and call.handle.call_id in kept)
             call.assignments = call.assignments[:runs]
             if not runs:
                 self._calls.remove(call)
@@ -191,17 +198,25 @@ class AttemptQueue:
         self._last_answer_at = time.monotonic()
 
     def _lost(self, head: _Call, message: str, kind: FailureKind = FailureKind.WORKER_LOST) -> None:
-        """``head`` is lost with its worker; resend what never ran, or ran uncounted."""
+        """``head`` is lost with its worker; resend what never ran, or ran uncounted. The
+        attempt the worker was on, if known, failed; in a call of several, which one was
+        is not known, so none is counted."""
         self._on_worker_lost()
         behind = list(self._calls)[1:]
         self._calls.clear()
-        if len(head.assignments) == 1:
-            attempt = head.assignments[0].attempt
-            head.results = deque([Failure(kind, message.format(attempt=attempt))])
-            self._calls.append(head)
-        else:
-            behind = [_Call([a], head.handle) for a in head.assignments] + behind
+        known = len(head.assignments) == 1 or head.cut
+        ended = head.assignments[:-1] if known else head.assignments
+        for assignment in ended:  # each alone: one that kills its worker is then caught
+            self._resend(_Call([assignment], head.handle))
+        if known:  # its answer, after those sent again: results pair in send order
+            attempt = head.assignments[-1].attempt
+            lost = _Call(head.assignments[-1:], head.handle, head.sent_at)
+            lost.results = deque([Failure(kind, message.format(attempt=attempt))])
+            self._calls.append(lost)
         for call in behind:
-            call.handle = self._worker.submit(call.assignments)
-            call.sent_at = time.monotonic()
-            self._calls.append(call)
+            self._resend(call)
+
+    def _resend(self, call: _Call) -> None:
+        call.handle = self._worker.submit(call.assignments)
+        call.sent_at = time.monotonic()
+        self._calls.append(call)

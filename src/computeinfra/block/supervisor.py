@@ -101,7 +101,9 @@ class Supervisor:
             [CANCEL_TOPIC],
             self.cancels.on_record,
             client_id=f"{self.member_id}-cancels",
+            track_reads=True,  # each commit checks it read them all
         )
+        self.cancels.reader = self._cancel_reader
         slots = SlotMaker(settings, self.registry, self.hooks, block, node, self.cancels)
         self.handover = Handover(settings.handover_seconds, self._all_held, block)
         self.flow = Flow(
@@ -169,6 +171,9 @@ class Supervisor:
             "error": self.error,
             "hook_errors": self.hooks.errors,
             "cancels": len(self.cancels),  # cancels read from cancelJobs (and not withdrawn)
+            # Commits the cancel check withdrew, and made without it (cancelling.py).
+            "commits_withdrawn": self.flow.withheld[0],
+            "commits_unchecked": self.flow.withheld[1],
         }
 
     def _all_held(self, seconds: float) -> bool:

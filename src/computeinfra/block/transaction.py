@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError as RawKafkaError
 
 from computeinfra.kafka.clients import make_producer
 
-__all__ = ["Outbox", "OutboxRecord", "PartitionLost", "RecordsRefused"]
+__all__ = ["Outbox", "OutboxRecord", "PartitionLost", "RecordsRefused", "Withdrawn"]
 
 _log = logging.getLogger("computeinfra.outbox")
 TXN_TIMEOUT_SECONDS = 30.0
@@ -61,6 +61,11 @@ class _ProducerReplaced(Exception):
 
 class PartitionLost(Exception):
     """The answer was not committed because the partition belongs to someone else now."""
+
+
+class Withdrawn(Exception):
+    """The check made before committing said no: the transaction was aborted, nothing
+    committed (``Outbox.commit``'s ``check``)."""
 
 
 class RecordsRefused(Exception):
@@ -117,6 +122,7 @@ class Outbox:
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
         alone: Collection[int] = (),
+        check: Callable[[], bool] | None = None,
     ) -> None:
         """Publish ``records`` and commit ``offsets``, atomically; retry until done.
 
@@ -124,16 +130,18 @@ class Outbox:
         ``RecordsRefused`` if Kafka will never take some of the records as they are.
         ``alone``: the indexes of records sent in a request of their own, so that a refusal
         names only the record refused (a broker refuses a whole batch: every record in it).
+        ``check``, if given, is asked once the records are delivered, just before the
+        commit: ``False`` aborts the transaction and raises ``Withdrawn``.
         """
         attempt = 0
         while True:
             try:
-                self._transact(consumer, offsets, records, frozenset(alone))
+                self._transact(consumer, offsets, records, frozenset(alone), check)
                 self.transactions += 1
                 return
             except _ProducerReplaced:
                 continue
-            except RecordsRefused:
+            except (RecordsRefused, Withdrawn):
                 self._abort()
                 raise
             except KafkaException as exc:
@@ -157,6 +165,7 @@ class Outbox:
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
         alone: frozenset[int],
+        check: Callable[[], bool] | None,
     ) -> None:
         self._producer.begin_transaction()
         refused: dict[int, str] = {}
@@ -175,6 +184,8 @@ class Outbox:
             raise RecordsRefused(refused, alone)
         if offsets:  # none: only records (a job's ``running``), no answer yet
             self._send_offsets(list(offsets), consumer)
+        if check is not None and not check():
+            raise Withdrawn
         self._commit_transaction()
 
     def _produce(self, record: OutboxRecord, index: int, refused: dict[int, str]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -46,6 +47,7 @@ STOP_JOIN_SECONDS = 5.0
 ASSIGN_NOW_SECONDS = 15.0
 # librdkafka does not mark these retriable in a watermark query's error.
 _ELECTING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+Where = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class TopicFollower:
         client_id: str = "computeinfra-follower",
         between_polls: Callable[[], object] | None = None,
         poll_seconds: float = POLL_SECONDS,
+        track_reads: bool = False,
     ) -> None:
         self.topics = tuple(topics)
         self._handle = handle
@@ -121,12 +124,19 @@ class TopicFollower:
         self._between_polls = between_polls
         self._poll_seconds = poll_seconds
         self._consumer = reader(bootstrap, client_id=client_id)
+        self._bootstrap, self._client_id = bootstrap, client_id
+        self._asker: Consumer | None = None  # for ``read_past``, made on first use
         self._assigned = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=client_id, daemon=True)
         self.caught_up = threading.Event()
         self.at_end = threading.Event()
         self._ends: dict[tuple[str, int], int] = {}
+        # Where each partition has been read to, once its records' handlers have run
+        # (``read_past``); negative until a first record is read.
+        self._read: dict[Where, int] = {}
+        self._read_changed = threading.Condition()
+        self._track_reads = track_reads  # for ``read_past``: a position asked each poll
 
     def start(self, *, assign_now: bool = False) -> TopicFollower:
         """Start following. With ``assign_now`` the start offsets are fixed before this
@@ -147,6 +157,8 @@ class TopicFollower:
             self._thread.join(STOP_JOIN_SECONDS)
         if not self._thread.is_alive():
             self._consumer.close()
+        if self._asker is not None:
+            self._asker.close()
 
     def _assign(self) -> bool:
         while not self._stop.is_set():
@@ -179,7 +191,56 @@ class TopicFollower:
 
     def _assign_once(self) -> None:
         self._ends = end_offsets(self._consumer, self.topics)
-        self._consumer.assign(start_offsets(self._consumer, self.topics, self._start))
+        offsets = start_offsets(self._consumer, self.topics, self._start)
+        self._consumer.assign(offsets)
+        with self._read_changed:
+            self._read = {(tp.topic, tp.partition): -1 for tp in offsets}
+
+    def read_past(self, timeout: float) -> bool:
+        """Whether every record in the topics now (up to each partition's last stable
+        offset) has been handled, waiting up to ``timeout`` s for the thread to get there;
+        ``False`` if the broker cannot say. One ListOffsets request (about 0.1 ms here),
+        through a consumer of its own that never fetches: through the follower's, the
+        query waits behind its long-polling fetch (measured: 500 ms). Only for a follower
+        made with ``track_reads``."""
+        assert self._track_reads, "read_past needs a follower made with track_reads"
+        with self._read_changed:
+            wanted = list(self._read)
+        if not wanted:
+            return self.at_end.is_set()  # no topic yet: nothing to read
+        if self._asker is None:
+            self._asker = reader(self._bootstrap, client_id=f"{self._client_id}-ends")
+        deadline = time.monotonic() + timeout
+        try:
+            ends = self._offsets(wanted, OFFSET_END, timeout)
+            unread = [where for where, none in self._behind(ends).items() if none]
+            if unread:  # read nothing yet: maybe nothing is left to read (compacted away)
+                first = self._offsets(unread, OFFSET_BEGINNING, timeout)
+                ends = {w: e for w, e in ends.items() if first.get(w, -1) < e}
+        except KafkaException as exc:
+            _log.warning("where %s ends: %s", ", ".join(self.topics), exc)
+            return False
+        with self._read_changed:
+            return self._read_changed.wait_for(
+                lambda: not self._behind(ends), max(deadline - time.monotonic(), 0.0)
+            )
+
+    def _offsets(self, wanted: list[Where], spec: int, timeout: float) -> dict[Where, int]:
+        """Each partition's end (``spec`` ``OFFSET_END``) or start (``OFFSET_BEGINNING``)."""
+        assert self._asker is not None
+        asked = [TopicPartition(topic, partition, spec) for topic, partition in wanted]
+        found = self._asker.offsets_for_times(asked, timeout)
+        failed = [tp for tp in found if tp.error is not None]
+        if failed:
+            raise KafkaException(failed[0].error)
+        return {(tp.topic, tp.partition): tp.offset for tp in found}
+
+    def _behind(self, ends: dict[Where, int]) -> dict[Where, bool]:
+        """The partitions not read up to ``ends``, each with whether it read nothing yet."""
+        read = self._read
+        return {
+            k: read.get(k, -1) < 0 for k, end in ends.items() if end > 0 and read.get(k, -1) < end
+        }
 
     def _run(self) -> None:
         if not self._assigned and not self._assign():
@@ -203,6 +264,19 @@ class TopicFollower:
             _log.debug("following %s: %s", ", ".join(self.topics), message.error())
         if not self.at_end.is_set():  # after the record polled was handled
             self._look_for_end()
+        if self._track_reads:
+            self._note_read()
+
+    def _note_read(self) -> None:
+        """Note each partition's position, now that the records before it were handled."""
+        with self._read_changed:
+            wanted = [TopicPartition(t, p) for t, p in self._read]
+        if not wanted:
+            return
+        read = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(wanted)}
+        with self._read_changed:
+            self._read = read
+            self._read_changed.notify_all()
 
     def _look_for_end(self) -> None:
         """Set ``at_end`` once every partition's position is past the end it had at the

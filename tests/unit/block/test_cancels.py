@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+import computeinfra.block.cancelling as cancelling_module
+from computeinfra.block.backlog import JobQueue
+from computeinfra.block.batching import BatchPlanner
+from computeinfra.block.cancelling import Cancelling
 from computeinfra.block.cancels import Cancels
 from computeinfra.block.jobs import Assignment
 from computeinfra.block.middleware import MiddlewareChain
 from computeinfra.block.middleware.status import StatusPublisher
+from computeinfra.block.retries import Retries
 from computeinfra.block.slots import SlotMaker
 from computeinfra.config import Settings
 from computeinfra.protocol import (
@@ -14,7 +23,9 @@ from computeinfra.protocol import (
     CANCEL_TOPIC,
     HANDOVERS_HEADER,
     CancelRequest,
+    Completion,
     FailureKind,
+    Output,
     Status,
     decode_completion,
     encode_cancel,
@@ -128,3 +139,63 @@ def test_a_cancel_names_its_submission_not_a_later_one_under_the_same_key() -> N
     assert cancels.of(unstamped) is not None
     anyone = Assignment("any", "sleep", None, "d", submitted_at=1e12)  # type: ignore[arg-type]
     assert cancels.of(anyone) is not None
+
+
+def test_a_job_answered_but_not_committed_when_its_cancel_is_read_is_answered_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The cancel was acknowledged before the answer committed: the job's answer becomes
+    ``cancelled`` (its attempts kept) and what it wrote is removed."""
+    cancels = Cancels()
+    maker = SlotMaker(Settings(results_root=tmp_path), load_registry(()),
+                      MiddlewareChain([StatusPublisher(block=0, running_after=0.0)]), 0, None,
+                      cancels)  # fmt: skip
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "k1.txt").write_text("written by the job")
+    slot = maker.make(_Message())  # type: ignore[arg-type]
+    done = Completion(key="k1", task="sleep", status=Status.SUCCEEDED, result_dir="out",
+                      outputs=[Output(path="out/k1.txt", bytes=18)], result={"slept": 1},
+                      attempts=2, submitted_at=100.0)  # fmt: skip
+    maker.answer(slot, done)
+    assert not maker.cancel_answered(slot)  # no cancel read: it stands
+    cancels.add("k1", CancelRequest(submitted_at=50.0))  # names an earlier submission
+    assert not maker.cancel_answered(slot)
+    cancels.add("k1", CancelRequest(reason="late", submitted_at=100.0))
+    assert maker.cancel_answered(slot)
+    completion = decode_completion(slot.records[0].value)
+    assert (completion.status, completion.attempts, completion.outputs) == (
+        Status.CANCELLED, 2, [])  # fmt: skip
+    assert completion.error is not None and "late" in completion.error.message
+    assert not (tmp_path / "out" / "k1.txt").exists()
+    assert not maker.cancel_answered(slot)  # once
+
+
+class _Reader:
+    """A cancel reader that cannot tell it has read to the end (a broken topic)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def read_past(self, timeout: float) -> bool:
+        self.asked += 1
+        return False
+
+
+def test_a_commit_waits_while_the_cancels_may_be_unread_then_goes_on_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cancels = Cancels()
+    reader = _Reader()
+    cancels.reader = reader  # type: ignore[assignment]
+    maker = _maker(cancels)
+    cancelling = Cancelling(maker, JobQueue(BatchPlanner()), Retries(), 0)
+    statuses_only = maker.make(_Message())  # type: ignore[arg-type]
+    assert cancelling.check([statuses_only]) and reader.asked == 0  # no answer: no look
+    slot = maker.make(_Message())  # type: ignore[arg-type]
+    maker.answer(slot, Completion(key="k1", task="sleep", status=Status.SUCCEEDED,
+                                  result_dir="out", attempts=1))  # fmt: skip
+    assert not cancelling.check([slot]) and cancelling.unchecked == 0
+    monkeypatch.setattr(cancelling_module, "UNSETTLED_SECONDS", 0.0)
+    assert cancelling.check([slot]) and cancelling.unchecked == 1  # a broken topic: goes on
+    cancels.add("k1", CancelRequest())
+    assert not cancelling.check([slot])  # a cancel read names it: never committed so

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, Commits
+from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, WITHDRAWN_PAUSE_SECONDS, Commits
 from computeinfra.block.middleware import Middleware, MiddlewareChain
 from computeinfra.block.positions import CommitPlan
 from computeinfra.block.slots import Slot
-from computeinfra.block.transaction import OutboxRecord, RecordsRefused
+from computeinfra.block.transaction import OutboxRecord, RecordsRefused, Withdrawn
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     JOB_STATUS_TOPIC,
@@ -141,8 +141,12 @@ class _Broker:
     def __init__(self) -> None:
         self.tries: list[frozenset[int]] = []
 
-    def commit(self, consumer: Any, offsets: Any, records: list[OutboxRecord], alone: Any) -> None:
+    def commit(
+        self, consumer: Any, offsets: Any, records: list[OutboxRecord], alone: Any, check: Any
+    ) -> None:
         self.tries.append(frozenset(alone))
+        if check is not None and not check():
+            raise Withdrawn
         big = [i for i, r in enumerate(records) if b"BIG" in r.value]
         if not big:
             return
@@ -178,3 +182,24 @@ def test_a_refused_batch_is_sent_again_record_by_record_and_only_the_guilty_answ
     assert big.completion.error.type == FailureKind.ANSWER_REFUSED
     # Its terminal status goes with it: a running shown for it must not stay.
     assert [r.topic for r in big.records] == [COMPLETED_TOPIC, JOB_STATUS_TOPIC]
+
+
+def test_a_commit_its_check_withdraws_keeps_its_answers_for_the_next_one() -> None:
+    commits, broker = _commits(), _Broker()
+    slot = _answer("k", "fine")
+    commits.add((WHERE, 1), slot)
+    positions = _Positions([(WHERE, 1)])
+    asked: list[list[str]] = []
+
+    def check(slots: Any) -> bool:
+        asked.append([s.key for s in slots])
+        return len(asked) > 1  # no the first time (a cancel unread), yes then
+
+    commits.commit(positions, broker, None, {}, check)  # type: ignore[arg-type]
+    assert positions.commits == 0 and (WHERE, 1) in commits.answers
+    wait = commits.wait(running=False)
+    assert wait is not None and wait <= WITHDRAWN_PAUSE_SECONDS  # tried again soon
+    assert commits.withdrawn == 1
+    commits.commit(positions, broker, None, {}, check)  # type: ignore[arg-type]
+    assert positions.commits == 1 and not commits.answers
+    assert asked == [["k"], ["k"]]

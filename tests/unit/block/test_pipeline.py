@@ -364,3 +364,47 @@ def test_a_head_call_not_begun_comes_back_as_not_run_and_the_queue_stays_whole()
     head = queue.collect()
     assert (head.assignment.key, head.result, len(queue)) == ("a", NotRun(), 0)
     assert worker.ran == []
+
+
+def test_once_a_call_is_cut_after_a_long_job_that_job_is_known_and_a_kill_costs_it_alone() -> None:
+    """A job of a quick task turns out long in a shared call: after the take-back the
+    worker is known to be on it, so a cancel or its progress can reach it. Killed, it alone
+    fails; the job that ended before it in the call is sent again, uncounted."""
+    worker = SerialWorker(hang_on={"b"})
+    lost: list[int] = []
+    queue = AttemptQueue(worker, on_worker_lost=lambda: lost.append(1))
+    queue.send([_assignment(k) for k in ("a", "b", "c")])
+    worker.step()  # a ran; b has begun and hangs
+    assert queue.running_now() is None  # one of three: which is not known yet
+    assert [a.key for a in queue.take_back()] == ["c"]
+    running = queue.running_now()
+    assert running is not None and running.key == "b"
+    worker.kill()
+
+    def restarted() -> None:  # the new worker runs what is sent again, once it comes
+        deadline = time.monotonic() + 5
+        while not worker.queue and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the resend, with a deadline
+        worker.step()
+
+    thread = threading.Thread(target=restarted)
+    thread.start()
+    first = queue.collect()
+    thread.join()
+    assert (first.assignment.key, type(first.result)) == ("a", Outcome)
+    second = queue.collect()
+    assert second.assignment.key == "b" and isinstance(second.result, Failure)
+    assert second.result.type == FailureKind.WORKER_LOST
+    assert len(queue) == 0 and lost == [1] and worker.ran == ["a", "a"]
+
+
+def test_a_long_job_last_in_its_call_is_known_once_the_worker_says_where_it_is() -> None:
+    """Nothing is left to take back behind it, but the worker's answer still says it is on
+    that job: a cancel or its progress can reach it (review finding)."""
+    worker = SerialWorker(hang_on={"c"})
+    queue = AttemptQueue(worker)
+    queue.send([_assignment(k) for k in ("a", "b", "c")])
+    worker.step()  # a and b ran; c has begun and hangs
+    assert queue.take_back() == []
+    running = queue.running_now()
+    assert running is not None and running.key == "c"
