@@ -2,7 +2,7 @@
 
 A job waiting for a worker or for its next attempt is taken off the queue or the retry
 heap and answered ``cancelled``; one running is marked, for its lane to stop
-(``lanes.py``), and answered ``cancelled`` however its attempt ends (``Flow._on_result``);
+(``lanes.py``), and answered ``cancelled`` however its attempt ends (``ran``);
 one answered but not committed is answered ``cancelled`` instead before the next commit.
 And every transaction checks, just before it commits, that the block has read every cancel
 on the topic and that none names a job it answers otherwise: once a cancel is
@@ -15,10 +15,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from computeinfra.config import Settings
 from computeinfra.protocol import CANCEL_TOPIC, CancelRequest, Status
 
+from .answers import cancelled, cancelled_instead
 from .backlog import JobQueue
-from .cancels import SETTLE_SECONDS
+from .cancels import SETTLE_SECONDS, discard_written
+from .jobs import Failure, Outcome
 from .orphans import Key
 from .retries import Retries
 from .slots import Slot, SlotMaker
@@ -34,8 +37,16 @@ GAVE_UP_LOOK_SECONDS = 0.1
 
 
 class Cancelling:
-    def __init__(self, slots: SlotMaker, jobs: JobQueue, retries: Retries, block: int) -> None:
-        self._block = block
+    def __init__(
+        self,
+        settings: Settings,
+        slots: SlotMaker,
+        jobs: JobQueue,
+        retries: Retries,
+        block: int,
+        node: str | None,
+    ) -> None:
+        self._settings, self._block, self._node = settings, block, node
         self._slots = slots
         self._cancels = slots.cancels
         self._jobs = jobs
@@ -66,11 +77,38 @@ class Cancelling:
             if (cancel := asked(slot)) is not None:
                 slot.cancel = cancel
 
+    def ran(self, slot: Slot, result: Outcome | Failure) -> None:
+        """Answer ``cancelled`` a job whose cancel came while it ran (its lane killed its
+        worker, or it ended first): what it wrote is removed, its attempt counted."""
+        assignment, asked = slot.assignment, slot.cancel
+        assert assignment is not None and asked is not None
+        outcome = result if isinstance(result, Outcome) else result.outcome
+        outputs = outcome.outputs if outcome is not None else ()
+        discard_written(self._settings, assignment.key, assignment.result_dir, outputs,
+                        self._block)  # fmt: skip
+        started = outcome.started_at if outcome is not None else slot.started_at
+        completion = cancelled(assignment, asked, attempts=assignment.attempt,
+                               started_at=started, block=self._block, node=self._node)  # fmt: skip
+        self._slots.answer(slot, completion)
+
     def answered(self, slots: Iterable[Slot]) -> None:
         """Before a commit: answer ``cancelled`` instead the jobs answered otherwise whose
-        cancel has been read since (``SlotMaker.cancel_answered``)."""
+        cancel has been read since (``answered_instead``)."""
         for slot in slots:
-            self._slots.cancel_answered(slot)
+            self.answered_instead(slot)
+
+    def answered_instead(self, slot: Slot) -> bool:
+        """Answer ``cancelled`` instead a job answered but not committed whose cancel was
+        read since: the cancel was acknowledged before the answer could commit. What it
+        wrote is removed. Whether it was."""
+        completion = slot.completion
+        if completion is None or (asked := self._cancels.missed(completion)) is None:
+            return False
+        if completion.attempts and completion.result_dir is not None:  # it ran: it wrote
+            discard_written(self._settings, completion.key, completion.result_dir,
+                            completion.outputs, self._block)  # fmt: skip
+        self._slots.answer(slot, cancelled_instead(completion, asked))
+        return True
 
     def check(self, slots: Sequence[Slot]) -> bool:
         """Asked in each transaction just before it commits: every cancel on the topic has

@@ -75,7 +75,7 @@ class Flow:
         self._commits = Commits(hooks, settings.commit_window, block)
         self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
-        self._cancelling = Cancelling(slots, jobs, self._retries, block)
+        self._cancelling = Cancelling(settings, slots, jobs, self._retries, block, node)
         self._orphans = Orphans()
         self._backlog = Backlog(jobs, settings.consume_batch, workers)
         self.draining = False
@@ -216,7 +216,7 @@ class Flow:
         assert assignment is not None
         try:
             if slot.cancel is not None:  # however the attempt ended: it was cancelled
-                self._slots.cancel_ran(slot, result)
+                self._cancelling.ran(slot, result)
                 self._answered(slot)
                 return
             judged = judge(result)

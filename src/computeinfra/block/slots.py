@@ -39,15 +39,14 @@ from .answers import (
     MAX_ANSWER_RECORD_BYTES,
     answer_records,
     cancelled,
-    cancelled_instead,
     failed,
     record_size,
     reject,
     stripped,
     too_large,
 )
-from .cancels import Cancels, discard_written
-from .jobs import Assignment, Failure, Forward, Outcome
+from .cancels import Cancels
+from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
 from .transaction import OutboxRecord
 
@@ -176,33 +175,6 @@ class SlotMaker:
         attempts = assignment.attempt - 1
         self.answer(slot, cancelled(assignment, asked, attempts=attempts,
                                     block=self._block, node=self._node))  # fmt: skip
-
-    def cancel_ran(self, slot: Slot, result: Outcome | Failure) -> None:
-        """Answer ``cancelled`` a job whose cancel came while it ran (its lane killed its
-        worker, or it ended first): what it wrote is removed, its attempt counted."""
-        assignment, asked = slot.assignment, slot.cancel
-        assert assignment is not None and asked is not None
-        outcome = result if isinstance(result, Outcome) else result.outcome
-        outputs = outcome.outputs if outcome is not None else ()
-        discard_written(self._settings, assignment.key, assignment.result_dir, outputs,
-                        self._block)  # fmt: skip
-        started = outcome.started_at if outcome is not None else slot.started_at
-        completion = cancelled(assignment, asked, attempts=assignment.attempt,
-                               started_at=started, block=self._block, node=self._node)  # fmt: skip
-        self.answer(slot, completion)
-
-    def cancel_answered(self, slot: Slot) -> bool:
-        """Answer ``cancelled`` instead a job answered but not committed whose cancel was
-        read since: the cancel was acknowledged before the answer could commit. What it
-        wrote is removed. Whether it was."""
-        completion = slot.completion
-        if completion is None or (asked := self.cancels.missed(completion)) is None:
-            return False
-        if completion.attempts and completion.result_dir is not None:  # it ran: it wrote
-            discard_written(self._settings, completion.key, completion.result_dir,
-                            completion.outputs, self._block)  # fmt: skip
-        self.answer(slot, cancelled_instead(completion, asked))
-        return True
 
     def take_up(self, orphan: Slot, message: Message, read_before: bool) -> Slot:
         """``orphan``, a job this block let go, for its record read again: if another owner

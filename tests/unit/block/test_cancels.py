@@ -147,9 +147,11 @@ def test_a_job_answered_but_not_committed_when_its_cancel_is_read_is_answered_ca
     """The cancel was acknowledged before the answer committed: the job's answer becomes
     ``cancelled`` (its attempts kept) and what it wrote is removed."""
     cancels = Cancels()
-    maker = SlotMaker(Settings(results_root=tmp_path), load_registry(()),
+    settings = Settings(results_root=tmp_path)
+    maker = SlotMaker(settings, load_registry(()),
                       MiddlewareChain([StatusPublisher(block=0, running_after=0.0)]), 0, None,
                       cancels)  # fmt: skip
+    cancelling = Cancelling(settings, maker, JobQueue(BatchPlanner()), Retries(), 0, None)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "k1.txt").write_text("written by the job")
     slot = maker.make(_Message())  # type: ignore[arg-type]
@@ -157,17 +159,17 @@ def test_a_job_answered_but_not_committed_when_its_cancel_is_read_is_answered_ca
                       outputs=[Output(path="out/k1.txt", bytes=18)], result={"slept": 1},
                       attempts=2, submitted_at=100.0)  # fmt: skip
     maker.answer(slot, done)
-    assert not maker.cancel_answered(slot)  # no cancel read: it stands
+    assert not cancelling.answered_instead(slot)  # no cancel read: it stands
     cancels.add("k1", CancelRequest(submitted_at=50.0))  # names an earlier submission
-    assert not maker.cancel_answered(slot)
+    assert not cancelling.answered_instead(slot)
     cancels.add("k1", CancelRequest(reason="late", submitted_at=100.0))
-    assert maker.cancel_answered(slot)
+    assert cancelling.answered_instead(slot)
     completion = decode_completion(slot.records[0].value)
     assert (completion.status, completion.attempts, completion.outputs) == (
         Status.CANCELLED, 2, [])  # fmt: skip
     assert completion.error is not None and "late" in completion.error.message
     assert not (tmp_path / "out" / "k1.txt").exists()
-    assert not maker.cancel_answered(slot)  # once
+    assert not cancelling.answered_instead(slot)  # once
 
 
 class _Reader:
@@ -188,7 +190,7 @@ def test_a_commit_waits_while_the_cancels_may_be_unread_then_goes_on_and_says_so
     reader = _Reader()
     cancels.reader = reader  # type: ignore[assignment]
     maker = _maker(cancels)
-    cancelling = Cancelling(maker, JobQueue(BatchPlanner()), Retries(), 0)
+    cancelling = Cancelling(Settings(), maker, JobQueue(BatchPlanner()), Retries(), 0, None)
     statuses_only = maker.make(_Message())  # type: ignore[arg-type]
     assert cancelling.check([statuses_only]) and reader.asked == 0  # no answer: no look
     slot = maker.make(_Message())  # type: ignore[arg-type]
