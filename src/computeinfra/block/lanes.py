@@ -74,7 +74,7 @@ class WorkerLane:
         self._stop = stop
         self._depth = depth
         self.link = WorkerLink(worker, block, stop)
-        self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost)
+        self._queue = AttemptQueue(worker, on_worker_lost=self._worker_lost, kill=self._kill)
         self._sent: deque[Slot] = deque()
         self._rescued: Slot | None = None  # the long job whose followers were taken back
         self._grace = grace  # how long a cancelled job may take to stop by itself
@@ -133,10 +133,10 @@ class WorkerLane:
         and is answered once).
         """
         sent, self._sent = list(self._sent), deque()
-        self._queue = AttemptQueue(self.worker, on_worker_lost=self._worker_lost)
+        self._queue = AttemptQueue(self.worker, on_worker_lost=self._worker_lost, kill=self._kill)
         self._rescued = None
         if sent:
-            self.worker.kill()
+            self._kill()
             self._worker_lost()
             self._jobs.put_front(sent[1:])
             failure = Failure(FailureKind.INTERNAL,
@@ -223,7 +223,7 @@ class WorkerLane:
         # first asked is told now.)
         if self._killed is not slot and self._ask_to_stop(assignment.key):
             self._killed = slot  # once: the kill takes a moment to land
-            self.worker.kill()
+            self._kill()
         return LONG_WAIT_SECONDS if self._killed is not slot else 0.0
 
     def _pass_progress_on(self, running: Slot | None) -> None:
@@ -280,6 +280,12 @@ class WorkerLane:
         since, jobs = running
         expected = (self._jobs.expected(self._sent[0].task) or 0.0) * jobs
         return time.monotonic() - since > 2 * expected + PIPELINE_SECONDS
+
+    def _kill(self) -> None:
+        """Kill the worker process, noting first which process that is: nothing is sent
+        until another answers (``WorkerLink.wait_for_new``)."""
+        self.link.losing()
+        self.worker.kill()
 
     def _worker_lost(self) -> None:
         """Nothing is sent until a new worker process answers; the supervisor is told."""

@@ -62,9 +62,14 @@ class AttemptQueue:
     """The calls a supervisor has sent to its worker and not yet collected."""
 
     def __init__(
-        self, worker: WorkerPort, *, on_worker_lost: Callable[[], None] | None = None
+        self,
+        worker: WorkerPort,
+        *,
+        on_worker_lost: Callable[[], None] | None = None,
+        kill: Callable[[], None] | None = None,
     ) -> None:
         self._worker = worker
+        self._kill = kill or worker.kill  # a lane notes first which process it kills
         self._calls: deque[_Call] = deque()
         self._on_worker_lost = on_worker_lost or (lambda: None)
         self._last_answer_at = time.monotonic()
@@ -178,7 +183,7 @@ class AttemptQueue:
         except WorkerLost as lost:
             self._lost(head, f"the worker process died during attempt {{attempt}}: {lost}")
         except TimeoutError:
-            self._worker.kill()
+            self._kill()
             self._lost(
                 head,
                 f"attempt {{attempt}} ran past its time limit of {limit:g} s; "

@@ -22,6 +22,7 @@ WORKER_BACK_TIMEOUT_SECONDS = 120.0
 WORKER_ASK_TIMEOUT_SECONDS = 5.0
 WORKER_POLL_SECONDS = 0.05
 FIRST_ANSWER_TIMEOUT_SECONDS = 60.0
+LOSING_ASK_TIMEOUT_SECONDS = 1.0
 
 
 class WorkerLink:
@@ -50,6 +51,15 @@ class WorkerLink:
 
     def send_to_current(self) -> None:
         self._sending_to = self.pid
+
+    def losing(self) -> None:
+        """The process about to be killed is the one a new process must differ from.
+        Asked now, not taken from what was last confirmed: Ray may have restarted the
+        worker since without a word (its process killed while idle), and a new-looking
+        pid that is still the one being killed would take the next job down with it."""
+        pid = self.pid_now(LOSING_ASK_TIMEOUT_SECONDS)
+        if pid is not None:
+            self._sending_to = pid
 
     def wait_for_new(self) -> None:
         """Block until a worker process other than the lost one answers (or a stop)."""

@@ -25,6 +25,7 @@ from computeinfra.block.jobs import Assignment, Failure, Outcome, WorkerLost
 from computeinfra.block.lanes import LaneEvent, WorkerLane
 from computeinfra.block.pipeline import AttemptQueue
 from computeinfra.block.slots import Slot
+from computeinfra.block.worker_link import WorkerLink
 from computeinfra.protocol import (
     ATTEMPTS_HEADER,
     CancelRequest,
@@ -487,3 +488,35 @@ def test_a_job_running_alone_for_a_while_has_its_progress_passed_on_and_a_quick_
         assert all(e.slot is not None and e.slot.key == "long" for e in got if e.progress)
     finally:
         stop.set()
+
+
+class _RestartedWorker:
+    """A worker Ray restarted once without a word (its pid moved on from 1 to 2); a kill
+    lands only a moment later, then a third process answers."""
+
+    def __init__(self) -> None:
+        self.pid, self._killed_at = 2, None
+
+    def describe(self, timeout: float) -> dict[str, Any]:
+        if self._killed_at is not None and time.monotonic() > self._killed_at + 0.2:
+            self.pid = 3
+        return {"pid": self.pid}
+
+    def kill(self) -> None:
+        self._killed_at = time.monotonic()
+
+
+def test_after_a_kill_nothing_is_sent_until_another_process_than_the_one_killed_answers() -> None:
+    """In CI, a job sent right after a time-limit kill went to the process being killed
+    (the lane still took the process before a silent restart for the lost one) and was
+    counted failed: WorkerLost, "the actor was restarted"."""
+    worker = _RestartedWorker()
+    link = WorkerLink(worker, 0, threading.Event())  # type: ignore[arg-type]
+    worker.pid = 1
+    link.refresh(1.0)
+    link.send_to_current()
+    worker.pid = 2  # restarted while idle; the lane did not notice
+    link.losing()
+    worker.kill()
+    link.wait_for_new()
+    assert link.pid == 3
