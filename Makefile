@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install kafka-jars system-packages bench-packages run test test-unit lint schemas bench clean
+.PHONY: help install kafka-jars system-packages bench-packages run test test-unit lint schemas bench profile clean
 
 # Debian packages the tests use: kcat proves a non-Python client can speak the wire format,
 # chromium runs the browser test (Playwright cannot download its own browser here).
@@ -20,6 +20,7 @@ help:
 	@echo "make test    run the whole test suite against a real broker and real Ray"
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   run the benchmarks in bench/"
+	@echo "make profile CPU per process kind and flame graphs of a job's path (bench/profile.py)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +71,10 @@ schemas: install
 # BENCH_ARGS=--quick for a smoke run; the README's table is rewritten either way.
 bench: kafka-jars bench-packages
 	$(BIN)/python bench/run.py --readme $(BENCH_ARGS)
+
+# Where a job's time goes: CPU seconds per process kind, and flame graphs (issue #15).
+profile: kafka-jars
+	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results
