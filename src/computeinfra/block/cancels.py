@@ -65,16 +65,18 @@ class Cancels:
     def of(self, assignment: Assignment) -> CancelRequest | None:
         """The cancel of ``assignment``'s job: one read for its key that does not name an
         earlier submission (a job resubmitted under a key after its cancel runs)."""
-        cancel = self._asked.get(assignment.key)
-        return cancel if cancel is not None and cancel.applies_to(assignment.submitted_at) else None
+        return self._applying(assignment.key, assignment.submitted_at)
 
     def missed(self, completion: Completion) -> CancelRequest | None:
         """The cancel of a job answered ``completion`` (not committed yet), if the answer
         is not already ``cancelled``: it must be, once its cancel has been read."""
         if completion.status is Status.CANCELLED:
             return None
-        cancel = self._asked.get(completion.key)
-        return cancel if cancel is not None and cancel.applies_to(completion.submitted_at) else None
+        return self._applying(completion.key, completion.submitted_at)
+
+    def _applying(self, key: str, submitted_at: float | None) -> CancelRequest | None:
+        cancel = self._asked.get(key)
+        return cancel if cancel is not None and cancel.applies_to(submitted_at) else None
 
     def settled(self, timeout: float = SETTLE_SECONDS) -> bool:
         """Whether every cancel on ``cancelJobs`` now has been read (the reader's

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message
 from pydantic import ValidationError
 
 from computeinfra.errors import KafkaError, RequestError, UnknownJob
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, make_producer, reader
+from computeinfra.kafka.clients import make_producer, reader
+from computeinfra.kafka.follow import end_offsets
 from computeinfra.protocol import (
     DEAD_TOPIC,
     PENDING_TOPIC,
@@ -92,17 +93,10 @@ def _letter(message: Message) -> DeadLetter:
 
 def _ends(consumer: Consumer) -> dict[tuple[str, int], int]:
     """The end of each ``deadJobs`` partition that holds records."""
-    ends: dict[tuple[str, int], int] = {}
     try:
-        topic = consumer.list_topics(DEAD_TOPIC, METADATA_TIMEOUT_SECONDS).topics[DEAD_TOPIC]
-        for partition in topic.partitions:
-            tp = TopicPartition(DEAD_TOPIC, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-            if high > low:
-                ends[(DEAD_TOPIC, partition)] = high
-    except (KafkaException, KeyError) as exc:
+        return end_offsets(consumer, [DEAD_TOPIC])
+    except KafkaException as exc:
         raise KafkaError(f"cannot read {DEAD_TOPIC}: {exc}") from exc
-    return ends
 
 
 def dead_letters(bootstrap: str, *, task: str | None = None) -> list[DeadLetter]:
