@@ -20,7 +20,7 @@ help:
 	@echo "make test    run the whole test suite against a real broker and real Ray"
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   run the benchmarks in bench/"
-	@echo "make profile CPU per process kind and flame graphs of a job's path (bench/profile.py)"
+	@echo "make profile where a job's time goes: CPU, flame graphs, Kafka requests, latency by hop"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,7 +72,8 @@ schemas: install
 bench: kafka-jars bench-packages
 	$(BIN)/python bench/run.py --readme $(BENCH_ARGS)
 
-# Where a job's time goes: CPU seconds per process kind, and flame graphs (issue #15).
+# Where a job's time goes (issue #15, docs/performance.md): CPU seconds per process kind,
+# flame graphs, Kafka requests per job as the broker counts them, latency hop by hop.
 profile: kafka-jars
 	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
 

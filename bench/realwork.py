@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from PIL import Image
 from computeinfra import Client
 from computeinfra.tasks.image_compression import _encode
 
-__all__ = ["compress", "make_images", "ours_seconds", "pool_seconds"]
+__all__ = ["compress", "compress_and_write", "make_images", "ours_seconds", "pool_seconds"]
 
 QUALITY = 50
 SIZE = (1024, 768)
@@ -27,6 +29,20 @@ def noop(_item: int) -> None:
 def compress(path: str) -> int:
     """The function both sides run: the image-compression task's own encoder."""
     return len(_encode(Path(path), QUALITY, "jpeg"))
+
+
+def compress_and_write(out_dir: str, path: str) -> int:
+    """``compress``, and write the result as a job's output is written
+    (``TaskContext.open_output``): under a temporary name in its folder, synced, renamed
+    into place. The fair baseline for a job, which writes what it makes."""
+    data = _encode(Path(path), QUALITY, "jpeg")
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, Path(out_dir) / f"{Path(path).stem}.jpg")
+    return len(data)
 
 
 def make_images(folder: Path, count: int) -> list[str]:

@@ -76,17 +76,17 @@ def _real_rows(report: dict[str, Any]) -> list[Row]:
     ours, pool = real["computeinfra"]["seconds"], real["pool_seconds"]
     real["ratio_vs_pool"] = ratio = ours / pool
     label = f"{real['computeinfra']['jobs']} images, wall s (ours/Pool)"
-    return [
-        (
-            label,
-            f"{ours:.2f} ({ratio:.2f}x)",
-            DASH,
-            DASH,
-            f"{pool:.2f}",
-            "≤ 1.10x",
-            _met(ratio <= 1.10),
-        )
-    ]
+    rows: list[Row] = [
+        (label, f"{ours:.2f} ({ratio:.2f}x)", DASH, DASH, f"{pool:.2f}", "≤ 1.10x",
+         _met(ratio <= 1.10)),
+    ]  # fmt: skip
+    writing = real.get("pool_writing_seconds")
+    if writing:  # the Pool writing each output as a job does: temporary name, fsync, rename
+        real["ratio_vs_pool_writing"] = fair = ours / writing
+        rows.append((f"{real['computeinfra']['jobs']} images, vs a Pool that writes its outputs",
+                     f"{ours:.2f} ({fair:.2f}x)", DASH, DASH, f"{writing:.2f}", "≤ 1.10x",
+                     _met(fair <= 1.10)))  # fmt: skip
+    return rows
 
 
 def _scale_rows(report: dict[str, Any]) -> list[Row]:

@@ -25,6 +25,7 @@ machine description, and with ``--readme`` puts the table in README.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import sys
@@ -40,7 +41,7 @@ from machine import machine
 from ours import OursDriver
 from peers.celery_peer import celery_peer
 from peers.dramatiq_peer import dramatiq_peer
-from realwork import compress, make_images, ours_seconds, pool_seconds
+from realwork import compress, compress_and_write, make_images, ours_seconds, pool_seconds
 from redis_server import redis_server
 from report import rows, save, show, write_readme
 from rich.console import Console
@@ -195,6 +196,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             images = make_images(root / "inputs" / "images", args.images)
             console.print(f"bare Pool({args.blocks}): {len(images)} images")
             report["real_work"] = {"pool_seconds": pool_seconds(args.blocks, compress, images)}
+            written = root / "pool-outputs"
+            written.mkdir()
+            writing = functools.partial(compress_and_write, str(written))
+            report["real_work"]["pool_writing_seconds"] = pool_seconds(args.blocks, writing, images)
         if "progress" in args.sections:
             from progress import run_progress
 

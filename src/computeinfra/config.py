@@ -143,7 +143,11 @@ class Settings:
     # How long a cancelled running job has to stop by itself (``ctx.cancelled``) before its
     # worker process is killed.
     cancel_grace: float = 1.0
+    # How long a ready answer may wait for others to share its transaction: at least
+    # ``commit_window``, up to ``commit_window_max`` for jobs that ran long enough
+    # (``block/commits.py``).
     commit_window: float = 0.01
+    commit_window_max: float = 0.1
     # How long after an attempt is sent to a worker its ``running`` status is published
     # (a shorter job gets no status record, only its completion).
     running_status_after: float = 0.5
@@ -254,6 +258,7 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
         ),
         "cancel_grace": env.number("COMPUTEINFRA_CANCEL_GRACE_SECONDS", 1.0),
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
+        "commit_window_max": env.number("COMPUTEINFRA_COMMIT_WINDOW_MAX_MS", 100.0) / 1000,
         "running_status_after": env.number("COMPUTEINFRA_RUNNING_STATUS_AFTER_MS", 500.0) / 1000,
         "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
     }

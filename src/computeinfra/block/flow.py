@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Message
 
@@ -60,6 +61,7 @@ class Flow:
         node: str | None,
         handover: Handover,
         workers: int = 1,
+        next_answer: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._handover = handover
@@ -72,7 +74,9 @@ class Flow:
         self._outbox: Outbox | None = None
         self._positions = Positions()
         self._pending: dict[Key, Slot] = {}  # taken, not answered
-        self._commits = Commits(hooks, settings.commit_window, block)
+        # When (monotonic) the lanes expect the next answer (``WorkerLane.next_answer``).
+        self._next_answer = next_answer
+        self._commits = Commits(hooks, settings.commit_window, block, settings.commit_window_max)
         self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
         self._cancelling = Cancelling(settings, slots, jobs, self._retries, block, node)
@@ -117,20 +121,28 @@ class Flow:
         for slot in self._orphans.expired():
             self._release(slot)
         self._pause(member)
-        if self._commits.due(running=bool(self._pending)):
+        if self._commits.due(self._soon()):
             self.commit()
         if not (self._pending or self._answers):
             self._hooks.on_idle()
 
     def _tick(self) -> float:
         tick = TICK_SECONDS if not len(self._jobs) else BUSY_TICK_SECONDS
-        commit = self._commits.wait(running=bool(self._pending))
+        commit = self._commits.wait(self._soon())
         if commit is not None:
             tick = min(tick, commit)
         retry = self._retries.wait()
         if retry is not None:
             tick = min(tick, retry)
         return tick
+
+    def _soon(self) -> float | None:
+        """When the next answer is expected, if jobs are in hand (``commits.py``): by the
+        lanes' estimate; with none (a task not timed yet, or a job not sent yet), now."""
+        if not (self._pending and self._answers):
+            return None
+        expected = self._next_answer()
+        return time.monotonic() if expected is None else expected
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -332,7 +344,7 @@ class Flow:
         until = time.monotonic() + DRAIN_COMMIT_SECONDS
         self.commit()
         while self._answers and time.monotonic() < until:
-            time.sleep(max(self._commits.wait(running=False) or 0.0, TICK_SECONDS))  # pacing
+            time.sleep(max(self._commits.wait(None) or 0.0, TICK_SECONDS))  # pacing
             self.commit()
 
     def _let_out(self, slot: Slot, sent: bool) -> None:

@@ -91,6 +91,20 @@ class WorkerLane:
     def running(self) -> list[Slot]:
         return list(self._sent)
 
+    def next_answer(self) -> float | None:
+        """When (monotonic) the call the worker is on should answer, by its tasks' recent
+        run times; None if none runs or its task is untimed. Read from the supervisor's
+        thread (``commits.py``)."""
+        head = self._queue.head_since()
+        try:
+            task = self._sent[0].task
+        except IndexError:
+            return None
+        expected = self._jobs.expected(task)
+        if head is None or expected is None:
+            return None
+        return head[0] + expected * head[1]
+
     def held(self, seconds: float) -> bool:
         """Whether this lane's worker has been on its current call for ``seconds``."""
         head = self._queue.head_since()

@@ -108,11 +108,15 @@ class Supervisor:
         self.handover = Handover(settings.handover_seconds, self._all_held, block)
         self.flow = Flow(
             settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover,
-            workers=len(self.lanes),
+            workers=len(self.lanes), next_answer=self._next_answer,
         )  # fmt: skip
         self.state: BlockState = BlockState.STARTING
         self.error: str | None = None  # why the consume thread last died
         self.restarts = 0  # times the consume thread died and started again
+
+    def _next_answer(self) -> float | None:
+        """The soonest any lane expects an answer (``WorkerLane.next_answer``)."""
+        return min(filter(None, (lane.next_answer() for lane in self.lanes)), default=None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from computeinfra.block.commits import MAX_ANSWERS_PER_TRANSACTION, WITHDRAWN_PAUSE_SECONDS, Commits
+from computeinfra.block.commits import (
+    MAX_ANSWERS_PER_TRANSACTION,
+    RUN_MULTIPLE,
+    WITHDRAWN_PAUSE_SECONDS,
+    Commits,
+)
 from computeinfra.block.middleware import Middleware, MiddlewareChain
 from computeinfra.block.positions import CommitPlan
 from computeinfra.block.slots import Slot
@@ -45,6 +50,11 @@ def _commits(*middleware: Middleware) -> Commits:
     return Commits(MiddlewareChain(middleware), WINDOW, block=0)
 
 
+def _soon() -> float:
+    """A job running now is expected to end at once."""
+    return time.monotonic()
+
+
 def _wait_past(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() <= deadline:  # a deadline on the monotonic clock, not a sleep
@@ -53,31 +63,31 @@ def _wait_past(seconds: float) -> None:
 
 def test_nothing_waiting_is_never_due() -> None:
     commits = _commits(Due(None))
-    assert commits.wait(running=False) is None
-    assert not commits.due(running=False)
+    assert commits.wait(None) is None
+    assert not commits.due(None)
 
 
 def test_an_answer_is_due_at_once_when_nothing_runs_else_after_the_window() -> None:
     commits = _commits()
     commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
-    assert commits.due(running=False) and commits.wait(running=False) == 0.0
-    assert not commits.due(running=True)
-    wait = commits.wait(running=True)
+    assert commits.due(None) and commits.wait(None) == 0.0
+    assert not commits.due(_soon())
+    wait = commits.wait(_soon())
     assert wait is not None and 0 < wait <= WINDOW
     _wait_past(wait)
-    assert commits.due(running=True)
+    assert commits.due(_soon())
 
 
 def test_records_the_middleware_has_due_make_a_transaction_due_without_answers() -> None:
     due = Due(time.monotonic() + WINDOW)
     commits = _commits(Due(None), due)
-    assert not commits.due(running=True)
-    wait = commits.wait(running=True)
+    assert not commits.due(_soon())
+    wait = commits.wait(_soon())
     assert wait is not None and 0 < wait <= WINDOW
     _wait_past(wait)
-    assert commits.due(running=True)
+    assert commits.due(_soon())
     due.when = None  # published: nothing waits
-    assert commits.wait(running=True) is None
+    assert commits.wait(_soon()) is None
 
 
 def test_a_middleware_failing_to_say_when_is_counted_and_taken_as_no_need() -> None:
@@ -96,21 +106,62 @@ def test_a_middleware_answering_no_time_is_a_hook_error_not_a_stalled_block(answ
     weird.when = answer  # type: ignore[assignment]
     commits = _commits(weird, Due(None))
     commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
-    assert commits.due(running=False) and commits.wait(running=False) == 0.0
-    assert commits.wait(running=True) is not None
+    assert commits.due(None) and commits.wait(None) == 0.0
+    assert commits.wait(_soon()) is not None
     assert commits._hooks.errors == 1
     weird.when = None  # it recovers: a later failure is counted again
-    assert commits.wait(running=True) is not None
+    assert commits.wait(_soon()) is not None
     weird.when = answer  # type: ignore[assignment]
-    commits.wait(running=True)
+    commits.wait(_soon())
     assert commits._hooks.errors == 2
+
+
+def test_an_answer_waits_only_while_another_is_expected_before_its_window_ends() -> None:
+    commits = _commits()
+    commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
+    # The job running is expected to end after the window: nothing to wait for.
+    assert commits.due(time.monotonic() + 2 * WINDOW)
+    wait = commits.wait(time.monotonic() + WINDOW / 2)
+    assert wait is not None and WINDOW / 2 < wait <= WINDOW
+
+
+def _ran(key: str, seconds: float) -> Slot:
+    slot = _answer(key, None)
+    assert slot.completion is not None
+    finished = slot.completion.finished_at
+    slot.completion = slot.completion.model_copy(update={"started_at": finished - seconds})
+    return slot
+
+
+@pytest.mark.parametrize(
+    ("ran", "may_wait"),
+    [(0.0, WINDOW), (0.02, RUN_MULTIPLE * 0.02), (1.0, 4 * WINDOW)],
+)
+def test_an_answer_may_wait_a_multiple_of_its_run_time_within_the_windows(
+    ran: float, may_wait: float
+) -> None:
+    """A transaction costs the same for one answer or many: a job that took 20 ms may wait
+    for the jobs after it for 100 ms, a no-op job for the shortest window, a long job for
+    the longest at most."""
+    commits = Commits(MiddlewareChain([]), WINDOW, block=0, window_max=4 * WINDOW)
+    commits.add((WHERE, 1), _ran("k", ran))
+    wait = commits.wait(_soon())
+    assert wait is not None and may_wait - WINDOW / 2 < wait <= may_wait
+
+
+def test_the_soonest_answer_to_have_waited_enough_makes_the_transaction_due() -> None:
+    commits = Commits(MiddlewareChain([]), WINDOW, block=0, window_max=4 * WINDOW)
+    commits.add((WHERE, 1), _ran("slow", 1.0))
+    commits.add((WHERE, 2), _ran("quick", 0.0))
+    wait = commits.wait(_soon())
+    assert wait is not None and wait <= WINDOW
 
 
 def test_many_answers_are_due_before_the_window() -> None:
     commits = _commits()
     for offset in range(MAX_ANSWERS_PER_TRANSACTION):
         commits.add((WHERE, offset), Slot(message=None))  # type: ignore[arg-type]
-    assert commits.due(running=True)
+    assert commits.due(_soon())
 
 
 class _Record:
@@ -197,7 +248,7 @@ def test_a_commit_its_check_withdraws_keeps_its_answers_for_the_next_one() -> No
 
     commits.commit(positions, broker, None, {}, check)  # type: ignore[arg-type]
     assert positions.commits == 0 and (WHERE, 1) in commits.answers
-    wait = commits.wait(running=False)
+    wait = commits.wait(None)
     assert wait is not None and wait <= WITHDRAWN_PAUSE_SECONDS  # tried again soon
     assert commits.withdrawn == 1
     commits.commit(positions, broker, None, {}, check)  # type: ignore[arg-type]

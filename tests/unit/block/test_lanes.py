@@ -520,3 +520,35 @@ def test_after_a_kill_nothing_is_sent_until_another_process_than_the_one_killed_
     worker.kill()
     link.wait_for_new()
     assert link.pid == 3
+
+
+def _until(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_lane_expects_its_call_to_answer_by_its_tasks_recent_run_time() -> None:
+    """What a block's commits wait for (``commits.py``): nothing while no call runs, or
+    while the task running has never been timed."""
+    planner = BatchPlanner()
+    planner.observe("crunch", Outcome(status=Status.SUCCEEDED, started_at=time.time() - 0.4))
+    jobs = JobQueue(planner)
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    lane = WorkerLane(_SleepingWorker(), 0, jobs, events, 0, stop, 4)
+    lane.start()
+    try:
+        assert lane.next_answer() is None
+        jobs.put([_slot("untimed", seconds=0.3, task="new")])
+        _until(lambda: lane.held(0.0))  # its call runs
+        assert lane.next_answer() is None
+        assert events.get(timeout=TIMEOUT).slot is not None
+        sent = time.monotonic()
+        jobs.put([_slot("timed", seconds=1.0, task="crunch")])
+        _until(lambda: lane.held(0.0))
+        expected = lane.next_answer()
+        assert expected is not None and abs(expected - (sent + 0.4)) < 0.2
+    finally:
+        stop.set()
