@@ -51,6 +51,7 @@ class RequestLog:
         with self.path.open("rb") as log:
             log.seek(self._mark)
             chunk = log.read()
+        chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines: the last may be half written
         for line in chunk.decode(errors="replace").splitlines():
             if not line.startswith(PREFIX):
                 continue

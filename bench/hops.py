@@ -147,7 +147,8 @@ def _hops(client: dict[str, float], block: dict[str, float]) -> dict[str, float]
 def _block_stamps(folder: Path) -> dict[str, dict[str, float]]:
     found: dict[str, dict[str, float]] = {}
     for path in folder.glob("supervisor-*.jsonl"):
-        for line in path.read_text().splitlines():
+        text = path.read_text()
+        for line in text[: text.rfind("\n") + 1].splitlines():  # the last may be half written
             row = json.loads(line)
             found[row.pop("key")] = row
     return found
@@ -172,6 +173,8 @@ def budget(bootstrap: str, folder: Path, rate: float, n: int) -> dict[str, Any]:
         time.sleep(0.1)  # the last lines may still be on their way to the file
         blocks = _block_stamps(folder)
     joined = [_hops(s, blocks[k]) for k, s in client.stamps.items() if k in blocks]
+    if len(joined) < 2:
+        raise RuntimeError(f"hops: {len(joined)} of {n} jobs had the supervisors' times")
     out: dict[str, Any] = {"jobs": n, "rate": rate, "joined": len(joined)}
     for hop in (*HOPS, "total"):
         values = sorted(j[hop] * 1000 for j in joined)

@@ -43,7 +43,7 @@ from peers.celery_peer import celery_peer
 from peers.dramatiq_peer import dramatiq_peer
 from realwork import compress, compress_and_write, make_images, ours_seconds, pool_seconds
 from redis_server import redis_server
-from report import rows, save, show, write_readme
+from report import HALF_LOAD, rows, save, show, write_readme
 from rich.console import Console
 from scale import run_scale
 from workloads import Driver, latency_at_rate, throughput
@@ -75,6 +75,7 @@ QUICK = {
     "history_pending": 500,
 }
 LOG_TAIL_CHARS = 4000
+MIN_LATENCY_JOBS = 200  # enough for a p99
 TABLE_WIDTH = 160  # a log file is not a terminal; rich would wrap the table at 80
 console = Console() if Console().is_terminal else Console(width=TABLE_WIDTH)
 
@@ -83,7 +84,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs for throughput")
     parser.add_argument("--latency-jobs", type=int, default=2_000)
-    parser.add_argument("--rate", type=float, help="latency rate; default: half our maximum")
+    parser.add_argument("--rates", default="50,200",
+                        help="latency at these rates (jobs/s) on every system, and at each "
+                             "system's own half load")  # fmt: skip
+    parser.add_argument("--latency-seconds", type=float, default=10.0,
+                        help="a latency run lasts this long, at most --latency-jobs")  # fmt: skip
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--scale-jobs", type=int, default=200_000)
     parser.add_argument("--scale-checkpoint", type=int, default=10_000)
@@ -109,18 +114,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def noop_sections(driver: Driver, args: argparse.Namespace, report: dict[str, Any]) -> None:
-    """Throughput, then latency at ``args.rate``, for one system; results into ``report``."""
+    """Throughput, then latency at the common rates and at this system's own half load (its
+    throughput just measured), for one system; results into ``report``."""
     name = driver.name
-    if "throughput" in args.sections or ("latency" in args.sections and args.rate is None):
+    if args.sections & {"throughput", "latency"}:
         console.print(f"{name}: throughput of {args.jobs:,} no-op jobs")
         report.setdefault("throughput", {})[name] = throughput(driver, args.jobs)
-    if args.rate is None:
-        args.rate = report["throughput"]["computeinfra"]["per_second"] / 2
-    if "latency" in args.sections:
-        console.print(f"{name}: latency of {args.latency_jobs:,} jobs at {args.rate:,.0f}/s")
-        report.setdefault("latency", {})[name] = latency_at_rate(
-            driver, args.rate, args.latency_jobs
-        )
+    if "latency" not in args.sections:
+        return
+    half = report["throughput"][name]["per_second"] / 2
+    rates = [
+        (f"{rate:g}/s", rate) for rate in map(float, args.rates.split(",") if args.rates else [])
+    ]
+    found = report.setdefault("latency", {}).setdefault(name, {})
+    for label, rate in [*rates, (HALF_LOAD, half)]:
+        jobs = max(min(args.latency_jobs, int(rate * args.latency_seconds)), MIN_LATENCY_JOBS)
+        console.print(f"{name}: latency of {jobs:,} jobs at {rate:,.0f}/s")
+        found[label] = latency_at_rate(driver, rate, jobs)
 
 
 def ours(

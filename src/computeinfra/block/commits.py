@@ -8,16 +8,18 @@ image job), so an answer may wait for the next ones, but only while one is expec
 
 - an answer may wait ``RUN_MULTIPLE`` times its own run time, at least ``commit_window``
   and at most ``commit_window_max``;
-- it waits only while a job in hand is expected to end before that (``soon``: the lanes'
-  estimate from the tasks' recent run times; a job that cannot be estimated, of a task not
-  timed yet or not sent to a worker yet, may end any moment); otherwise, or with nothing
-  in hand, the transaction is due at once;
+- it waits only while another answer is expected before that (``soon``: the lanes'
+  estimate from the tasks' recent run times; a running job of a task not timed yet may end
+  any moment, and so may a job queued while no call runs); otherwise, with nothing running
+  or queued (jobs waiting out a retry's backoff are not waited for), the transaction is due
+  at once;
 - and at once when ``MAX_ANSWERS_PER_TRANSACTION`` are ready, or when the middleware has
   records due (``records_due``), answers or not.
 
 So a 10 ms job shares its transaction with the four or five after it, a no-op job arriving
-alone is answered at once, and a job of a second is never held back for the next one. A
-commit the group fenced is kept and tried again after the rebalance.
+alone is answered at once, and a job of a second is not held back for the next one (unless
+that one runs past its estimate: then for the window at most). A commit the group fenced is
+kept and tried again after the rebalance.
 """
 
 from __future__ import annotations

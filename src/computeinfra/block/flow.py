@@ -137,12 +137,15 @@ class Flow:
         return tick
 
     def _soon(self) -> float | None:
-        """When the next answer is expected, if jobs are in hand (``commits.py``): by the
-        lanes' estimate; with none (a task not timed yet, or a job not sent yet), now."""
+        """When the next answer is expected (``commits.py``): the lanes' estimate; with no
+        call running, now if a job is queued for a worker (it is sent at once), else none
+        (jobs waiting out a retry's backoff are not worth waiting for)."""
         if not (self._pending and self._answers):
             return None
         expected = self._next_answer()
-        return time.monotonic() if expected is None else expected
+        if expected is None and len(self._jobs):
+            return time.monotonic()
+        return expected
 
     # -- intake --------------------------------------------------------------------------------
 

@@ -92,18 +92,17 @@ class WorkerLane:
         return list(self._sent)
 
     def next_answer(self) -> float | None:
-        """When (monotonic) the call the worker is on should answer, by its tasks' recent
-        run times; None if none runs or its task is untimed. Read from the supervisor's
-        thread (``commits.py``)."""
+        """When (monotonic) the call its worker is on should answer, by its task's recent
+        run time (untimed: any moment, its start); None if none runs. Read from the
+        supervisor's thread (``commits.py``): a race costs one estimate, nothing more."""
         head = self._queue.head_since()
         try:
-            task = self._sent[0].task
+            expected = self._jobs.expected(self._sent[0].task)
         except IndexError:
             return None
-        expected = self._jobs.expected(task)
-        if head is None or expected is None:
+        if head is None:
             return None
-        return head[0] + expected * head[1]
+        return head[0] + (expected or 0.0) * head[1]
 
     def held(self, seconds: float) -> bool:
         """Whether this lane's worker has been on its current call for ``seconds``."""

@@ -116,7 +116,8 @@ class Supervisor:
 
     def _next_answer(self) -> float | None:
         """The soonest any lane expects an answer (``WorkerLane.next_answer``)."""
-        return min(filter(None, (lane.next_answer() for lane in self.lanes)), default=None)
+        expected = (lane.next_answer() for lane in self.lanes)
+        return min((when for when in expected if when is not None), default=None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

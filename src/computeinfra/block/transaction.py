@@ -130,8 +130,8 @@ class Outbox:
         ``RecordsRefused`` if Kafka will never take some of the records as they are.
         ``alone``: the indexes of records sent in a request of their own, so that a refusal
         names only the record refused (a broker refuses a whole batch: every record in it).
-        ``check``, if given, is asked once the records are delivered, while the offsets are
-        sent, before the commit: ``False`` aborts the transaction and raises ``Withdrawn``.
+        ``check``, if given, is asked once the records are delivered, just before the
+        commit: ``False`` aborts the transaction and raises ``Withdrawn``.
         """
         attempt = 0
         while True:
@@ -158,6 +158,9 @@ class Outbox:
                 )
                 time.sleep(delay)  # backing off from a broker that is away, not synchronising
                 attempt += 1
+            except Exception:  # a bug (in a check, say): no transaction is left open behind it
+                self._abort()
+                raise
 
     def _transact(
         self,
@@ -183,8 +186,8 @@ class Outbox:
         if refused:
             raise RecordsRefused(refused, alone)
         if offsets:  # none: only records (a job's ``running``), no answer yet
-            self._send_offsets(list(offsets), consumer, check)
-        elif check is not None and not check():
+            self._send_offsets(list(offsets), consumer)
+        if check is not None and not check():
             raise Withdrawn
         self._commit_transaction()
 
@@ -224,12 +227,8 @@ class Outbox:
                 refused[index] = exc.args[0].str()
                 return
 
-    def _send_offsets(
-        self, offsets: list[TopicPartition], consumer: Consumer, check: Callable[[], bool] | None
-    ) -> None:
-        """``send_offsets_to_transaction`` under a watchdog, with ``check`` asked meanwhile
-        (its request overlaps the offsets' two round trips: one fewer in a row before the
-        commit); ``Withdrawn`` if it says no.
+    def _send_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """``send_offsets_to_transaction`` under a watchdog.
 
         librdkafka can block in it past its timeout when the group coordinator it cached went
         away (librdkafka#5456, #5511), as after a broker restart. Past the deadline the stuck
@@ -248,11 +247,6 @@ class Outbox:
 
         thread = threading.Thread(target=send, name="send-offsets", daemon=True)
         thread.start()
-        ok, check_failed = True, None
-        try:
-            ok = check is None or check()
-        except Exception as exc:  # raised once the offsets' thread is accounted for
-            check_failed = exc
         thread.join(TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS)
         if thread.is_alive():
             _log.warning(
@@ -264,10 +258,6 @@ class Outbox:
             raise _ProducerReplaced
         if failure:
             raise failure[0]
-        if check_failed is not None:
-            raise check_failed
-        if not ok:
-            raise Withdrawn
 
     def _commit_transaction(self) -> None:
         """Commit; a retriable failure leaves the outcome unknown, so commit again, never

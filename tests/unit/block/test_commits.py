@@ -67,7 +67,7 @@ def test_nothing_waiting_is_never_due() -> None:
     assert not commits.due(None)
 
 
-def test_an_answer_is_due_at_once_when_nothing_runs_else_after_the_window() -> None:
+def test_an_answer_is_due_at_once_when_none_is_expected_else_after_the_window() -> None:
     commits = _commits()
     commits.add((WHERE, 1), Slot(message=None))  # type: ignore[arg-type]
     assert commits.due(None) and commits.wait(None) == 0.0
