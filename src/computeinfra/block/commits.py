@@ -97,7 +97,7 @@ class Commits:
 
     def _deadline(self, soon: float | None) -> float | None:
         """When (monotonic) the next transaction is due, or ``None``; ``soon``: when the
-        next answer is expected (``None``: none is, nothing runs or it is untimed)."""
+        next answer is expected (``None``: none is, nothing running or queued)."""
         deadlines = [when for when in (self._hooks.records_due(),) if when is not None]
         if self.answers:
             full = len(self.answers) >= MAX_ANSWERS_PER_TRANSACTION
