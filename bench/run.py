@@ -5,10 +5,12 @@ Sections (``--only`` picks some, comma-separated):
 - throughput: N zero-second ``sleep`` jobs as fast as possible, first submit to last
   notification, on computeinfra and on Celery and Dramatiq (Redis broker and results, the
   same concurrency as our block count);
-- latency: M jobs at half our measured maximum rate, submit-to-notification p50/p95/p99,
-  on all three;
+- latency: submit-to-notification p50/p95/p99 on all three at the same rates (``--rates``,
+  50 and 200 jobs/s) and at each one's own half load (half the throughput it just
+  reached), for ``--latency-seconds`` (at least 200 jobs, at most ``--latency-jobs``);
 - realwork: generated 1024x768 images compressed to JPEG 50, one job per image, against a
-  bare ``multiprocessing.Pool`` running the same function on the same files;
+  bare ``multiprocessing.Pool`` running the same function on the same files, and against
+  one that also writes each output as a job does (temporary name, fsync, rename);
 - scale: RSS of the supervisor, worker, analyzer and client processes after a checkpoint
   and after many more jobs;
 - longjob: short jobs at 20/s, p50/p95/p99, on an idle stack and beside one long job.
@@ -18,7 +20,7 @@ Sections (``--only`` picks some, comma-separated):
 - progress: a CPU task calling ``ctx.progress`` at each of 10,000 steps, against the same
   task without the calls (in process).
 
-Prints a table against issue 5's targets, saves bench/results/<UTC time>.json with the
+Prints a table against issues 5's and 15's targets, saves bench/results/<UTC time>.json with the
 machine description, and with ``--readme`` puts the table in README.md.
 """
 
@@ -88,7 +90,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="latency at these rates (jobs/s) on every system, and at each "
                              "system's own half load")  # fmt: skip
     parser.add_argument("--latency-seconds", type=float, default=10.0,
-                        help="a latency run lasts this long, at most --latency-jobs")  # fmt: skip
+                        help="a latency run lasts this long (200 jobs at least, "
+                             "--latency-jobs at most)")  # fmt: skip
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--scale-jobs", type=int, default=200_000)
     parser.add_argument("--scale-checkpoint", type=int, default=10_000)
