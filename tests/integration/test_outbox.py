@@ -8,6 +8,7 @@ committed without it, and no transaction may stay open behind it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, IsolationLevel, TopicPartition
@@ -45,11 +46,17 @@ def _committed(consumer: Consumer, topic: str) -> int:
 
 
 @pytest.fixture
-def outbox(stack: DevStack) -> tuple[Outbox, Consumer, str, str]:
+def outbox(stack: DevStack) -> Iterator[tuple[Outbox, Consumer, str, str]]:
+    """An outbox, a consumer of a group of its own, an answers and a requests topic."""
     bootstrap = stack.settings.bootstrap_servers
     answers, requests = _topics(bootstrap)
     consumer = make_consumer(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}")
-    return Outbox(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}"), consumer, answers, requests
+    box = Outbox(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield box, consumer, answers, requests
+    finally:
+        box.close()
+        consumer.close()
 
 
 def test_a_check_that_says_no_commits_nothing_and_the_next_commit_goes_through(
@@ -58,16 +65,12 @@ def test_a_check_that_says_no_commits_nothing_and_the_next_commit_goes_through(
     box, consumer, answers, requests = outbox
     bootstrap = stack.settings.bootstrap_servers
     offsets = [TopicPartition(requests, 0, 5)]
-    try:
-        with pytest.raises(Withdrawn):
-            box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"no")], (), lambda: False)
-        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"yes")], (), lambda: True)
-        assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"yes"]
-        assert _committed(consumer, requests) == 5
-        assert box.transactions == 1
-    finally:
-        box.close()
-        consumer.close()
+    with pytest.raises(Withdrawn):
+        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"no")], (), lambda: False)
+    box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"yes")], (), lambda: True)
+    assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"yes"]
+    assert _committed(consumer, requests) == 5
+    assert box.transactions == 1
 
 
 def test_a_check_that_raises_leaves_no_transaction_open_and_commits_nothing(
@@ -80,15 +83,11 @@ def test_a_check_that_raises_leaves_no_transaction_open_and_commits_nothing(
     def broken() -> bool:
         raise RuntimeError("the check failed")
 
-    try:
-        with pytest.raises(RuntimeError, match="the check failed"):
-            box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"lost")], (), broken)
-        # Aborted at once: left open, it would hold every read_committed reader of the topic
-        # back until the next commit, or the transaction's timeout.
-        wait_for(lambda: not _open_transaction(bootstrap, answers), 10, "the transaction ended")
-        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"kept")], (), lambda: True)
-        assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"kept"]
-        assert _committed(consumer, requests) == 3
-    finally:
-        box.close()
-        consumer.close()
+    with pytest.raises(RuntimeError, match="the check failed"):
+        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"lost")], (), broken)
+    # Aborted at once: left open, it would hold every read_committed reader of the topic
+    # back until the next commit, or the transaction's timeout.
+    wait_for(lambda: not _open_transaction(bootstrap, answers), 10, "the transaction ended")
+    box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"kept")], (), lambda: True)
+    assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"kept"]
+    assert _committed(consumer, requests) == 3
