@@ -112,9 +112,9 @@ def make_consumer(
     return Consumer(config)
 
 
-def reader(bootstrap: str, client_id: str = "computeinfra-reader") -> Consumer:
+def reader(bootstrap: str, client_id: str = "computeinfra-reader", **overrides: Any) -> Consumer:
     """A group-less consumer for reading topics by explicit offsets."""
-    return make_consumer(bootstrap, None, client_id, **{"enable.partition.eof": False})
+    return make_consumer(bootstrap, None, client_id, **{"enable.partition.eof": False, **overrides})
 
 
 class TopicMissing(KafkaError):

@@ -40,6 +40,12 @@ __all__ = ["BEGINNING", "END", "Start", "TopicFollower", "tail"]
 
 _log = logging.getLogger("computeinfra.follow")
 POLL_SECONDS = 0.2
+# How long the broker holds a follower's fetch while there is nothing new (librdkafka's
+# ``fetch.wait.max.ms``, 500 by default). A record, or a transaction's commit marker, ends
+# the wait at once, so this costs no latency; it only spares the broker an empty fetch
+# twice a second per follower, most of an idle stack's requests (docs/performance.md). A
+# follower is assigned once and never seeks, so no request of its own waits behind a fetch.
+FETCH_WAIT_MS = 5_000
 TOPIC_WAIT_SECONDS = 2.0
 STOP_JOIN_SECONDS = 5.0
 # A topic just created has partitions whose leader is not elected yet for a moment
@@ -123,7 +129,9 @@ class TopicFollower:
         self._start = start
         self._between_polls = between_polls
         self._poll_seconds = poll_seconds
-        self._consumer = reader(bootstrap, client_id=client_id)
+        self._consumer = reader(
+            bootstrap, client_id=client_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
+        )
         self._bootstrap, self._client_id = bootstrap, client_id
         self._asker: Consumer | None = None  # for ``read_past``, made on first use
         self._assigned = False
