@@ -66,8 +66,20 @@ def test_a_check_that_says_no_commits_nothing_and_the_next_commit_goes_through(
     bootstrap = stack.settings.bootstrap_servers
     offsets = [TopicPartition(requests, 0, 5)]
     with pytest.raises(Withdrawn):
-        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"no")], (), lambda: False)
-    box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"yes")], (), lambda: True)
+        box.commit(
+            consumer.consumer_group_metadata(),
+            offsets,
+            [OutboxRecord(answers, b"k", b"no")],
+            (),
+            lambda: False,
+        )
+    box.commit(
+        consumer.consumer_group_metadata(),
+        offsets,
+        [OutboxRecord(answers, b"k", b"yes")],
+        (),
+        lambda: True,
+    )
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"yes"]
     assert _committed(consumer, requests) == 5
     assert box.transactions == 1
@@ -84,10 +96,22 @@ def test_a_check_that_raises_leaves_no_transaction_open_and_commits_nothing(
         raise RuntimeError("the check failed")
 
     with pytest.raises(RuntimeError, match="the check failed"):
-        box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"lost")], (), broken)
+        box.commit(
+            consumer.consumer_group_metadata(),
+            offsets,
+            [OutboxRecord(answers, b"k", b"lost")],
+            (),
+            broken,
+        )
     # Aborted at once: left open, it would hold every read_committed reader of the topic
     # back until the next commit, or the transaction's timeout.
     wait_for(lambda: not _open_transaction(bootstrap, answers), 10, "the transaction ended")
-    box.commit(consumer, offsets, [OutboxRecord(answers, b"k", b"kept")], (), lambda: True)
+    box.commit(
+        consumer.consumer_group_metadata(),
+        offsets,
+        [OutboxRecord(answers, b"k", b"kept")],
+        (),
+        lambda: True,
+    )
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"kept"]
     assert _committed(consumer, requests) == 3

@@ -27,23 +27,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer
 
-from computeinfra.errors import RequestError
-from computeinfra.protocol import (
-    DEAD_TOPIC,
-    JOB_STATUS_TOPIC,
-    Completion,
-    FailureKind,
-    encode_job_status,
-)
-
-from .answers import completion_record, is_stripped, refused, reject, stripped
+from .commit_thread import CommitThread
 from .middleware import MiddlewareChain
-from .middleware.status import terminal_status
 from .orphans import Key
-from .positions import Positions
+from .positions import CommitPlan, Positions
+from .refusals import owners, smaller
 from .slots import Slot
 from .transaction import Outbox, OutboxRecord, PartitionLost, RecordsRefused, Withdrawn
 
@@ -59,6 +54,20 @@ REFUSED_PAUSE_SECONDS = 5.0
 # A commit withdrawn by its check (a cancel just read, or cancelJobs not read to its end
 # yet): a short pause, so that a check failing at once does not spin transactions.
 WITHDRAWN_PAUSE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One transaction as cut: its plan, the answers it carries and what is sent."""
+
+    positions: Positions
+    plan: CommitPlan
+    slots: list[Slot]
+    extra: list[OutboxRecord]  # the middleware's records, first in ``records``
+    records: list[OutboxRecord]
+    alone: set[int]
+    last: Callable[[], bool] | None  # the check, asked just before the commit
+    group: Any  # the consumer's group metadata when the answers were taken
 
 
 class Commits:
@@ -80,6 +89,8 @@ class Commits:
         self._carry: list[OutboxRecord] = []  # the middleware's, from an aborted commit
         self.processed = 0
         self.withdrawn = 0  # commits withdrawn by their check
+        # The transaction on the commit thread (``start``), and its outcome to come.
+        self._flight: tuple[_Batch, Future[None]] | None = None
 
     def add(self, key: Key, slot: Slot) -> None:
         slot.answered_at = time.monotonic()
@@ -98,6 +109,8 @@ class Commits:
     def _deadline(self, soon: float | None) -> float | None:
         """When (monotonic) the next transaction is due, or ``None``; ``soon``: when the
         next answer is expected (``None``: none is, nothing running or queued)."""
+        if self._flight is not None:  # the next is cut once this one has ended
+            return None
         deadlines = [when for when in (self._hooks.records_due(),) if when is not None]
         if self.answers:
             full = len(self.answers) >= MAX_ANSWERS_PER_TRANSACTION
@@ -117,6 +130,11 @@ class Commits:
         deadline = self._deadline(soon)
         return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether a transaction runs on the commit thread (``start``)."""
+        return self._flight is not None
+
     def commit(
         self,
         positions: Positions,
@@ -129,6 +147,63 @@ class Commits:
         middleware publishes with them (``in_hand``: the jobs still held, by key, with when
         their attempt was sent to a worker; ``Middleware.commit_records``). ``check``, given
         the answers, may withdraw the commit (``Outbox.commit``); they are kept."""
+        batch = self._prepare(positions, consumer, in_hand, check)
+        if batch is None:
+            return
+        try:
+            outbox.commit(batch.group, batch.plan.offsets, batch.records, batch.alone, batch.last)
+        except Exception as exc:
+            self._settle(batch, exc)
+        else:
+            self._settle(batch, None)
+
+    def start(
+        self,
+        positions: Positions,
+        outbox: Outbox,
+        consumer: Consumer,
+        in_hand: Mapping[str, float | None],
+        check: Callable[[Sequence[Slot]], bool] | None,
+        thread: CommitThread,
+        ended: Callable[[], None],
+    ) -> None:
+        """``commit``, on ``thread``: ``ended`` is called there when the transaction ends,
+        and ``finish`` applies its outcome. None may start while one is in flight."""
+        assert self._flight is None, "one transaction at a time, in order"
+        batch = self._prepare(positions, consumer, in_hand, check)
+        if batch is None:
+            return
+        sent = thread.submit(
+            outbox.commit, batch.group, batch.plan.offsets, batch.records, batch.alone, batch.last
+        )
+        self._flight = (batch, sent)
+        sent.add_done_callback(lambda _: ended())
+
+    def finish(self, timeout: float | None = 0.0) -> bool:
+        """Apply the outcome of the transaction in flight once it has ended, waiting up to
+        ``timeout`` seconds (``None``: until it ends); whether none is in flight now. A
+        failure other than the outbox's own (a bug) is raised here, on the consume thread."""
+        if self._flight is None:
+            return True
+        batch, sent = self._flight
+        try:
+            error = sent.exception(timeout)
+        except FutureTimeout:
+            return False
+        self._flight = None
+        self._settle(batch, error if isinstance(error, Exception) else None)
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        return True
+
+    def _prepare(
+        self,
+        positions: Positions,
+        consumer: Consumer,
+        in_hand: Mapping[str, float | None],
+        check: Callable[[Sequence[Slot]], bool] | None,
+    ) -> _Batch | None:
+        """The next transaction: every answer that fits, and the middleware's records."""
         plan = positions.plan()
         # Carried only for jobs still held: one let go since may have been answered by its
         # new owner, and a running after that would stay for good.
@@ -139,46 +214,53 @@ class Commits:
             # do not spin.
             self._answers_since = time.monotonic()
             self._after = self._answers_since + self._window
-            return
+            return None
         slots = [self.answers[key] for key in plan.answers]
-        try:
-            records = [*extra, *(record for slot in slots for record in slot.records)]
-            alone = (
-                {i for i, (s, _) in enumerate(_owners(extra, slots)) if id(s) in self._suspects}
-                if self._suspects
-                else set()
-            )
-            last = None if check is None else (lambda: check(slots))
-            outbox.commit(consumer, plan.offsets, records, alone, last)
-        except Withdrawn:  # kept, and committed in a next step (as changed meanwhile)
-            self._carry = extra
+        records = [*extra, *(record for slot in slots for record in slot.records)]
+        alone = (
+            {i for i, (s, _) in enumerate(owners(extra, slots)) if id(s) in self._suspects}
+            if self._suspects
+            else set()
+        )
+        last = None if check is None else (lambda: check(slots))
+        group = consumer.consumer_group_metadata() if plan.offsets else None
+        return _Batch(positions, plan, slots, extra, records, alone, last, group)
+
+    def _settle(self, batch: _Batch, error: Exception | None) -> None:
+        """Apply a transaction's outcome: ``error`` as ``Outbox.commit`` raised it."""
+        if isinstance(error, Withdrawn):  # kept, and committed in a next step
+            self._carry = batch.extra
             self.withdrawn += 1
             self._after = time.monotonic() + WITHDRAWN_PAUSE_SECONDS
-            return
-        except PartitionLost as lost:
+        elif isinstance(error, PartitionLost):
             # Kept: the next poll completes the rebalance; what is still ours commits then.
-            _log.warning("block %s: commit fenced (%s); trying again", self._block, lost)
+            _log.warning("block %s: commit fenced (%s); trying again", self._block, error)
             # The middleware's records are not kept: a job let go in the rebalance must not
             # show running after its new owner answered it (one still held just shows
             # pending until its answer).
             self._after = time.monotonic() + FENCED_PAUSE_SECONDS
-            return
-        except RecordsRefused as refusal:
-            self._refused(refusal, extra, slots)
-            return
+        elif isinstance(error, RecordsRefused):
+            self._refused(error, batch.extra, batch.slots)
+        elif error is not None:
+            raise error
+        else:
+            self._committed(batch)
+
+    def _committed(self, batch: _Batch) -> None:
         self._suspects.clear()
-        positions.committed(plan)
-        if not plan.answers:  # only middleware records: the answers' window is unchanged
+        batch.positions.committed(batch.plan)
+        if not batch.plan.answers:  # only middleware records: the answers' window is unchanged
             return
-        for key in plan.answers:
-            del self.answers[key]
+        for key, slot in zip(batch.plan.answers, batch.slots, strict=True):
+            if self.answers.get(key) is slot:  # else let go while in flight (an orphan now)
+                del self.answers[key]
         # The oldest answer left: those ready during this transaction have waited already,
         # and go in the next one at once (not a window after this one ended).
         left = self.answers.values()
         self._answers_since = min((s.answered_at for s in left), default=0.0)
         self._due = min((s.answered_at + self._may_wait(s) for s in left), default=0.0)
-        self.processed += len(slots)
-        for slot in slots:
+        self.processed += len(batch.slots)
+        for slot in batch.slots:
             if slot.completion is not None:
                 self._hooks.after_completion(slot.completion)
 
@@ -188,13 +270,13 @@ class Commits:
         """Kafka refused some records for good. A record refused in a batch may be innocent
         (a broker refuses the whole batch): its job becomes a suspect, whose records are sent
         alone next time. A job's record refused alone loses from its answer what was refused
-        (``_smaller``). The middleware's records not refused go in the next commit; those
+        (``refusals.smaller``). The middleware's records not refused go in the next commit; those
         refused are dropped. Each try either changes an answer or adds suspects: it ends."""
         self._carry = [r for i, r in enumerate(extra) if i not in refusal.refused]
-        owners = _owners(extra, slots)
+        by_index = owners(extra, slots)
         refused_by_slot: dict[int, tuple[Slot, dict[int, str]]] = {}
         for index, why in refusal.refused.items():
-            owner, at = owners[index]
+            owner, at = by_index[index]
             if owner is None:
                 _log.warning("block %s: Kafka refused a middleware record: %s", self._block, why)
             elif index in refusal.alone:
@@ -203,49 +285,7 @@ class Commits:
                 refused_by_slot.setdefault(id(owner), (owner, {}))[1][at] = why
             else:
                 self._suspects.add(id(owner))
-        if not all(_smaller(slot, whys) for slot, whys in refused_by_slot.values()):
+        if not all(smaller(slot, whys) for slot, whys in refused_by_slot.values()):
             _log.error("block %s: Kafka refused answers made small; is a topic's "
                        "max.message.bytes too low?", self._block)  # fmt: skip
             self._after = time.monotonic() + REFUSED_PAUSE_SECONDS
-
-
-def _owners(extra: list[OutboxRecord], slots: list[Slot]) -> list[tuple[Slot | None, int]]:
-    """For each record of a transaction (the middleware's, then each answer's): its job's
-    slot (``None`` for the middleware's) and its index in that slot's records."""
-    owners: list[tuple[Slot | None, int]] = [(None, i) for i in range(len(extra))]
-    return owners + [(slot, i) for slot in slots for i in range(len(slot.records))]
-
-
-def _answered_anew(slot: Slot, completion: Completion) -> None:
-    """``slot``'s answer is ``completion`` now: its record, and its terminal status (a
-    ``running`` may be on ``jobStatus`` for it, and must not stay there)."""
-    key = slot.message.key()
-    status = encode_job_status(terminal_status(completion))
-    slot.completion = completion
-    slot.records = [completion_record(key, completion), OutboxRecord(JOB_STATUS_TOPIC, key, status)]
-
-
-def _smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
-    """Take out of ``slot``'s answer what Kafka refused (``refused_records``: why, by the
-    record's index in ``slot.records``): a record beside a job's completion is dropped; a
-    completion refused becomes ``failed`` with ``AnswerRefused``; a dead letter loses its
-    value; a request passed on (to a lane, or another block) is answered ``rejected``
-    instead. False if the answer cannot get smaller."""
-    completion, why = slot.completion, next(iter(refused_records.values()))
-    if completion is None and all(r.topic == DEAD_TOPIC for r in slot.records):
-        if all(is_stripped(record) for record in slot.records):
-            return False
-        slot.records = [stripped(record, why) for record in slot.records]
-    elif completion is None:
-        topic = slot.records[0].topic
-        error = RequestError(
-            f"the request could not be passed on to {topic}: Kafka refused it ({why})"
-        )
-        _answered_anew(slot, reject(slot.key, error, task=None, result_dir=None, submitted_at=None))
-    elif 0 not in refused_records:  # the completion went through; what came with it did not
-        slot.records = [r for i, r in enumerate(slot.records) if i not in refused_records]
-    elif completion.error is not None and completion.error.type == FailureKind.ANSWER_REFUSED:
-        return False
-    else:
-        _answered_anew(slot, refused(completion, why))
-    return True

@@ -25,6 +25,7 @@ from computeinfra.config import Settings
 from .answers import complete
 from .backlog import Backlog, JobQueue
 from .cancelling import Cancelling
+from .commit_thread import CommitThread
 from .commits import Commits
 from .handover import Handover
 from .jobs import Failure, Outcome, judge
@@ -77,6 +78,8 @@ class Flow:
         # When (monotonic) the lanes expect the next answer (``WorkerLane.next_answer``).
         self._next_answer = next_answer
         self._commits = Commits(hooks, settings.commit_window, block, settings.commit_window_max)
+        # Transactions run there, one at a time, while this thread goes on (``commits.py``).
+        self._commit_thread = CommitThread(f"block-{block}-commit")
         self._answers = self._commits.answers  # answered, not committed
         self._retries = Retries()
         self._cancelling = Cancelling(settings, slots, jobs, self._retries, block, node)
@@ -121,8 +124,9 @@ class Flow:
         for slot in self._orphans.expired():
             self._release(slot)
         self._pause(member)
+        self._commits.finish()
         if self._commits.due(self._soon()):
-            self.commit()
+            self.commit(wait=False)
         if not (self._pending or self._answers):
             self._hooks.on_idle()
 
@@ -286,6 +290,7 @@ class Flow:
 
     def let_go(self) -> None:
         """Let go of everything in hand (the consume round ends)."""
+        self.settle()
         self._orphan([*self._pending, *self._answers])
         self._positions = Positions()
 
@@ -310,14 +315,33 @@ class Flow:
         wanted = set(member.assigned) if full or self.draining else set()
         member.pause_only(wanted | self._positions.crowded())
 
-    def commit(self) -> None:
-        """Commit the answers in hand that fit (``commits.py``): a job whose cancel was
-        read since it was answered is answered ``cancelled`` first."""
+    def commit(self, wait: bool = True) -> None:
+        """Commit the answers in hand that fit (``commits.py``) on the commit thread; with
+        ``wait``, until it ends. A job whose cancel was read since it was answered is
+        answered ``cancelled`` first."""
         assert self._outbox is not None and self._member is not None
+        self._commits.finish(timeout=None)  # the one before ends first: commits keep order
         self._cancelling.answered(self._answers.values())
         in_hand = {slot.key: slot.started_at for slot in self._pending.values()}
         consumer, check = self._member.consumer, self._cancelling.check
-        self._commits.commit(self._positions, self._outbox, consumer, in_hand, check)
+        self._commits.start(self._positions, self._outbox, consumer, in_hand, check,
+                            self._commit_thread, self._wake)  # fmt: skip
+        if wait:
+            self._commits.finish(timeout=None)
+
+    def _wake(self) -> None:
+        """On the commit thread, as a transaction ends: the consume thread, waiting for a
+        lane's event, takes this for one and applies the outcome at once."""
+        self._events.put(LaneEvent(slot=None))
+
+    def settle(self) -> None:
+        """Wait for the transaction in flight and apply its outcome: before the clients it
+        uses close, or its jobs are let go. A bug in it is logged; what it carried stays
+        uncommitted, and is read again."""
+        try:
+            self._commits.finish(timeout=None)
+        except Exception:
+            _log.exception("block %s: the transaction in flight failed", self._block)
 
     def drain(self) -> None:
         """Stop taking records; let running jobs end (for ``drain_seconds``, or the longest

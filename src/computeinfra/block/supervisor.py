@@ -279,6 +279,7 @@ class Supervisor:
         self.state = BlockState.STOPPED
 
     def _close_clients(self) -> None:
+        self.flow.settle()  # no transaction left running on the outbox
         member, outbox, self._member, self._outbox = self._member, self._outbox, None, None
         for client in (member, outbox):
             if client is not None:

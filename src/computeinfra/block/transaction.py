@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as RawKafkaError
+from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from computeinfra.kafka.clients import make_producer
 
@@ -92,21 +93,48 @@ class OutboxRecord:
 
 
 class Outbox:
+    """Commits through two transactional producers in turn (``transactional_id`` and
+    ``<transactional_id>.2``; a new incarnation fences both). A transaction begun while the
+    one before is still writing its commit markers is refused, and librdkafka asks again
+    only after a fixed 20 ms (CONCURRENT_TRANSACTIONS): back to back, one in five waited so
+    (transaction p99 41 ms, 25 ms in turn: docs/performance.md). Taking turns keeps the
+    commits in order: the next begins once this one's commit returned, and the group
+    coordinator keeps a partition's offset from the later commit whichever markers land
+    first (it compares the commits' places in its log)."""
+
     def __init__(self, bootstrap: str, transactional_id: str) -> None:
         self._bootstrap = bootstrap
-        self._transactional_id = transactional_id
-        self._producer = self._new_producer()
+        self._ids = (transactional_id, f"{transactional_id}.2")
+        self._turn = 0
+        self._producers = [self._make(tid) for tid in self._ids]
         # Producers stuck inside librdkafka: kept referenced so they are never destroyed
         # while a thread is blocked in them (see ``_send_offsets``).
         self._stuck: list[Producer] = []
         self.transactions = 0  # committed, for ``blocks`` and the benchmarks
 
+    @property
+    def _transactional_id(self) -> str:
+        return self._ids[self._turn]
+
+    @property
+    def _producer(self) -> Producer:
+        """The producer whose turn it is."""
+        return self._producers[self._turn]
+
+    @_producer.setter
+    def _producer(self, producer: Producer) -> None:
+        self._producers[self._turn] = producer
+
     def _new_producer(self) -> Producer:
+        """A new producer for the current turn's transactional id."""
+        return self._make(self._transactional_id)
+
+    def _make(self, transactional_id: str) -> Producer:
         producer = make_producer(
             self._bootstrap,
-            client_id=self._transactional_id,
+            client_id=transactional_id,
             **{
-                "transactional.id": self._transactional_id,
+                "transactional.id": transactional_id,
                 "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
                 # Every transaction is flushed as soon as its records are queued: lingering
                 # would only add to each answer's latency.
@@ -118,7 +146,7 @@ class Outbox:
 
     def commit(
         self,
-        consumer: Consumer,
+        group: Any,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
         alone: Collection[int] = (),
@@ -131,12 +159,15 @@ class Outbox:
         ``alone``: the indexes of records sent in a request of their own, so that a refusal
         names only the record refused (a broker refuses a whole batch: every record in it).
         ``check``, if given, is asked once the records are delivered, just before the
-        commit: ``False`` aborts the transaction and raises ``Withdrawn``.
+        commit: ``False`` aborts the transaction and raises ``Withdrawn``. ``group``: the
+        consumer's ``consumer_group_metadata()``, taken when the answers were (a rebalance
+        since fences the commit).
         """
+        self._turn ^= 1
         attempt = 0
         while True:
             try:
-                self._transact(consumer, offsets, records, frozenset(alone), check)
+                self._transact(group, offsets, records, frozenset(alone), check)
                 self.transactions += 1
                 return
             except _ProducerReplaced:
@@ -164,7 +195,7 @@ class Outbox:
 
     def _transact(
         self,
-        consumer: Consumer,
+        group: Any,
         offsets: Sequence[TopicPartition],
         records: Sequence[OutboxRecord],
         alone: frozenset[int],
@@ -186,7 +217,7 @@ class Outbox:
         if refused:
             raise RecordsRefused(refused, alone)
         if offsets:  # none: only records (a job's ``running``), no answer yet
-            self._send_offsets(list(offsets), consumer)
+            self._send_offsets(list(offsets), group)
         if check is not None and not check():
             raise Withdrawn
         self._commit_transaction()
@@ -227,7 +258,7 @@ class Outbox:
                 refused[index] = exc.args[0].str()
                 return
 
-    def _send_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+    def _send_offsets(self, offsets: list[TopicPartition], group: Any) -> None:
         """``send_offsets_to_transaction`` under a watchdog.
 
         librdkafka can block in it past its timeout when the group coordinator it cached went
@@ -239,9 +270,7 @@ class Outbox:
 
         def send() -> None:
             try:
-                producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), TXN_TIMEOUT_SECONDS
-                )
+                producer.send_offsets_to_transaction(offsets, group, TXN_TIMEOUT_SECONDS)
             except BaseException as exc:  # handed to the caller's thread below
                 failure.append(exc)
 
@@ -296,4 +325,5 @@ class Outbox:
             self._producer = self._new_producer()
 
     def close(self) -> None:
-        self._producer.flush(TXN_TIMEOUT_SECONDS)
+        for producer in self._producers:
+            producer.flush(TXN_TIMEOUT_SECONDS)

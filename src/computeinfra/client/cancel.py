@@ -22,6 +22,7 @@ from computeinfra.kafka.clients import (
     make_consumer,
     make_producer,
     partition_count,
+    watermarks,
 )
 from computeinfra.protocol import (
     CANCEL_TOPIC,
@@ -119,7 +120,7 @@ def unfinished_keys(bootstrap: str, group: str, *, task: str | None = None) -> l
         starts: dict[Where, int] = {}
         ends: dict[Where, int] = {}
         for tp in consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS):
-            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+            low, high = watermarks(consumer, tp)
             start = max(tp.offset, low)  # never committed (-1001): from its beginning
             if high > start:
                 starts[(tp.topic, tp.partition)], ends[(tp.topic, tp.partition)] = start, high

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from computeinfra.errors import KafkaError, RequestError
-from computeinfra.kafka.clients import METADATA_TIMEOUT_SECONDS, partition_count, reader
+from computeinfra.kafka.clients import partition_count, reader, watermarks
 from computeinfra.kafka.partitioner import partition_for
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -59,7 +59,7 @@ def _partitions(
             continue  # a topic an older cluster never created (jobStatus) has nothing to say
         for partition in {partition_for(raw_key, count) for raw_key in raw_keys}:
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+            low, high = watermarks(consumer, tp)
             if high > low:
                 ends[(topic, partition)] = high
     return ends

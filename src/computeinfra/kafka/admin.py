@@ -16,6 +16,7 @@ from computeinfra.kafka.clients import (
     common_config,
     make_consumer,
     partition_count,
+    watermarks,
 )
 from computeinfra.protocol import (
     CANCEL_TOPIC,
@@ -163,7 +164,7 @@ def lag_of(consumer: Consumer, where: Sequence[tuple[str, int]]) -> dict[tuple[s
     tps = [TopicPartition(topic, partition) for topic, partition in where]
     lag = {}
     for tp in consumer.committed(tps, timeout=METADATA_TIMEOUT_SECONDS):
-        low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
+        low, high = watermarks(consumer, tp)
         position = tp.offset if tp.offset >= 0 else low
         lag[(tp.topic, tp.partition)] = max(high - position, 0)
     return lag

@@ -13,7 +13,8 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError as RawKafkaError
 
 from computeinfra.config import ToolSettings
 from computeinfra.errors import ConfigError, KafkaError
@@ -115,6 +116,39 @@ def make_consumer(
 def reader(bootstrap: str, client_id: str = "computeinfra-reader", **overrides: Any) -> Consumer:
     """A group-less consumer for reading topics by explicit offsets."""
     return make_consumer(bootstrap, None, client_id, **{"enable.partition.eof": False, **overrides})
+
+
+# Just after a broker starts again it answers metadata before it leads its partitions again:
+# these say so (librdkafka does not mark them retriable in a watermark query's error).
+ELECTING = {RawKafkaError.NOT_LEADER_FOR_PARTITION, RawKafkaError.LEADER_NOT_AVAILABLE}
+ELECTING_WAIT_SECONDS = 0.1
+
+
+def watermarks(
+    consumer: Consumer, tp: TopicPartition, timeout: float = METADATA_TIMEOUT_SECONDS
+) -> tuple[int, int]:
+    """The partition's low and high watermarks, asked again while its leader is being
+    elected (for up to ``timeout``); any other failure raises ``KafkaError``, not
+    confluent-kafka's own exception (the chaos test met NOT_LEADER_FOR_PARTITION in a
+    cancel's lookup just after a broker restart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = consumer.get_watermark_offsets(
+                tp, timeout=max(deadline - time.monotonic(), 0.1)
+            )
+        except KafkaException as exc:
+            error: RawKafkaError = exc.args[0]
+            electing = error.retriable() or error.code() in ELECTING
+            if electing and time.monotonic() < deadline:
+                time.sleep(ELECTING_WAIT_SECONDS)  # backing off while a leader is elected
+                continue
+            where = f"{tp.topic}[{tp.partition}]"
+            raise KafkaError(f"cannot read where {where} ends: {error.str()}") from exc
+        if found is None:
+            raise KafkaError(f"cannot read where {tp.topic}[{tp.partition}] ends: timed out")
+        low, high = found
+        return int(low), int(high)
 
 
 class TopicMissing(KafkaError):

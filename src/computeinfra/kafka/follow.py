@@ -23,13 +23,13 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
 
 from computeinfra.kafka.clients import (
+    ELECTING,
     METADATA_TIMEOUT_SECONDS,
     TopicMissing,
     partition_count,
@@ -51,8 +51,6 @@ STOP_JOIN_SECONDS = 5.0
 # A topic just created has partitions whose leader is not elected yet for a moment
 # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): a start asked for now waits that out.
 ASSIGN_NOW_SECONDS = 15.0
-# librdkafka does not mark these retriable in a watermark query's error.
-_ELECTING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 Where = tuple[str, int]
 
 
@@ -191,7 +189,7 @@ class TopicFollower:
                 return
             except KafkaException as exc:
                 error = exc.args[0]
-                settling = error.retriable() or error.code() in _ELECTING
+                settling = error.retriable() or error.code() in ELECTING
                 if not settling or time.monotonic() > deadline:
                     raise
                 _log.info("waiting for topics %s: %s", ", ".join(self.topics), exc)

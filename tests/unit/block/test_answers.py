@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from computeinfra.block.answers import MAX_ANSWER_RECORD_BYTES, complete
-from computeinfra.block.commits import _smaller
 from computeinfra.block.jobs import Assignment, Outcome
 from computeinfra.block.middleware import HookError, Middleware, MiddlewareChain
 from computeinfra.block.middleware.dead_letter import DeadLetterFailures
+from computeinfra.block.refusals import smaller as _smaller
 from computeinfra.block.slots import Slot, SlotMaker
 from computeinfra.block.transaction import OutboxRecord
 from computeinfra.config import Settings
@@ -93,7 +93,7 @@ def test_even_system_exit_in_a_job_hook_is_that_jobs_failure() -> None:
 
 
 def test_an_answer_kafka_refuses_gets_smaller_until_it_cannot() -> None:
-    # What Kafka refused for good leaves the answer (``commits._smaller``); a completion
+    # What Kafka refused for good leaves the answer (``refusals.smaller``); a completion
     # refused even once made small says so, and the commit backs off instead.
     slot = _answer({"blob": "x" * 1000})
     slot.records.append(OutboxRecord(DEAD_TOPIC, b"job-1", b"copy"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
 import pytest
 
+from computeinfra.block.commit_thread import CommitThread
 from computeinfra.block.commits import (
     MAX_ANSWERS_PER_TRANSACTION,
     RUN_MULTIPLE,
@@ -254,3 +256,73 @@ def test_a_commit_its_check_withdraws_keeps_its_answers_for_the_next_one() -> No
     commits.commit(positions, broker, None, {}, check)  # type: ignore[arg-type]
     assert positions.commits == 1 and not commits.answers
     assert asked == [["k"], ["k"]]
+
+
+class _SlowBroker(_Broker):
+    """Holds each transaction until ``release`` is set; raises ``fail`` if given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.fail: BaseException | None = None
+
+    def commit(
+        self, group: Any, offsets: Any, records: list[OutboxRecord], alone: Any, check: Any
+    ) -> None:
+        assert self.release.wait(5.0), "the test never released the transaction"
+        if self.fail is not None:
+            raise self.fail
+        super().commit(group, offsets, records, alone, check)
+
+
+def _start(commits: Commits, positions: Any, broker: Any, pool: CommitThread,
+           ended: threading.Event) -> None:  # fmt: skip
+    commits.start(positions, broker, None, {}, None, pool, ended.set)  # type: ignore[arg-type]
+
+
+def test_a_transaction_in_flight_lets_answers_gather_for_the_next_one() -> None:
+    """The consume thread goes on while a transaction runs on the commit thread: answers
+    ready meanwhile wait for the next transaction, which is not cut before this one ends
+    (commits stay in order)."""
+    commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
+    first, second = _answer("first", "fine"), _answer("second", "fine")
+    commits.add((WHERE, 1), first)
+    positions = _Positions([(WHERE, 1)])
+    pool = CommitThread("test-commit")
+    _start(commits, positions, broker, pool, ended)
+    assert commits.in_flight and not commits.finish(0.0)
+    commits.add((WHERE, 2), second)
+    assert not commits.due(None) and commits.wait(None) is None  # none cut meanwhile
+    broker.release.set()
+    assert ended.wait(5.0) and commits.finish(0.0)
+    assert positions.commits == 1 and commits.processed == 1
+    assert list(commits.answers) == [(WHERE, 2)]
+    assert commits.due(None)  # it waited during the first: it goes at once
+
+
+def test_an_answer_let_go_while_its_transaction_runs_is_not_taken_back() -> None:
+    """A rebalance may let go of a job whose answer is in flight (an orphan now): the
+    transaction's end must not touch what the block holds in its place."""
+    commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
+    commits.add((WHERE, 1), _answer("k", "fine"))
+    pool = CommitThread("test-commit")
+    _start(commits, _Positions([(WHERE, 1)]), broker, pool, ended)
+    let_go = commits.answers.pop((WHERE, 1))
+    again = _answer("k", "again")  # its record came back, and was answered anew
+    commits.add((WHERE, 1), again)
+    broker.release.set()
+    assert commits.finish(None)
+    assert commits.answers == {(WHERE, 1): again} and let_go is not again
+
+
+def test_a_bug_in_a_transaction_is_raised_on_the_consume_thread_and_keeps_the_answers() -> None:
+    commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
+    commits.add((WHERE, 1), _answer("k", "fine"))
+    broker.fail, positions = RuntimeError("a bug"), _Positions([(WHERE, 1)])
+    broker.release.set()
+    pool = CommitThread("test-commit")
+    _start(commits, positions, broker, pool, ended)
+    with pytest.raises(RuntimeError, match="a bug"):
+        commits.finish(None)
+    assert not commits.in_flight and (WHERE, 1) in commits.answers
+    assert positions.commits == 0
