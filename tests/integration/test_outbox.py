@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, IsolationLevel, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from computeinfra.block.transaction import Outbox, OutboxRecord, Withdrawn
@@ -115,3 +115,44 @@ def test_a_check_that_raises_leaves_no_transaction_open_and_commits_nothing(
     )
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"kept"]
     assert _committed(consumer, requests) == 3
+
+
+def test_commits_in_turn_through_both_ids_keep_the_latest_offset_and_every_answer(
+    stack: DevStack, outbox: tuple[Outbox, Consumer, str, str]
+) -> None:
+    """The outbox takes its two transactional ids in turn: back to back, each commit's
+    offset is the one the group keeps, whichever id's markers land last."""
+    box, consumer, answers, requests = outbox
+    bootstrap = stack.settings.bootstrap_servers
+    for offset in range(1, 9):
+        offsets = [TopicPartition(requests, 0, offset)]
+        value = f"answer-{offset}".encode()
+        box.commit(consumer.consumer_group_metadata(), offsets,
+                   [OutboxRecord(answers, b"k", value)], (), lambda: True)  # fmt: skip
+        assert _committed(consumer, requests) == offset
+    expected = [f"answer-{offset}".encode() for offset in range(1, 9)]
+    assert [value for _key, value, _h in read_topic(bootstrap, answers)] == expected
+    assert box.transactions == 8
+
+
+def test_a_new_outbox_fences_both_ids_of_the_one_it_replaces(
+    stack: DevStack, outbox: tuple[Outbox, Consumer, str, str]
+) -> None:
+    """A restarted supervisor's outbox must fence whichever id its previous incarnation
+    would have used next: neither of the old producers may commit after the restart."""
+    box, consumer, answers, requests = outbox
+    bootstrap = stack.settings.bootstrap_servers
+    successor = Outbox(bootstrap, box._ids[0])
+    try:
+        for old in box._producers:  # the replaced incarnation's two, as they were
+            old.begin_transaction()
+            old.produce(answers, b"zombie", b"k")
+            with pytest.raises(KafkaException) as fenced:
+                old.commit_transaction(30)
+            assert fenced.value.args[0].fatal()  # fenced for good, not a retriable hiccup
+        successor.commit(consumer.consumer_group_metadata(), [TopicPartition(requests, 0, 4)],
+                         [OutboxRecord(answers, b"k", b"new")], (), lambda: True)  # fmt: skip
+    finally:
+        successor.close()
+    assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"new"]
+    assert _committed(consumer, requests) == 4

@@ -8,9 +8,11 @@ hands each transaction here and goes on polling, dispatching and collecting resu
 cuts the next one only once this one has ended and its outcome is applied
 (``Commits.finish``), so transactions never overlap and commit in order.
 
-A daemon thread, not a ``ThreadPoolExecutor``: that one's threads are joined when the
-process exits, and a transaction retrying against a broker that is away must not hold up
-a supervisor's exit (its uncommitted answers are read again, by design).
+A daemon thread, not a ``ThreadPoolExecutor``, whose threads are joined when the process
+exits: a transaction retrying against a broker that is away must not hold up the exit of
+a supervisor's process (its uncommitted answers are read again, by design). A supervisor
+that stops or starts a new round still waits for it (``Flow.settle``), as it waited for
+its commits before.
 """
 
 from __future__ import annotations

@@ -68,6 +68,11 @@ class _Batch:
     alone: set[int]
     last: Callable[[], bool] | None  # the check, asked just before the commit
     group: Any  # the consumer's group metadata when the answers were taken
+    # Each record's job (None: the middleware's) and index in that job's records, and each
+    # job's records as sent (by slot id): a job let go and taken up again while the
+    # transaction ran may have other records by the time a refusal names an index.
+    owners: list[tuple[Slot | None, int]]
+    sent: dict[int, list[OutboxRecord]]
 
 
 class Commits:
@@ -191,9 +196,7 @@ class Commits:
         except FutureTimeout:
             return False
         self._flight = None
-        self._settle(batch, error if isinstance(error, Exception) else None)
-        if error is not None and not isinstance(error, Exception):
-            raise error
+        self._settle(batch, error)
         return True
 
     def _prepare(
@@ -217,16 +220,14 @@ class Commits:
             return None
         slots = [self.answers[key] for key in plan.answers]
         records = [*extra, *(record for slot in slots for record in slot.records)]
-        alone = (
-            {i for i, (s, _) in enumerate(owners(extra, slots)) if id(s) in self._suspects}
-            if self._suspects
-            else set()
-        )
+        by_index = owners(extra, slots)
+        alone = {i for i, (s, _) in enumerate(by_index) if id(s) in self._suspects}
         last = None if check is None else (lambda: check(slots))
         group = consumer.consumer_group_metadata() if plan.offsets else None
-        return _Batch(positions, plan, slots, extra, records, alone, last, group)
+        sent = {id(slot): slot.records for slot in slots}
+        return _Batch(positions, plan, slots, extra, records, alone, last, group, by_index, sent)
 
-    def _settle(self, batch: _Batch, error: Exception | None) -> None:
+    def _settle(self, batch: _Batch, error: BaseException | None) -> None:
         """Apply a transaction's outcome: ``error`` as ``Outbox.commit`` raised it."""
         if isinstance(error, Withdrawn):  # kept, and committed in a next step
             self._carry = batch.extra
@@ -240,7 +241,7 @@ class Commits:
             # pending until its answer).
             self._after = time.monotonic() + FENCED_PAUSE_SECONDS
         elif isinstance(error, RecordsRefused):
-            self._refused(error, batch.extra, batch.slots)
+            self._refused(error, batch)
         elif error is not None:
             raise error
         else:
@@ -264,19 +265,18 @@ class Commits:
             if slot.completion is not None:
                 self._hooks.after_completion(slot.completion)
 
-    def _refused(
-        self, refusal: RecordsRefused, extra: list[OutboxRecord], slots: list[Slot]
-    ) -> None:
+    def _refused(self, refusal: RecordsRefused, batch: _Batch) -> None:
         """Kafka refused some records for good. A record refused in a batch may be innocent
         (a broker refuses the whole batch): its job becomes a suspect, whose records are sent
         alone next time. A job's record refused alone loses from its answer what was refused
         (``refusals.smaller``). The middleware's records not refused go in the next commit; those
         refused are dropped. Each try either changes an answer or adds suspects: it ends."""
-        self._carry = [r for i, r in enumerate(extra) if i not in refusal.refused]
-        by_index = owners(extra, slots)
+        self._carry = [r for i, r in enumerate(batch.extra) if i not in refusal.refused]
         refused_by_slot: dict[int, tuple[Slot, dict[int, str]]] = {}
         for index, why in refusal.refused.items():
-            owner, at = by_index[index]
+            owner, at = batch.owners[index]
+            if owner is not None and owner.records is not batch.sent[id(owner)]:
+                continue  # answered anew meanwhile: its next transaction sends what it is now
             if owner is None:
                 _log.warning("block %s: Kafka refused a middleware record: %s", self._block, why)
             elif index in refusal.alone:

@@ -110,7 +110,7 @@ class Flow:
     def step(self, take: bool = True) -> None:
         member = self._member
         assert member is not None
-        busy = bool(self._pending or self._answers or self._retries)
+        busy = bool(self._pending or self._answers or self._retries or self._commits.in_flight)
         wait = 0 if busy else self._settings.poll_seconds
         records = member.records(self._settings.consume_batch, wait)
         self._follow(member)

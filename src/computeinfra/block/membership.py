@@ -164,9 +164,10 @@ class GroupMember:
         self.ends.update(_ends(consumer, partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing to commit here: a supervisor never holds answers across a poll. Committing
-        # from inside the rebalance callback can deadlock librdkafka's transactional offset
-        # commit against the rebalance it is part of.
+        # Nothing is committed here: the answers in hand are let go after the poll
+        # (``Flow._follow``); one in flight on the commit thread is fenced if it is late.
+        # Committing from inside the rebalance callback can deadlock librdkafka's
+        # transactional offset commit against the rebalance it is part of.
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= gone
         self._revoked_paused |= self.paused & gone

@@ -74,7 +74,7 @@ class Supervisor:
         self.block = block
         self.node = node
         self.member_id = member_id or f"{settings.namespace}-supervisor-{block}"
-        # Its static seat in the group; ``member_id`` stays the stable ``transactional.id``.
+        # Its static seat in the group; ``member_id`` names its stable transactional ids.
         self.group_instance_id = group_instance_id or self.member_id
         self._first_seat = self.group_instance_id
         self.hooks = MiddlewareChain(middleware)

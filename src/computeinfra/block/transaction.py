@@ -4,8 +4,8 @@ This is what makes completions exactly-once for ``read_committed`` readers: eith
 completion is visible *and* its request's offset is committed (below the committed offset,
 or listed in its metadata as answered), or neither happened and the request will be handled
 again. One transaction carries every answer ready, so its cost is shared by every job it
-answers. Each supervisor owns one stable ``transactional.id``; a
-restarted incarnation calling ``init_transactions`` fences the one it replaces, and the
+answers. Each supervisor owns a stable pair of ``transactional.id``s, taken in turn; a
+restarted incarnation calling ``init_transactions`` on both fences the one it replaces, and the
 consumer group's generation fences a supervisor whose partitions moved elsewhere.
 """
 
@@ -189,7 +189,7 @@ class Outbox:
                 )
                 time.sleep(delay)  # backing off from a broker that is away, not synchronising
                 attempt += 1
-            except Exception:  # a bug (in a check, say): no transaction is left open behind it
+            except BaseException:  # a bug (in a check, say): no transaction is left open behind it
                 self._abort()
                 raise
 

@@ -138,7 +138,7 @@ def consumer_lag(bootstrap: str, group: str, topic: str = PENDING_TOPIC) -> int 
         if found is None or found.error is not None:
             return None
         return sum(lag_of(consumer, [(topic, p) for p in found.partitions]).values())
-    except KafkaException as exc:
+    except (KafkaException, KafkaError) as exc:  # ``lag_of``'s ``watermarks`` says KafkaError
         _log.warning("cannot read the lag of group %s: %s", group, exc)
         return None
     finally:
@@ -148,7 +148,8 @@ def consumer_lag(bootstrap: str, group: str, topic: str = PENDING_TOPIC) -> int 
 def partition_lag(
     bootstrap: str, group: str, where: Sequence[tuple[str, int]]
 ) -> dict[tuple[str, int], int]:
-    """Per partition, the records ``group`` has not committed yet; raises ``KafkaException``."""
+    """Per partition, the records ``group`` has not committed yet; raises ``KafkaException``
+    (the committed offsets) or ``KafkaError`` (where a partition ends)."""
     consumer = make_consumer(bootstrap, group, client_id="computeinfra-lag")
     try:
         return lag_of(consumer, where)

@@ -14,6 +14,7 @@ from confluent_kafka import admin as kafka_admin
 from confluent_kafka.admin import AdminClient
 
 from computeinfra.config import Settings
+from computeinfra.errors import KafkaError
 from computeinfra.protocol import (
     CANCEL_TOPIC,
     COMPLETED_TOPIC,
@@ -194,7 +195,7 @@ class Doctor:
         group = self._settings.group
         try:
             view = self.group_view(partitions)
-        except KafkaException as exc:
+        except (KafkaException, KafkaError) as exc:  # KafkaError: where a partition ends
             message = f"cannot describe group {group}: {_reason(exc)}"
             return [Finding("group", "group-unreadable", Level.WARNING, message)]
         return group_findings(group, view)
@@ -243,7 +244,7 @@ class Doctor:
         )
 
 
-def _reason(exc: KafkaException) -> str:
+def _reason(exc: KafkaException | KafkaError) -> str:
     error: Any = exc.args[0] if exc.args else None
     return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
 

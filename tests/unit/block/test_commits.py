@@ -326,3 +326,17 @@ def test_a_bug_in_a_transaction_is_raised_on_the_consume_thread_and_keeps_the_an
         commits.finish(None)
     assert not commits.in_flight and (WHERE, 1) in commits.answers
     assert positions.commits == 0
+
+
+def test_a_transaction_ended_by_a_base_exception_commits_nothing() -> None:
+    """Whatever ends a transaction other than a return (SystemExit, KeyboardInterrupt),
+    its answers are kept, not taken for committed."""
+    commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
+    commits.add((WHERE, 1), _answer("k", "fine"))
+    broker.fail, positions = SystemExit(3), _Positions([(WHERE, 1)])
+    broker.release.set()
+    pool = CommitThread("test-commit")
+    _start(commits, positions, broker, pool, ended)
+    with pytest.raises(SystemExit):
+        commits.finish(None)
+    assert (WHERE, 1) in commits.answers and positions.commits == 0 and commits.processed == 0
