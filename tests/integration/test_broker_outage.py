@@ -21,9 +21,10 @@ from computeinfra import Client, Status
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import ensure_topics
-from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+from computeinfra.kafka.broker import LocalBroker
 from computeinfra.tasks.registry import load_registry
-from computeinfra.testing.stack import free_port, settings_under
+from computeinfra.testing.stack import settings_under
+from tests import helpers
 from tests.helpers import completions_for, wait_for
 from tests.integration.test_supervisor_rejoin import InProcessWorker
 
@@ -35,11 +36,7 @@ JOB_SECONDS = 5.0
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Settings]]:
-    broker = LocalBroker(
-        BrokerConfig(data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    )
-    broker.start()
-    try:
+    with helpers.own_broker(tmp_path) as broker:
         settings = settings_under(
             {
                 "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
@@ -49,8 +46,6 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Settings]]:
         )
         ensure_topics(settings)
         yield broker, settings
-    finally:
-        broker.stop()
 
 
 def test_a_job_ending_during_a_broker_outage_is_answered_once_when_it_is_back(

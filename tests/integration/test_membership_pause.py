@@ -16,9 +16,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from computeinfra.block.membership import GroupMember
 from computeinfra.config import Settings
-from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 from computeinfra.kafka.clients import make_producer
-from computeinfra.testing.stack import free_port, settings_under
+from computeinfra.testing.stack import settings_under
+from tests import helpers
 from tests.helpers import wait_for
 
 TOPIC = "pauseTest"
@@ -27,18 +27,12 @@ TIMEOUT = 60.0
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    broker = LocalBroker(
-        BrokerConfig(data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    )
-    broker.start()
-    try:
+    with helpers.own_broker(tmp_path) as broker:
         admin = AdminClient({"bootstrap.servers": broker.config.bootstrap})
         for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
             future.result(30)
         found = settings_under({"COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap})
         yield replace(found, group=f"pause-{uuid.uuid4().hex[:8]}")
-    finally:
-        broker.stop()
 
 
 def _serve(*members: GroupMember) -> list[bytes]:
