@@ -157,7 +157,7 @@ class Commits:
             return
         try:
             outbox.commit(batch.group, batch.plan.offsets, batch.records, batch.alone, batch.last)
-        except Exception as exc:
+        except BaseException as exc:  # as ``finish`` takes it from the commit thread
             self._settle(batch, exc)
         else:
             self._settle(batch, None)

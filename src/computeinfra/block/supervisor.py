@@ -279,14 +279,16 @@ class Supervisor:
         self.state = BlockState.STOPPED
 
     def _close_clients(self) -> None:
-        self.flow.settle()  # no transaction left running on the outbox
-        member, outbox, self._member, self._outbox = self._member, self._outbox, None, None
-        for client in (member, outbox):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception as exc:  # a client in a bad state must not block the rest
-                    _log.warning("block %s: closing %s: %s", self.block, type(client), exc)
+        try:
+            self.flow.settle()  # no transaction left running on the outbox
+        finally:  # whatever ended it, the clients close
+            member, outbox, self._member, self._outbox = self._member, self._outbox, None, None
+            for client in (member, outbox):
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception as exc:  # a client in a bad state must not block the rest
+                        _log.warning("block %s: closing %s: %s", self.block, type(client), exc)
 
     @property
     def worker_pid(self) -> int | None:

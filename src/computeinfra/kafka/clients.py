@@ -19,7 +19,15 @@ from confluent_kafka import KafkaError as RawKafkaError
 from computeinfra.config import ToolSettings
 from computeinfra.errors import ConfigError, KafkaError
 
-__all__ = ["TopicMissing", "make_consumer", "make_producer", "partition_count", "reader"]
+__all__ = [
+    "TopicMissing",
+    "electing",
+    "make_consumer",
+    "make_producer",
+    "partition_count",
+    "reader",
+    "watermarks",
+]
 
 _log = logging.getLogger("computeinfra.kafka")
 REPEAT_LOG_SECONDS = 30.0
@@ -124,6 +132,11 @@ ELECTING = {RawKafkaError.NOT_LEADER_FOR_PARTITION, RawKafkaError.LEADER_NOT_AVA
 ELECTING_WAIT_SECONDS = 0.1
 
 
+def electing(error: RawKafkaError) -> bool:
+    """Whether ``error`` may pass by itself: retriable, or a leader being elected."""
+    return bool(error.retriable()) or error.code() in ELECTING
+
+
 def watermarks(
     consumer: Consumer, tp: TopicPartition, timeout: float = METADATA_TIMEOUT_SECONDS
 ) -> tuple[int, int]:
@@ -139,8 +152,7 @@ def watermarks(
             )
         except KafkaException as exc:
             error: RawKafkaError = exc.args[0]
-            electing = error.retriable() or error.code() in ELECTING
-            if electing and time.monotonic() < deadline:
+            if electing(error) and time.monotonic() < deadline:
                 time.sleep(ELECTING_WAIT_SECONDS)  # backing off while a leader is elected
                 continue
             where = f"{tp.topic}[{tp.partition}]"

@@ -29,9 +29,9 @@ from confluent_kafka import (
 )
 
 from computeinfra.kafka.clients import (
-    ELECTING,
     METADATA_TIMEOUT_SECONDS,
     TopicMissing,
+    electing,
     partition_count,
     reader,
 )
@@ -189,7 +189,7 @@ class TopicFollower:
                 return
             except KafkaException as exc:
                 error = exc.args[0]
-                settling = error.retriable() or error.code() in ELECTING
+                settling = electing(error)
                 if not settling or time.monotonic() > deadline:
                     raise
                 _log.info("waiting for topics %s: %s", ", ".join(self.topics), exc)

@@ -275,9 +275,9 @@ class _SlowBroker(_Broker):
         super().commit(group, offsets, records, alone, check)
 
 
-def _start(commits: Commits, positions: Any, broker: Any, pool: CommitThread,
+def _start(commits: Commits, positions: Any, broker: Any, thread: CommitThread,
            ended: threading.Event) -> None:  # fmt: skip
-    commits.start(positions, broker, None, {}, None, pool, ended.set)  # type: ignore[arg-type]
+    commits.start(positions, broker, None, {}, None, thread, ended.set)  # type: ignore[arg-type]
 
 
 def test_a_transaction_in_flight_lets_answers_gather_for_the_next_one() -> None:
@@ -288,8 +288,8 @@ def test_a_transaction_in_flight_lets_answers_gather_for_the_next_one() -> None:
     first, second = _answer("first", "fine"), _answer("second", "fine")
     commits.add((WHERE, 1), first)
     positions = _Positions([(WHERE, 1)])
-    pool = CommitThread("test-commit")
-    _start(commits, positions, broker, pool, ended)
+    thread = CommitThread("test-commit")
+    _start(commits, positions, broker, thread, ended)
     assert commits.in_flight and not commits.finish(0.0)
     commits.add((WHERE, 2), second)
     assert not commits.due(None) and commits.wait(None) is None  # none cut meanwhile
@@ -305,8 +305,8 @@ def test_an_answer_let_go_while_its_transaction_runs_is_not_taken_back() -> None
     transaction's end must not touch what the block holds in its place."""
     commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
     commits.add((WHERE, 1), _answer("k", "fine"))
-    pool = CommitThread("test-commit")
-    _start(commits, _Positions([(WHERE, 1)]), broker, pool, ended)
+    thread = CommitThread("test-commit")
+    _start(commits, _Positions([(WHERE, 1)]), broker, thread, ended)
     let_go = commits.answers.pop((WHERE, 1))
     again = _answer("k", "again")  # its record came back, and was answered anew
     commits.add((WHERE, 1), again)
@@ -320,8 +320,8 @@ def test_a_bug_in_a_transaction_is_raised_on_the_consume_thread_and_keeps_the_an
     commits.add((WHERE, 1), _answer("k", "fine"))
     broker.fail, positions = RuntimeError("a bug"), _Positions([(WHERE, 1)])
     broker.release.set()
-    pool = CommitThread("test-commit")
-    _start(commits, positions, broker, pool, ended)
+    thread = CommitThread("test-commit")
+    _start(commits, positions, broker, thread, ended)
     with pytest.raises(RuntimeError, match="a bug"):
         commits.finish(None)
     assert not commits.in_flight and (WHERE, 1) in commits.answers
@@ -335,8 +335,26 @@ def test_a_transaction_ended_by_a_base_exception_commits_nothing() -> None:
     commits.add((WHERE, 1), _answer("k", "fine"))
     broker.fail, positions = SystemExit(3), _Positions([(WHERE, 1)])
     broker.release.set()
-    pool = CommitThread("test-commit")
-    _start(commits, positions, broker, pool, ended)
+    thread = CommitThread("test-commit")
+    _start(commits, positions, broker, thread, ended)
     with pytest.raises(SystemExit):
         commits.finish(None)
     assert (WHERE, 1) in commits.answers and positions.commits == 0 and commits.processed == 0
+
+
+def test_a_refusal_of_records_an_answer_no_longer_has_leaves_its_new_answer_alone() -> None:
+    """A refusal names records by their place in the transaction as it was cut: a job
+    answered anew while it ran (let go, taken up again) keeps its new answer for its next
+    transaction, rather than losing a record it no longer has."""
+    commits, broker, ended = _commits(), _SlowBroker(), threading.Event()
+    slot = _answer("k", "BIG")
+    commits.add((WHERE, 1), slot)
+    broker.fail = RecordsRefused({0: "too large"}, frozenset({0}))
+    thread = CommitThread("test-commit")
+    _start(commits, _Positions([(WHERE, 1)]), broker, thread, ended)
+    anew = _answer("k", "small")
+    slot.records, slot.completion = anew.records, anew.completion  # answered anew meanwhile
+    broker.release.set()
+    assert commits.finish(None)
+    assert slot.completion is not None and slot.completion.status is Status.SUCCEEDED
+    assert slot.records is anew.records and (WHERE, 1) in commits.answers
