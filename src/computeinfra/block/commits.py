@@ -20,6 +20,9 @@ So a 10 ms job shares its transaction with the four or five after it, a no-op jo
 alone is answered at once, and a job of a second is not held back for the next one (unless
 that one runs past its estimate: then for the window at most). A commit the group fenced is
 kept and tried again after the rebalance.
+
+A transaction runs on the block's commit thread (``start``), and its outcome is applied on
+the consume thread (``finish``); none is due while one is in flight, so they keep order.
 """
 
 from __future__ import annotations
