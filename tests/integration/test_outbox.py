@@ -8,7 +8,7 @@ committed without it, and no transaction may stay open behind it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
@@ -45,6 +45,17 @@ def _committed(consumer: Consumer, topic: str) -> int:
     return found[0].offset
 
 
+def _commit(
+    box: Outbox,
+    consumer: Consumer,
+    offset: TopicPartition,
+    answer: OutboxRecord,
+    check: Callable[[], bool] = lambda: True,
+) -> None:
+    """Commit one answer with one offset, as the consumer's group, asking ``check``."""
+    box.commit(consumer.consumer_group_metadata(), [offset], [answer], (), check)
+
+
 @pytest.fixture
 def outbox(stack: DevStack) -> Iterator[tuple[Outbox, Consumer, str, str]]:
     """An outbox, a consumer of a group of its own, an answers and a requests topic."""
@@ -64,22 +75,10 @@ def test_a_check_that_says_no_commits_nothing_and_the_next_commit_goes_through(
 ) -> None:
     box, consumer, answers, requests = outbox
     bootstrap = stack.settings.bootstrap_servers
-    offsets = [TopicPartition(requests, 0, 5)]
+    offset = TopicPartition(requests, 0, 5)
     with pytest.raises(Withdrawn):
-        box.commit(
-            consumer.consumer_group_metadata(),
-            offsets,
-            [OutboxRecord(answers, b"k", b"no")],
-            (),
-            lambda: False,
-        )
-    box.commit(
-        consumer.consumer_group_metadata(),
-        offsets,
-        [OutboxRecord(answers, b"k", b"yes")],
-        (),
-        lambda: True,
-    )
+        _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"no"), lambda: False)
+    _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"yes"))
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"yes"]
     assert _committed(consumer, requests) == 5
     assert box.transactions == 1
@@ -90,29 +89,17 @@ def test_a_check_that_raises_leaves_no_transaction_open_and_commits_nothing(
 ) -> None:
     box, consumer, answers, requests = outbox
     bootstrap = stack.settings.bootstrap_servers
-    offsets = [TopicPartition(requests, 0, 3)]
+    offset = TopicPartition(requests, 0, 3)
 
     def broken() -> bool:
         raise RuntimeError("the check failed")
 
     with pytest.raises(RuntimeError, match="the check failed"):
-        box.commit(
-            consumer.consumer_group_metadata(),
-            offsets,
-            [OutboxRecord(answers, b"k", b"lost")],
-            (),
-            broken,
-        )
+        _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"lost"), broken)
     # Aborted at once: left open, it would hold every read_committed reader of the topic
     # back until the next commit, or the transaction's timeout.
     wait_for(lambda: not _open_transaction(bootstrap, answers), 10, "the transaction ended")
-    box.commit(
-        consumer.consumer_group_metadata(),
-        offsets,
-        [OutboxRecord(answers, b"k", b"kept")],
-        (),
-        lambda: True,
-    )
+    _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"kept"))
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"kept"]
     assert _committed(consumer, requests) == 3
 
@@ -125,10 +112,10 @@ def test_commits_in_turn_through_both_ids_keep_the_latest_offset_and_every_answe
     box, consumer, answers, requests = outbox
     bootstrap = stack.settings.bootstrap_servers
     for offset in range(1, 9):
-        offsets = [TopicPartition(requests, 0, offset)]
         value = f"answer-{offset}".encode()
-        box.commit(consumer.consumer_group_metadata(), offsets,
-                   [OutboxRecord(answers, b"k", value)], (), lambda: True)  # fmt: skip
+        _commit(
+            box, consumer, TopicPartition(requests, 0, offset), OutboxRecord(answers, b"k", value)
+        )
         assert _committed(consumer, requests) == offset
     expected = [f"answer-{offset}".encode() for offset in range(1, 9)]
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == expected
@@ -150,8 +137,9 @@ def test_a_new_outbox_fences_both_ids_of_the_one_it_replaces(
             with pytest.raises(KafkaException) as fenced:
                 old.commit_transaction(30)
             assert fenced.value.args[0].fatal()  # fenced for good, not a retriable hiccup
-        successor.commit(consumer.consumer_group_metadata(), [TopicPartition(requests, 0, 4)],
-                         [OutboxRecord(answers, b"k", b"new")], (), lambda: True)  # fmt: skip
+        _commit(
+            successor, consumer, TopicPartition(requests, 0, 4), OutboxRecord(answers, b"k", b"new")
+        )
     finally:
         successor.close()
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"new"]
