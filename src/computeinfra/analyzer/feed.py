@@ -50,6 +50,7 @@ class TopicFeed:
             self._handle,
             start=BEGINNING,
             client_id="computeinfra-analyzer",
+            long_poll=True,  # lives as long as the cluster; metrics may start a moment late
         )
 
     def start(self) -> None:

@@ -40,12 +40,16 @@ __all__ = ["BEGINNING", "END", "Start", "TopicFollower", "tail"]
 
 _log = logging.getLogger("computeinfra.follow")
 POLL_SECONDS = 0.2
-# How long the broker holds a follower's fetch while there is nothing new (librdkafka's
-# ``fetch.wait.max.ms``, 500 by default). A record, or a transaction's commit marker, ends
-# the wait at once, so this costs no latency; it only spares the broker an empty fetch
-# twice a second per follower, most of an idle stack's requests (docs/performance.md). A
-# follower is assigned once and never seeks, so no request of its own waits behind a fetch.
-FETCH_WAIT_MS = 5_000
+# How long the broker holds a fetch while there is nothing new (librdkafka's
+# ``fetch.wait.max.ms``). A record, or a transaction's commit marker, ends the wait at once;
+# a long wait spares the broker an empty fetch twice a second per follower (1.4 % of a core
+# for an idle stack's five, docs/performance.md). But librdkafka keeps one fetch in flight
+# per broker, and the first may carry only the partitions started by then (seen under load:
+# 4 of 12); a record in any other waits for that fetch to end. So only a follower whose
+# first seconds do not matter asks for the long wait (``long_poll``): the web app's and the
+# analyzer's. The SDK's, the CLI's and a block's cancel reader keep librdkafka's 500 ms.
+FETCH_WAIT_MS = 500
+LONG_FETCH_WAIT_MS = 5_000
 TOPIC_WAIT_SECONDS = 2.0
 STOP_JOIN_SECONDS = 5.0
 # A topic just created has partitions whose leader is not elected yet for a moment
@@ -108,7 +112,9 @@ class TopicFollower:
     every record that was in the topics when it started reading has been handled (a poll
     may find nothing before the first fetch answers: only ``at_end`` is sure to have seen
     them), or while a topic does not exist (it holds nothing). ``between_polls``, if given,
-    runs on the thread before every poll (e.g. to serve a producer's callbacks)."""
+    runs on the thread before every poll (e.g. to serve a producer's callbacks).
+    ``long_poll``: fetches wait up to 5 s for news, not 0.5 s (``LONG_FETCH_WAIT_MS``): for a
+    long-lived follower that may see a record up to 5 s late in its first seconds."""
 
     def __init__(
         self,
@@ -121,15 +127,15 @@ class TopicFollower:
         between_polls: Callable[[], object] | None = None,
         poll_seconds: float = POLL_SECONDS,
         track_reads: bool = False,
+        long_poll: bool = False,
     ) -> None:
         self.topics = tuple(topics)
         self._handle = handle
         self._start = start
         self._between_polls = between_polls
         self._poll_seconds = poll_seconds
-        self._consumer = reader(
-            bootstrap, client_id=client_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
-        )
+        wait = LONG_FETCH_WAIT_MS if long_poll else FETCH_WAIT_MS
+        self._consumer = reader(bootstrap, client_id=client_id, **{"fetch.wait.max.ms": wait})
         self._bootstrap, self._client_id = bootstrap, client_id
         self._asker: Consumer | None = None  # for ``read_past``, made on first use
         self._assigned = False

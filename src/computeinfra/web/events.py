@@ -95,8 +95,9 @@ class JobFeed:
         self._board = board
         self._hub = hub
         self._follower = TopicFollower(
-            bootstrap, TOPICS, self._handle, start=tail(tail_records), client_id="computeinfra-web"
-        )
+            bootstrap, TOPICS, self._handle, start=tail(tail_records), client_id="computeinfra-web",
+            long_poll=True,  # lives as long as the app; its feed may start a moment late
+        )  # fmt: skip
         self.caught_up = self._follower.caught_up
 
     def start(self) -> None:

@@ -1,0 +1,106 @@
+"""How late a follower started at the end sees the first record written after its start,
+under CPU load, with librdkafka's 500 ms fetch wait and with the 5 s ``long_poll`` one.
+
+Why: librdkafka keeps one fetch in flight per broker, and a consumer's first fetch may carry
+only the partitions started by then. A record in any other partition waits for that fetch
+to end: up to the fetch wait. The SDK's completion watcher and ``submit --wait`` start at
+the end and want the next record at once, so they keep 500 ms (docs/performance.md).
+
+Each trial starts a follower at the end of a 12-partition topic, writes one record to one
+partition (each in turn), and times it until the follower hands it over. Busy loops, one
+more than the cores, make the start slow enough to show the race. Prints JSON.
+
+    .venv/bin/python bench/follow_start.py [--trials 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+from computeinfra.kafka.clients import make_producer
+from computeinfra.kafka.follow import END, TopicFollower
+from computeinfra.testing.stack import free_port
+
+TOPIC = "followStart"
+PARTITIONS = 12
+WAIT_SECONDS = 15.0
+BUSY = "while True: pass"
+
+
+def _trial(bootstrap: str, producer: Any, partition: int, long_poll: bool) -> float:
+    seen = threading.Event()
+    follower = TopicFollower(
+        bootstrap, (TOPIC,), lambda _m: seen.set(), start=END, long_poll=long_poll
+    ).start(assign_now=True)
+    try:
+        start = time.perf_counter()
+        producer.produce(TOPIC, b"x", partition=partition)
+        producer.flush()
+        if not seen.wait(WAIT_SECONDS):
+            raise TimeoutError(f"no record in {WAIT_SECONDS:.0f} s")
+        return time.perf_counter() - start
+    finally:
+        follower.stop()
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p95_ms": 1000 * ordered[int(0.95 * (len(ordered) - 1))],
+        "max_ms": 1000 * ordered[-1],
+        "over_1s": sum(s > 1.0 for s in ordered),
+    }
+
+
+def run(trials: int) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="follow-start-"))
+    broker = LocalBroker(
+        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
+    )
+    broker.start()
+    busy: list[subprocess.Popen[bytes]] = []
+    try:
+        bootstrap = broker.status().bootstrap
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
+        for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
+            future.result()
+        producer = make_producer(bootstrap)
+        busy = [
+            subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range((os.cpu_count() or 1) + 1)
+        ]
+        found: dict[str, list[float]] = {"wait_500ms": [], "long_poll_5s": []}
+        for n in range(trials):  # the two settings in turn, under the same load
+            found["wait_500ms"].append(_trial(bootstrap, producer, n % PARTITIONS, False))
+            found["long_poll_5s"].append(_trial(bootstrap, producer, n % PARTITIONS, True))
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+        broker.stop()
+    report = {name: _summary(seconds) for name, seconds in found.items()}
+    report["trials"] = trials
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=48)
+    print(json.dumps(run(parser.parse_args().trials), indent=2))
+
+
+if __name__ == "__main__":
+    main()
