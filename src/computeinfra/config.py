@@ -156,7 +156,7 @@ class Settings:
     # (a shorter job gets no status record, only its completion).
     running_status_after: float = 0.5
     # A task whose recent run time is under this shares a worker call with others.
-    quick_job_seconds: float = 0.005
+    quick_job_seconds: float = 0.025
     # How long a view of the Ray cluster's nodes is reused by placement.
     nodes_cache_seconds: float = 2.0
     # How long a failed actor call waits for Ray's word on why (Ray's default is 1,000 ms).
@@ -264,7 +264,7 @@ def _hot_path_fields(env: _Env) -> dict[str, Any]:
         "commit_window": env.number("COMPUTEINFRA_COMMIT_WINDOW_MS", 10.0) / 1000,
         "commit_window_max": env.number("COMPUTEINFRA_COMMIT_WINDOW_MAX_MS", 100.0) / 1000,
         "running_status_after": env.number("COMPUTEINFRA_RUNNING_STATUS_AFTER_MS", 500.0) / 1000,
-        "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 5.0) / 1000,
+        "quick_job_seconds": env.number("COMPUTEINFRA_QUICK_JOB_MS", 25.0) / 1000,
     }
 
 

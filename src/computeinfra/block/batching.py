@@ -1,9 +1,11 @@
 """Which jobs share one call to the worker.
 
-A Ray call costs the supervisor and the worker a fraction of a millisecond each way: more
-than a quick job itself. Jobs of a task whose recent runs were quick go to the worker
-together, so one call serves several; anything slow, or of a task not seen yet, goes alone,
-so that a crash or a time limit is pinned on exactly one job (see ``pipeline.py``).
+A Ray call costs CPU on both sides: about 1 ms of the supervisor's and as much of the
+worker's, measured on 1,600 image jobs of 10 to 12 ms (docs/performance.md, change 8). On
+2 cores that is taken from the work itself. Jobs of a task whose recent runs were short go
+to the worker together, so one call serves several; anything longer, or of a task not seen
+yet, goes alone, so that a crash or a time limit is pinned on exactly one job (see
+``pipeline.py``). The price: a job's answer waits for the end of its call.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from .jobs import Outcome
 
 __all__ = ["BatchPlanner"]
 
-# A job counts as quick when its task's recent run time is under this (a setting).
-QUICK_JOB_SECONDS = 0.005
-# Keep one call's expected run time short, so answers are not held back for long.
-CALL_BUDGET_SECONDS = 0.02
+# A job counts as quick when its task's recent run time is under this (a setting): alone,
+# its call's cost would be more than about a tenth of its work.
+QUICK_JOB_SECONDS = 0.025
+# One call's expected run time stays under this, so no answer is held back for long.
+CALL_BUDGET_SECONDS = 0.05
 MAX_JOBS_PER_CALL = 32
 # Weight of the newest run in a task's running average.
 SMOOTHING = 0.2
