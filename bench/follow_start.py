@@ -8,7 +8,8 @@ the end and want the next record at once, so they keep 500 ms (docs/performance.
 
 Each trial starts a follower at the end of a 12-partition topic, writes one record to one
 partition (each in turn), and times it until the follower hands it over. Busy loops, one
-more than the cores, make the start slow enough to show the race. Prints JSON.
+more than the cores, make the start slow enough to show the race. Prints JSON and
+saves it under bench/results/.
 
     .venv/bin/python bench/follow_start.py [--trials 48]
 """
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,9 @@ from computeinfra.testing.stack import free_port
 TOPIC = "followStart"
 PARTITIONS = 12
 WAIT_SECONDS = 15.0
-BUSY = "while True: pass"
+BUSY_SECONDS = 900  # a busy loop ends by itself even if this script is killed
+BUSY = f"import time\nend = time.monotonic() + {BUSY_SECONDS}\nwhile time.monotonic() < end: pass"
+RESULTS = Path(__file__).parent / "results"
 
 
 def _trial(bootstrap: str, producer: Any, partition: int, long_poll: bool) -> float:
@@ -67,39 +71,52 @@ def _summary(seconds: list[float]) -> dict[str, float]:
 
 
 def run(trials: int) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="follow-start-"))
-    broker = LocalBroker(
-        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
-    )
-    broker.start()
+    with tempfile.TemporaryDirectory(prefix="follow-start-") as tmp:
+        broker = LocalBroker(
+            BrokerConfig(
+                data_dir=Path(tmp) / "kafka", port=free_port(), controller_port=free_port()
+            )
+        )
+        broker.start()
+        try:
+            bootstrap = broker.status().bootstrap
+            admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
+            for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
+                future.result()
+            found = _under_load(bootstrap, trials)
+        finally:
+            broker.stop()
+    report: dict[str, Any] = {name: _summary(seconds) for name, seconds in found.items()}
+    report["trials"] = trials
+    return report
+
+
+def _under_load(bootstrap: str, trials: int) -> dict[str, list[float]]:
+    producer = make_producer(bootstrap)
     busy: list[subprocess.Popen[bytes]] = []
     try:
-        bootstrap = broker.status().bootstrap
-        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
-        for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
-            future.result()
-        producer = make_producer(bootstrap)
-        busy = [
-            subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range((os.cpu_count() or 1) + 1)
-        ]
+        for _ in range((os.cpu_count() or 1) + 1):
+            busy.append(subprocess.Popen([sys.executable, "-c", BUSY]))
         found: dict[str, list[float]] = {"wait_500ms": [], "long_poll_5s": []}
         for n in range(trials):  # the two settings in turn, under the same load
             found["wait_500ms"].append(_trial(bootstrap, producer, n % PARTITIONS, False))
             found["long_poll_5s"].append(_trial(bootstrap, producer, n % PARTITIONS, True))
+        return found
     finally:
         for process in busy:
             process.kill()
             process.wait()
-        broker.stop()
-    report = {name: _summary(seconds) for name, seconds in found.items()}
-    report["trials"] = trials
-    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=48)
-    print(json.dumps(run(parser.parse_args().trials), indent=2))
+    report = run(parser.parse_args().trials)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S%z')}-follow-start.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
-from .batching import MAX_JOBS_PER_CALL, BatchPlanner
+from .batching import MAX_JOBS_PER_CALL, BatchPlanner, limits_share
 from .jobs import Outcome
 from .slots import Slot
 
@@ -138,12 +138,21 @@ class JobQueue:
         if not self._jobs:
             return []
         ahead = list(self._jobs)[:MAX_JOBS_PER_CALL]
-        count = 1 if ahead[0].alone else self._planner.take([slot.task for slot in ahead])
-        # A job to be sent alone never shares a call: the group ends before it.
-        count = next((i for i, slot in enumerate(ahead[:count]) if i and slot.alone), count)
+        # The group ends before a job that may not share the first one's call: one to be
+        # sent alone, or one of another time limit (``batching.limits_share``).
+        first = ahead[0]
+        run = next((i for i, s in enumerate(ahead) if i and not _shares(first, s)), len(ahead))
+        count = 1 if run == 1 else self._planner.take([slot.task for slot in ahead[:run]])
         group = [self._jobs.popleft() for _ in range(min(count, len(self._jobs)))]
         self._forget(group)
         return [slot for slot in group if not slot.released]
+
+
+def _shares(first: Slot, slot: Slot) -> bool:
+    """Whether ``slot`` may go in the same call as ``first``, the job ahead of the group."""
+    if first.alone or slot.alone or first.assignment is None or slot.assignment is None:
+        return False
+    return limits_share(first.assignment.time_limit, slot.assignment.time_limit)
 
 
 class Backlog:

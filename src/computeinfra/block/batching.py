@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .jobs import Outcome
 
-__all__ = ["BatchPlanner"]
+__all__ = ["BatchPlanner", "limits_share"]
 
 # A job counts as quick when its task's recent run time is under this (a setting): alone,
 # its call's cost would be more than about a tenth of its work.
@@ -22,6 +22,10 @@ QUICK_JOB_SECONDS = 0.025
 # One call's expected run time stays under this, so no answer is held back for long.
 CALL_BUDGET_SECONDS = 0.05
 MAX_JOBS_PER_CALL = 32
+# A call's time limit is its jobs' one, counted from the call's start (``pipeline.py``), so
+# only jobs of the same limit share a call, and not under this: the jobs ahead of one in its
+# call would eat a short limit away (one that then ran out would lose the whole call).
+SHARED_LIMIT_FLOOR_SECONDS = 1.0
 # Weight of the newest run in a task's running average.
 SMOOTHING = 0.2
 
@@ -54,3 +58,9 @@ class BatchPlanner:
             if count and total > CALL_BUDGET_SECONDS:
                 return count
         return max(min(len(tasks), MAX_JOBS_PER_CALL), 1)
+
+
+def limits_share(first: float | None, other: float | None) -> bool:
+    """Whether a job with time limit ``other`` may share the call of one with ``first``
+    (``None``: no limit)."""
+    return first == other and (first is None or first >= SHARED_LIMIT_FLOOR_SECONDS)

@@ -16,7 +16,7 @@ image job), so an answer may wait for the next ones, but only while one is expec
 - and at once when ``MAX_ANSWERS_PER_TRANSACTION`` are ready, or when the middleware has
   records due (``records_due``), answers or not.
 
-So a 10 ms job shares its transaction with the four or five after it, a no-op job arriving
+So a 10 ms job shares its transaction with those ending within 50 ms, a no-op job arriving
 alone is answered at once, and a job of a second is not held back for the next one (unless
 that one runs past its estimate: then for the window at most). A commit the group fenced is
 kept and tried again after the rebalance.

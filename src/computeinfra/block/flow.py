@@ -21,6 +21,7 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
+from computeinfra.protocol import FailureKind
 
 from .answers import complete
 from .backlog import Backlog, JobQueue
@@ -46,6 +47,8 @@ _log = logging.getLogger("computeinfra.supervisor")
 # could take more, so new records start soon; longer while jobs queue anyway.
 TICK_SECONDS = 0.005
 BUSY_TICK_SECONDS = 0.05
+# Failures after which a job's next attempt goes in a call of its own.
+ALONE_AFTER = frozenset({FailureKind.WORKER_LOST, FailureKind.TIME_LIMIT})
 # How long a draining block tries to commit what it answered before it stops.
 DRAIN_COMMIT_SECONDS = 5.0
 
@@ -268,6 +271,9 @@ class Flow:
             return True
         slot.assignment = assignment.next_attempt()
         slot.started_at = None  # the next attempt has not started
+        # A job that killed its worker or ran out of time tries again alone: in a shared
+        # call it would cost the others a second run, and itself an uncounted one.
+        slot.alone = slot.alone or failure.type in ALONE_AFTER
         self._retries.add(slot, delay)
         return True
 

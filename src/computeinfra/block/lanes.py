@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 from computeinfra.protocol import FailureKind, Progress
 
@@ -96,13 +97,12 @@ class WorkerLane:
         run time (untimed: any moment, its start); None if none runs. Read from the
         supervisor's thread (``commits.py``): a race costs one estimate, nothing more."""
         head = self._queue.head_since()
-        try:
-            expected = self._jobs.expected(self._sent[0].task)
-        except IndexError:
-            return None
         if head is None:
             return None
-        return head[0] + (expected or 0.0) * head[1]
+        try:
+            return head[0] + self._head_work(head[1])
+        except RuntimeError:  # ``_sent`` changed meanwhile
+            return None
 
     def held(self, seconds: float) -> bool:
         """Whether this lane's worker has been on its current call for ``seconds``."""
@@ -291,8 +291,12 @@ class WorkerLane:
         if running is None:
             return False
         since, jobs = running
-        expected = (self._jobs.expected(self._sent[0].task) or 0.0) * jobs
-        return time.monotonic() - since > 2 * expected + PIPELINE_SECONDS
+        return time.monotonic() - since > 2 * self._head_work(jobs) + PIPELINE_SECONDS
+
+    def _head_work(self, jobs: int) -> float:
+        """The expected run time of the call the worker is on, its ``jobs`` first jobs sent
+        (the tasks of one call may differ); a task not timed yet counts 0."""
+        return sum(self._jobs.expected(slot.task) or 0.0 for slot in islice(self._sent, jobs))
 
     def _kill(self) -> None:
         """Kill the worker process, noting first which process that is: nothing is sent

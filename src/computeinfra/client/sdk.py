@@ -106,13 +106,23 @@ class JobHandle:
 
 
 class Client:
-    """Submits jobs to ``pendingJobs`` and follows ``completedJobs``. Thread-safe."""
+    """Submits jobs to ``pendingJobs`` and follows ``completedJobs``. Thread-safe.
 
-    def __init__(self, bootstrap: str | None = None, *, settings: Settings | None = None) -> None:
+    ``long_poll``: the broker holds its fetches of completions up to 5 s, not 0.5 s: less
+    work for an idle client that lives long, but a completion may come up to 5 s late in
+    its first seconds (``kafka/follow.py``)."""
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        *,
+        settings: Settings | None = None,
+        long_poll: bool = False,
+    ) -> None:
         self.settings = settings or Settings.from_env()
         self.bootstrap = bootstrap or self.settings.bootstrap_servers
         self._producer = make_producer(self.bootstrap, client_id="computeinfra-client")
-        self._watcher = CompletionWatcher(self.bootstrap, self._producer)
+        self._watcher = CompletionWatcher(self.bootstrap, self._producer, long_poll=long_poll)
 
     def __enter__(self) -> Client:
         return self

@@ -33,7 +33,9 @@ class CompletionWatcher:
     still resolves. Older completions are found with ``lookup``.
     """
 
-    def __init__(self, bootstrap: str, producer: Producer | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, producer: Producer | None = None, *, long_poll: bool = False
+    ) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[Future[Completion]]] = {}
         self._recent: OrderedDict[str, Completion] = OrderedDict()
@@ -47,6 +49,7 @@ class CompletionWatcher:
             # Delivery reports for submits are served on the same thread.
             between_polls=(lambda: producer.poll(0)) if producer is not None else None,
             poll_seconds=POLL_SECONDS,
+            long_poll=long_poll,
         ).start(assign_now=True)
 
     def expect(self, key: str) -> Future[Completion]:

@@ -1,5 +1,5 @@
-"""The one way this project follows topics: the analyzer's feed, the web app's live feed and
-the SDK's completion watcher are each a ``TopicFollower``.
+"""The one way this project follows topics: the analyzer's feed, the web app's live feed, the
+SDK's completion watcher, the CLI's and a block's cancel reader are each a ``TopicFollower``.
 
 A follower reads every partition of its topics by explicit offsets (no consumer group, so
 nothing to rebalance and nothing committed), ``read_committed`` (an answer is seen only once
@@ -45,9 +45,10 @@ POLL_SECONDS = 0.2
 # a long wait spares the broker an empty fetch twice a second per follower (1.4 % of a core
 # for an idle stack's five, docs/performance.md). But librdkafka keeps one fetch in flight
 # per broker, and the first may carry only the partitions started by then (seen under load:
-# 4 of 12); a record in any other waits for that fetch to end. So only a follower whose
-# first seconds do not matter asks for the long wait (``long_poll``): the web app's and the
-# analyzer's. The SDK's, the CLI's and a block's cancel reader keep librdkafka's 500 ms.
+# 4 of 12); a record in any other waits for that fetch to end (likely so after a reconnect
+# too). So only a follower whose first seconds do not matter asks for the long wait
+# (``long_poll``): the web app's feed and its SDK client's, and the analyzer's. The SDK's by
+# default, the CLI's and a block's cancel reader keep librdkafka's 500 ms.
 FETCH_WAIT_MS = 500
 LONG_FETCH_WAIT_MS = 5_000
 TOPIC_WAIT_SECONDS = 2.0

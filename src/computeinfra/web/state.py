@@ -32,7 +32,9 @@ class AppState:
         """The SDK client, made on first submit so the app starts even while Kafka is away."""
         with self._lock:
             if self._client is None:
-                self._client = Client(settings=self.settings.core)
+                # Only submits: completions reach the page through the feed, so its
+                # watcher may poll lazily (``Client``'s ``long_poll``).
+                self._client = Client(settings=self.settings.core, long_poll=True)
             return self._client
 
     def close(self) -> None:

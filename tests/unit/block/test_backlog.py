@@ -4,6 +4,7 @@ no-op jobs cut throughput from about 2,700 to 780 jobs/s)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -109,3 +110,29 @@ def test_a_job_to_be_sent_alone_never_shares_a_call() -> None:
     assert jobs.take(0.1) == slots[:1]
     assert jobs.take(0.1) == slots[1:2]
     assert jobs.take(0.1) == slots[2:]
+
+
+def _limited(task: str, limits: list[float | None]) -> list[Slot]:
+    slots = _slots(task, len(limits))
+    for slot, limit in zip(slots, limits, strict=True):
+        assert slot.assignment is not None
+        slot.assignment = dataclasses.replace(slot.assignment, time_limit=limit)
+    return slots
+
+
+def test_only_jobs_of_one_time_limit_share_a_call() -> None:
+    """A call's time limit is its jobs' one, from the call's start (``pipeline.py``): a
+    job of 1 s limit beside ones of 600 s would get 600, one of no limit would give the
+    others none (issue #15's review)."""
+    jobs = _queue(image=0.012)
+    slots = _limited("image", [600.0, 600.0, 1.0, None, None, 600.0])
+    jobs.put(slots)
+    assert [jobs.take(0.1) for _ in range(4)] == [slots[:2], slots[2:3], slots[3:5], slots[5:]]
+
+
+def test_a_job_with_a_short_time_limit_goes_alone() -> None:
+    """The jobs ahead of it in a call would eat a limit under a second away."""
+    jobs = _queue(image=0.012)
+    slots = _limited("image", [0.5, 0.5, 0.5])
+    jobs.put(slots)
+    assert [jobs.take(0.1) for _ in range(3)] == [[slot] for slot in slots]
