@@ -31,10 +31,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 from computeinfra.kafka.clients import make_producer
 from computeinfra.kafka.follow import END, TopicFollower
-from computeinfra.testing.stack import free_port
+from computeinfra.testing.stack import local_broker
 
 TOPIC = "followStart"
 PARTITIONS = 12
@@ -71,21 +70,15 @@ def _summary(seconds: list[float]) -> dict[str, float]:
 
 
 def run(trials: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="follow-start-") as tmp:
-        broker = LocalBroker(
-            BrokerConfig(
-                data_dir=Path(tmp) / "kafka", port=free_port(), controller_port=free_port()
-            )
-        )
-        broker.start()
-        try:
-            bootstrap = broker.status().bootstrap
-            admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
-            for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
-                future.result()
-            found = _under_load(bootstrap, trials)
-        finally:
-            broker.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="follow-start-") as tmp,
+        local_broker(Path(tmp)) as broker,
+    ):
+        bootstrap = broker.status().bootstrap
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
+        for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
+            future.result()
+        found = _under_load(bootstrap, trials)
     report: dict[str, Any] = {name: _summary(seconds) for name, seconds in found.items()}
     report["trials"] = trials
     return report

@@ -6,17 +6,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
-from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 from computeinfra.kafka.clients import partition_count, reader
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
-from computeinfra.testing.stack import DevStack, free_port
+from computeinfra.testing.stack import DevStack
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -25,20 +23,6 @@ CLI = [sys.executable, "-m", "computeinfra"]
 
 # The running stack the integration tests share (see tests/integration/conftest.py).
 Stack = DevStack
-
-
-@contextmanager
-def own_broker(root: Path) -> Iterator[LocalBroker]:
-    """A broker of its own under ``root``, started and, at the end, stopped: a test that
-    stops or restarts it touches nothing else of the session."""
-    broker = LocalBroker(
-        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
-    )
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:

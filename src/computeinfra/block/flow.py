@@ -21,18 +21,16 @@ from collections.abc import Callable
 from confluent_kafka import Message
 
 from computeinfra.config import Settings
-from computeinfra.protocol import FailureKind
 
-from .answers import complete
+from .attempts import Attempts, Verdict
 from .backlog import Backlog, JobQueue
 from .cancelling import Cancelling
 from .commit_thread import CommitThread
 from .commits import Commits
 from .handover import Handover
-from .jobs import Failure, Outcome, judge
 from .lanes import LaneEvent
 from .membership import GroupMember
-from .middleware import HookError, MiddlewareChain
+from .middleware import MiddlewareChain
 from .orphans import Key, Orphans
 from .pipeline import Result
 from .positions import Positions, where_of
@@ -47,8 +45,6 @@ _log = logging.getLogger("computeinfra.supervisor")
 # could take more, so new records start soon; longer while jobs queue anyway.
 TICK_SECONDS = 0.005
 BUSY_TICK_SECONDS = 0.05
-# Failures after which a job's next attempt goes in a call of its own.
-ALONE_AFTER = frozenset({FailureKind.WORKER_LOST, FailureKind.TIME_LIMIT})
 # How long a draining block tries to commit what it answered before it stops.
 DRAIN_COMMIT_SECONDS = 5.0
 
@@ -88,6 +84,8 @@ class Flow:
         self._cancelling = Cancelling(settings, slots, jobs, self._retries, block, node)
         self._orphans = Orphans()
         self._backlog = Backlog(jobs, settings.consume_batch, workers)
+        self._attempts = Attempts(slots, hooks, jobs, self._cancelling, self._retries, block,
+                                  node)  # fmt: skip
         self.draining = False
         self.drain_seconds: float | None = None  # None: the longest remaining time limit
 
@@ -183,17 +181,11 @@ class Flow:
             self._queue([slot])
 
     def _dispatching(self, slot: Slot) -> bool:
-        """Whether ``slot``'s next attempt may go to a worker: a hook that raises answers it
-        instead."""
-        assignment = slot.assignment
-        assert assignment is not None
-        try:
-            self._hooks.before_dispatch(assignment)
-        except HookError as error:
-            self._slots.answer_hook_error(slot, error, attempts=assignment.attempt - 1)
-            self._answered(slot)
-            return False
-        return True
+        """Whether ``slot``'s next attempt may go to a worker; if not, it is answered."""
+        if self._attempts.may_start(slot):
+            return True
+        self._answered(slot)
+        return False
 
     def _queue(self, slots: list[Slot]) -> None:
         if slots:
@@ -233,49 +225,17 @@ class Flow:
             self._hooks.on_progress(slot.assignment, event.progress, slot.started_at or 0.0)
 
     def _on_result(self, slot: Slot, result: Result) -> None:
-        """Answer ``slot`` with its attempt's result, or schedule its next attempt."""
-        assignment = slot.assignment
-        assert assignment is not None
-        try:
-            if slot.cancel is not None:  # however the attempt ended: it was cancelled
-                self._cancelling.ran(slot, result)
-                self._answered(slot)
+        """Answer ``slot`` with its attempt's result, or schedule its next (``attempts.py``)."""
+        verdict = self._attempts.settle(slot, result, self.draining)
+        if verdict is Verdict.PASS_ON:
+            try:
+                self._let_out(slot, sent=True)
                 return
-            judged = judge(result)
-            ran = judged if isinstance(judged, Outcome) else judged.outcome
-            if ran is not None:  # the task ran to an end: its time says if it is quick
-                self._jobs.observe(assignment.task, ran)
-            if isinstance(judged, Failure):
-                if self._retry(slot, judged):
-                    return
-                judged = judged.final_outcome(slot.started_at or time.time())
-            completion = complete(assignment, judged, block=self._block, node=self._node)
-            self._slots.answer(slot, completion)
-        except HookError as error:
-            self._slots.answer_hook_error(slot, error, attempts=assignment.attempt)
-        except Exception as exc:  # a bug must still answer the job, never skip it
-            _log.exception("block %s: internal error on %s", self._block, assignment.key)
-            self._slots.answer_error(slot, exc)
-        self._answered(slot)
-
-    def _retry(self, slot: Slot, failure: Failure) -> bool:
-        """Whether ``slot`` is tried again (after the policy's delay)."""
-        assignment = slot.assignment
-        assert assignment is not None
-        self._hooks.on_attempt_failed(assignment, failure)
-        delay = self._hooks.retry_delay(assignment, failure)
-        if delay is None:
-            return False
-        if self.draining:  # not here: another block tries again, its attempt counted
-            self._let_out(slot, sent=True)
-            return True
-        slot.assignment = assignment.next_attempt()
-        slot.started_at = None  # the next attempt has not started
-        # A job that killed its worker or ran out of time tries again alone: in a shared
-        # call it would cost the others a second run, and itself an uncounted one.
-        slot.alone = slot.alone or failure.type in ALONE_AFTER
-        self._retries.add(slot, delay)
-        return True
+            except Exception as exc:  # a bug must still answer the job, never skip it
+                _log.exception("block %s: cannot pass %s on", self._block, slot.key)
+                self._slots.answer_error(slot, exc)
+        if verdict is not Verdict.RETRYING:
+            self._answered(slot)
 
     def _answered(self, slot: Slot) -> None:
         key = slot.position

@@ -24,7 +24,7 @@ from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 
-__all__ = ["DevStack", "dev_stack", "free_port", "kill_all"]
+__all__ = ["DevStack", "dev_stack", "free_port", "kill_all", "local_broker"]
 
 READY_TIMEOUT_SECONDS = 240.0
 STOP_TIMEOUT_SECONDS = 120.0
@@ -122,6 +122,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
+def local_broker(root: Path) -> Iterator[LocalBroker]:
+    """A broker of its own under ``root / "kafka"``, on free ports: started, and stopped by
+    its pid at the end."""
+    broker = LocalBroker(
+        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextmanager
 def dev_stack(
     root: Path,
     blocks: int,
@@ -129,22 +143,18 @@ def dev_stack(
     ready_timeout: float = READY_TIMEOUT_SECONDS,
 ) -> Iterator[DevStack]:
     """Run a broker and ``computeinfra up --blocks N`` rooted at ``root`` until exit."""
-    broker = LocalBroker(
-        BrokerConfig(data_dir=root / "kafka", port=free_port(), controller_port=free_port())
-    )
-    env = {
-        "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
-        "COMPUTEINFRA_HOME": str(root / "home"),
-        "COMPUTEINFRA_RESULTS_ROOT": str(root / "results"),
-        "COMPUTEINFRA_INPUT_ROOTS": str(root / "inputs"),
-        # Never 8080: a `make run` on this machine may be serving there.
-        "COMPUTEINFRA_WEB_PORT": str(free_port()),
-        **(extra_env or {}),
-    }
-    (root / "inputs").mkdir(parents=True, exist_ok=True)
-    settings = settings_under(env)
-    broker.start()
-    try:
+    with local_broker(root) as broker:
+        env = {
+            "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
+            "COMPUTEINFRA_HOME": str(root / "home"),
+            "COMPUTEINFRA_RESULTS_ROOT": str(root / "results"),
+            "COMPUTEINFRA_INPUT_ROOTS": str(root / "inputs"),
+            # Never 8080: a `make run` on this machine may be serving there.
+            "COMPUTEINFRA_WEB_PORT": str(free_port()),
+            **(extra_env or {}),
+        }
+        (root / "inputs").mkdir(parents=True, exist_ok=True)
+        settings = settings_under(env)
         ensure_topics(settings)
         log = root / "up.log"
         with log.open("wb") as out:
@@ -161,5 +171,3 @@ def dev_stack(
             yield stack
         finally:
             _stop(process)
-    finally:
-        broker.stop()
