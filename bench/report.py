@@ -99,19 +99,35 @@ def _real_rows(report: dict[str, Any]) -> list[Row]:
     if "computeinfra" not in real:
         return []
     ours, pool = real["computeinfra"]["seconds"], real["pool_seconds"]
+    jobs = real["computeinfra"]["jobs"]
     real["ratio_vs_pool"] = ratio = ours / pool
-    label = f"{real['computeinfra']['jobs']} images, wall s (ours/Pool)"
     rows: list[Row] = [
-        (label, f"{ours:.2f} ({ratio:.2f}x)", DASH, DASH, f"{pool:.2f}", "≤ 1.10x",
-         _met(ratio <= 1.10)),
+        (f"{jobs} images, wall s (x the Pool)", _vs(ours, pool), *_peers_vs(real, pool),
+         f"{pool:.2f}", "≤ 1.10x", _met(ratio <= 1.10)),
     ]  # fmt: skip
     writing = real.get("pool_writing_seconds")
     if writing:  # the Pool writing each output as a job does: temporary name, fsync, rename
         real["ratio_vs_pool_writing"] = fair = ours / writing
-        rows.append((f"{real['computeinfra']['jobs']} images, vs a Pool that writes its outputs",
-                     f"{ours:.2f} ({fair:.2f}x)", DASH, DASH, f"{writing:.2f}", "≤ 1.10x",
+        rows.append((f"{jobs} images, x a Pool that writes its outputs", _vs(ours, writing),
+                     *_peers_vs(real, writing), f"{writing:.2f}", "≤ 1.10x",
                      _met(fair <= 1.10)))  # fmt: skip
+    celery = real.get("celery", {}).get("seconds")
+    if celery:
+        real["ratio_vs_celery"] = ahead = ours / celery
+        rows.append((f"{jobs} images, ours/Celery", f"{ahead:.2f}x", DASH, DASH, DASH,
+                     "< 1x (ahead of Celery)", _met(ahead < 1.0)))  # fmt: skip
     return rows
+
+
+def _vs(seconds: float, baseline: float) -> str:
+    return f"{seconds:.2f} ({seconds / baseline:.2f}x)"
+
+
+def _peers_vs(real: dict[str, Any], baseline: float) -> tuple[str, str]:
+    """The Celery and Dramatiq cells of a real-work row (``—`` for a peer not run)."""
+    cells = [real.get(peer, {}).get("seconds") for peer in ("celery", "dramatiq")]
+    celery, dramatiq = (DASH if s is None else _vs(s, baseline) for s in cells)
+    return celery, dramatiq
 
 
 def _scale_rows(report: dict[str, Any]) -> list[Row]:

@@ -43,7 +43,14 @@ from machine import machine
 from ours import OursDriver
 from peers.celery_peer import celery_peer
 from peers.dramatiq_peer import dramatiq_peer
-from realwork import compress, compress_and_write, make_images, ours_seconds, pool_seconds
+from realwork import (
+    compress,
+    compress_and_write,
+    make_images,
+    ours_seconds,
+    peer_seconds,
+    pool_seconds,
+)
 from redis_server import redis_server
 from report import HALF_LOAD, rows, save, show, write_readme
 from rich.console import Console
@@ -183,8 +190,8 @@ def ours_on_one_stack(
             raise
 
 
-def peers(root: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
-    if args.no_peers or not args.sections & {"throughput", "latency"}:
+def peers(root: Path, args: argparse.Namespace, report: dict[str, Any], images: list[str]) -> None:
+    if args.no_peers or not args.sections & {"throughput", "latency", "realwork"}:
         return
     logs = root / "peers"
     logs.mkdir()
@@ -192,6 +199,12 @@ def peers(root: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
         for peer in (celery_peer, dramatiq_peer):
             with peer(server.url, args.blocks, logs) as driver:
                 noop_sections(driver, args, report)
+                if images:  # the same images, each output written as ours writes it
+                    console.print(f"{driver.name}: {len(images)} images")
+                    out = root / f"{driver.name}-outputs"
+                    out.mkdir()
+                    run = functools.partial(driver.compress_all, str(out))
+                    report["real_work"][driver.name] = peer_seconds(run, images)
             gc.collect()  # drop result handles while their connections still exist
 
 
@@ -219,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["progress"] = run_progress()
         if args.sections - {"startup", "progress"}:
             ours_on_one_stack(root, args, report, images)
-        peers(root, args, report)
+        peers(root, args, report, images)
         if "startup" in args.sections:  # its own stacks, after the others stopped
             from startup import run_startup
 

@@ -1,4 +1,5 @@
-"""The Celery app of the benchmark: one no-op task, Redis broker and Redis result backend.
+"""The Celery app of the benchmark: a no-op task and the real-work one, Redis broker and
+Redis result backend.
 
 Settings are the ones a user tuning for many short tasks would pick, from Celery's
 "Optimizing" guide: a high prefetch multiplier (short tasks; the default of 4 starves a
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from realwork import compress_and_write  # the bench folder is on every worker's path
 
 REDIS_URL_ENV = "BENCH_REDIS_URL"
 BROKER_DB = 0
@@ -42,3 +44,10 @@ app.conf.update(
 @app.task(name="bench.noop")
 def noop() -> None:
     return None
+
+
+@app.task(name="bench.compress")
+def compress(out_dir: str, path: str) -> int:
+    """The real-work job, as ours runs it: the image-compression task's encoder, the output
+    written under a temporary name, synced and renamed (``realwork.compress_and_write``)."""
+    return compress_and_write(out_dir, path)

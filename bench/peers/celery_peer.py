@@ -42,6 +42,13 @@ class CeleryDriver:
     def _wait(result: Any) -> None:
         result.get(timeout=RESULT_TIMEOUT_SECONDS)
 
+    def compress_all(self, out_dir: str, paths: list[str]) -> list[int]:
+        """One ``compress`` job per image, all submitted first; their outputs' sizes."""
+        from .celery_app import compress
+
+        results = [compress.apply_async((out_dir, path)) for path in paths]
+        return [int(result.get(timeout=RESULT_TIMEOUT_SECONDS)) for result in results]
+
     def check(self) -> None:
         self._collector.check()
 

@@ -1,4 +1,5 @@
-"""The Dramatiq app of the benchmark: one no-op actor, Redis broker, Results on Redis.
+"""The Dramatiq app of the benchmark: a no-op actor and the real-work one, Redis broker,
+Results on Redis.
 
 Defaults otherwise: Dramatiq's Redis consumer prefetches twice its thread count, and the
 Results middleware stores each result under the message id for ``get_result``.
@@ -12,6 +13,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
+from realwork import compress_and_write  # the bench folder is on every worker's path
 
 REDIS_URL_ENV = "BENCH_REDIS_URL"
 BROKER_DB = 2
@@ -34,3 +36,9 @@ dramatiq.set_broker(broker)
 @dramatiq.actor(queue_name=QUEUE, store_results=True, max_retries=0)
 def noop() -> None:
     return None
+
+
+@dramatiq.actor(queue_name=QUEUE, store_results=True, max_retries=0)
+def compress(out_dir: str, path: str) -> int:
+    """The real-work job, as ours runs it (``realwork.compress_and_write``)."""
+    return compress_and_write(out_dir, path)

@@ -41,6 +41,13 @@ class DramatiqDriver:
         message.get_result(block=True, timeout=RESULT_TIMEOUT_MS)
         done(index)
 
+    def compress_all(self, out_dir: str, paths: list[str]) -> list[int]:
+        """One ``compress`` job per image, all submitted first; their outputs' sizes."""
+        from .dramatiq_app import compress
+
+        messages = [compress.send(out_dir, path) for path in paths]
+        return [int(m.get_result(block=True, timeout=RESULT_TIMEOUT_MS)) for m in messages]
+
     def check(self) -> None:
         self._collector.check()
 
