@@ -66,3 +66,34 @@ def test_a_partition_given_back_while_paused_is_resumed(settings: Settings) -> N
         for member in (first, second):
             if member is not None:
                 member.close()
+
+
+def test_resuming_reads_on_from_where_it_stood(settings: Settings) -> None:
+    """Resuming seeks each partition to where it stands, to wake librdkafka's fetcher
+    (``GroupMember._fetch_now``): every record is still read once, in order, across
+    pauses, a pause and resume with nothing read in between included."""
+    count = 1000
+    producer = make_producer(settings.bootstrap_servers)
+    for i in range(count):
+        producer.produce(TOPIC, str(i).encode(), partition=0)
+    assert producer.flush(30) == 0
+    member = GroupMember(settings, "reader", [TOPIC])
+    seen: list[int] = []
+
+    def read_more() -> bool:
+        before = len(seen)
+        seen.extend(int(value) for value in _serve(member))
+        return len(seen) > before
+
+    try:
+        for _ in range(4):  # read some, pause while polling, resume: as a block's backlog
+            wait_for(read_more, TIMEOUT, "records to read")
+            for _twice in range(2):  # the second time, with nothing read since the first
+                member.pause_only(set(member.assigned))
+                assert not _serve(member)  # paused: nothing more
+                member.pause_only(set())
+        wait_for(lambda: (read_more(), len(seen) >= count)[1], TIMEOUT, "every record")
+        assert seen == list(range(count))
+        assert member.paused == set()
+    finally:
+        member.close()
