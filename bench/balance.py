@@ -59,6 +59,8 @@ def report(start: float, done: list[Completion], cpu: dict[str, float]) -> dict[
     blocks: dict[str, Any] = {}
     for block in sorted({c.block for c in done}, key=str):
         mine = [c for c in done if c.block == block and c.started_at is not None]
+        if not mine:  # answered without running (rejected, say): nothing to time
+            continue
         blocks[str(block)] = {
             "jobs": len(mine),
             "busy_s": sum(c.finished_at - (c.started_at or 0.0) for c in mine),
@@ -88,15 +90,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--warm", type=int, default=0, help="no-op jobs first")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="computeinfra-balance-"))
-    images = make_images(root / "inputs" / "images", args.images)
-    with _stack(root / "stack", {}) as stack, Client(settings=stack.settings) as client:
-        warm = [client.submit("sleep", {"seconds": 0}, "warm") for _ in range(args.warm)]
-        for handle in warm:
-            handle.completion(timeout=TIMEOUT_SECONDS)
-        before = _cpu(stack)
-        start, done = _run(client, images)
-        after = _cpu(stack)
+    with tempfile.TemporaryDirectory(prefix="computeinfra-balance-") as tmp:
+        root = Path(tmp)
+        images = make_images(root / "inputs" / "images", args.images)
+        with _stack(root / "stack", {}) as stack, Client(settings=stack.settings) as client:
+            warm = [client.submit("sleep", {"seconds": 0}, "warm") for _ in range(args.warm)]
+            for handle in warm:
+                handle.completion(timeout=TIMEOUT_SECONDS)
+            before = _cpu(stack)
+            start, done = _run(client, images)
+            after = _cpu(stack)
     found = report(start, done, {k: after[k] - before.get(k, 0.0) for k in after})
     found.update(date=datetime.now(UTC).isoformat(timespec="seconds"), warm=args.warm)
     print(json.dumps({k: v for k, v in found.items() if k != "busy_workers_per_bucket"}, indent=1))

@@ -95,7 +95,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--paused", type=float, default=0.3, help="seconds paused")
     args = parser.parse_args()
-    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "paused_s": args.paused}
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "paused_s": args.paused,
+        "trials": args.trials,
+    }
     report.update(run(args.trials, args.paused))
     print(json.dumps(report, indent=1))
     RESULTS.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .collector import Collector, wait_ready
+from .collector import Collector, size_of, wait_ready
 from .process import worker_process
 
 __all__ = ["CeleryDriver", "celery_peer"]
@@ -47,7 +47,7 @@ class CeleryDriver:
         from .celery_app import compress
 
         results = [compress.apply_async((out_dir, path)) for path in paths]
-        return [int(result.get(timeout=RESULT_TIMEOUT_SECONDS)) for result in results]
+        return [size_of(lambda r=r: r.get(timeout=RESULT_TIMEOUT_SECONDS)) for r in results]
 
     def check(self) -> None:
         self._collector.check()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Collector", "wait_ready"]
+__all__ = ["Collector", "size_of", "wait_ready"]
 
 
 class Collector:
@@ -48,3 +48,12 @@ def wait_ready(process: Any, probe: Callable[[], bool], timeout: float, log: Any
             raise RuntimeError(f"worker exited {process.returncode}:\n{log.read_text()[-4000:]}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"worker did not answer within {timeout:.0f} s:\n{log.read_text()}")
+
+
+def size_of(result: Callable[[], Any]) -> int:
+    """A real-work job's output size, waited for; 0 for a job that failed, so that one
+    failure is counted (``peer_seconds``) rather than ending the whole run."""
+    try:
+        return int(result())
+    except Exception:  # the peer's own error types: any failure of that job
+        return 0

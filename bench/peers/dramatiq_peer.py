@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .collector import Collector, wait_ready
+from .collector import Collector, size_of, wait_ready
 from .process import BENCH_DIR, worker_process
 
 __all__ = ["DramatiqDriver", "dramatiq_peer"]
@@ -46,7 +46,10 @@ class DramatiqDriver:
         from .dramatiq_app import compress
 
         messages = [compress.send(out_dir, path) for path in paths]
-        return [int(m.get_result(block=True, timeout=RESULT_TIMEOUT_MS)) for m in messages]
+        return [
+            size_of(lambda m=m: m.get_result(block=True, timeout=RESULT_TIMEOUT_MS))
+            for m in messages
+        ]
 
     def check(self) -> None:
         self._collector.check()

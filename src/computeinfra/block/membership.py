@@ -191,23 +191,33 @@ class GroupMember:
             if pause:
                 self.consumer.pause([TopicPartition(t, p) for t, p in sorted(pause)])
             if resume:
-                parts = [TopicPartition(t, p) for t, p in sorted(resume)]
-                self.consumer.resume(parts)
-                self._fetch_now(parts)
+                self.consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
         except KafkaException as exc:  # mid-rebalance: asked again on the next step
             _log.debug("%s: pause/resume: %s", self.member_id, exc)
             return
         self.paused = wanted
+        if resume:
+            self._fetch_now(resume)
 
-    def _fetch_now(self, parts: list[TopicPartition]) -> None:
+    def _fetch_now(self, resumed: set[tuple[str, int]]) -> None:
         """librdkafka's fetcher learns of a resume only when its broker thread next wakes:
         the next record came 0.7 to 1 s after ``resume`` whatever ``fetch.wait.max.ms``
         (``bench/resume.py``), while the queue that let the block resume holds 0.5 s of
-        work. A seek to where each partition stands wakes it (3 to 6 ms); it changes no
-        position (one never read has none to keep: it starts from the committed offset)."""
-        for tp in self.consumer.position(parts):
-            if tp.offset >= 0:
-                self.consumer.seek(tp)
+        work. A seek to the offset each partition would fetch from anyway wakes it (3 to
+        6 ms). One with no position (nothing read since it was assigned or last sought)
+        is left to wake on its own. Best effort: a seek refused mid-rebalance is no error."""
+        try:
+            standing = self.consumer.position([TopicPartition(t, p) for t, p in sorted(resumed)])
+        except KafkaException as exc:
+            _log.debug("%s: position: %s", self.member_id, exc)
+            return
+        for tp in standing:
+            if tp.offset < 0:
+                continue
+            try:  # without the leader epoch: no round trip to validate a position just held
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
+            except KafkaException as exc:
+                _log.debug("%s: seek %s: %s", self.member_id, tp, exc)
 
     def rejoin(self, reason: ConsumerDead) -> None:
         """A consumer in a fatal state never recovers: close it and join again, reading from

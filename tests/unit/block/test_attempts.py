@@ -25,6 +25,11 @@ class _Refuses(Middleware):
         raise RuntimeError("no workers for you")
 
 
+class _BrokenPolicy(Middleware):
+    def retry_delay(self, assignment: Assignment, failure: Failure) -> float | None:
+        raise RuntimeError("policy bug")
+
+
 def _parts(*middleware: Middleware, max_attempts: int = 3) -> tuple[Attempts, Slot, Retries]:
     hooks = MiddlewareChain(list(middleware))
     settings = Settings()
@@ -35,7 +40,7 @@ def _parts(*middleware: Middleware, max_attempts: int = 3) -> tuple[Attempts, Sl
     return Attempts(maker, hooks, jobs, cancelling, retries, 0, None), slot, retries
 
 
-def test_a_dispatch_hook_that_raises_answers_its_job_alone() -> None:
+def test_a_dispatch_hook_that_raises_answers_that_job() -> None:
     attempts, slot, _ = _parts(_Refuses())
     assert not attempts.may_start(slot)
     completion = slot.completion
@@ -67,3 +72,12 @@ def test_the_last_attempt_s_failure_is_the_job_s_answer() -> None:
     completion = slot.completion
     assert completion is not None and completion.status is Status.FAILED
     assert completion.error is not None and completion.error.type == FailureKind.WORKER_LOST
+
+
+def test_a_retry_policy_that_raises_answers_the_job_with_its_error() -> None:
+    attempts, slot, retries = _parts(_BrokenPolicy())
+    verdict = attempts.settle(slot, Failure("ValueError", "bad input"), draining=False)
+    assert verdict is Verdict.ANSWERED and not retries
+    completion = slot.completion
+    assert completion is not None and completion.status is Status.FAILED
+    assert completion.error is not None and "policy bug" in completion.error.message
