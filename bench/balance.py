@@ -23,11 +23,11 @@ from typing import Any
 
 import psutil
 from realwork import QUALITY, make_images
+from report import save
 
 from computeinfra import Client, Completion
 from computeinfra.cluster.launcher import block_statuses
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BUCKET_SECONDS = 0.1
 TIMEOUT_SECONDS = 600.0
 
@@ -105,10 +105,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in found.items() if k != "busy_workers_per_bucket"}, indent=1))
     busy = " ".join(f"{b:.1f}" for b in found["busy_workers_per_bucket"])
     print(f"busy workers, each 0.1 s: {busy}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{found['date'].replace(':', '')}-balance.json"
-    out.write_text(json.dumps(found, indent=1) + "\n")
-    print(f"saved {out}")
+    print(f"saved {save(found, 'balance')}")
 
 
 if __name__ == "__main__":

@@ -219,9 +219,10 @@ def show(report: dict[str, Any], table_rows: list[Row], console: Console) -> Non
     console.print(table)
 
 
-def save(report: dict[str, Any]) -> Path:
+def save(report: dict[str, Any], kind: str = "") -> Path:
+    """``report`` as JSON under ``bench/results``, named by its ``date`` (and ``kind``)."""
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{report['date'].replace(':', '')}.json"
+    out = RESULTS / f"{report['date'].replace(':', '')}{'-' + kind if kind else ''}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     return out
 

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from report import save
 
 from computeinfra.block.membership import GroupMember
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_producer
 from computeinfra.testing.stack import local_broker, settings_under
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TOPIC = "resumeBench"
 PARTITIONS = 6
 RECORDS = 20_000
@@ -102,10 +102,7 @@ def main() -> None:
     }
     report.update(run(args.trials, args.paused))
     print(json.dumps(report, indent=1))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{report['date'].replace(':', '')}-resume.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"saved {out}")
+    print(f"saved {save(report, 'resume')}")
 
 
 if __name__ == "__main__":
