@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from computeinfra.kafka.clients import make_producer
 from computeinfra.kafka.follow import END, TopicFollower
-from computeinfra.testing.stack import local_broker
+from computeinfra.testing.stack import running_broker
 
 TOPIC = "followStart"
 PARTITIONS = 12
@@ -72,7 +72,7 @@ def _summary(seconds: list[float]) -> dict[str, float]:
 def run(trials: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="follow-start-") as tmp,
-        local_broker(Path(tmp)) as broker,
+        running_broker(Path(tmp)) as broker,
     ):
         bootstrap = broker.status().bootstrap
         admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it

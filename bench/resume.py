@@ -29,7 +29,7 @@ from report import save
 from computeinfra.block.membership import GroupMember
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_producer
-from computeinfra.testing.stack import local_broker, settings_under
+from computeinfra.testing.stack import running_broker, settings_under
 
 TOPIC = "resumeBench"
 PARTITIONS = 6
@@ -70,7 +70,7 @@ def trial(settings: Settings, paused: float, plain: bool) -> float:
 
 
 def run(trials: int, paused: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="resume-") as tmp, local_broker(Path(tmp)) as broker:
+    with tempfile.TemporaryDirectory(prefix="resume-") as tmp, running_broker(Path(tmp)) as broker:
         bootstrap = broker.config.bootstrap
         admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it
         for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():

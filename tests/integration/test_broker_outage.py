@@ -23,7 +23,7 @@ from computeinfra.config import Settings
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import LocalBroker
 from computeinfra.tasks.registry import load_registry
-from computeinfra.testing.stack import local_broker, settings_under
+from computeinfra.testing.stack import running_broker, settings_under
 from tests.helpers import completions_for, wait_for
 from tests.integration.test_supervisor_rejoin import InProcessWorker
 
@@ -35,7 +35,7 @@ JOB_SECONDS = 5.0
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Settings]]:
-    with local_broker(tmp_path) as broker:
+    with running_broker(tmp_path) as broker:
         settings = settings_under(
             {
                 "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,

@@ -25,7 +25,7 @@ from computeinfra.errors import KafkaError
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import LocalBroker
 from computeinfra.kafka.clients import partition_count, reader, watermarks
-from computeinfra.testing.stack import local_broker, settings_under
+from computeinfra.testing.stack import running_broker, settings_under
 
 RESTARTS = 3
 LOOKUP_SECONDS = 120.0
@@ -34,7 +34,7 @@ LOOKUP_SECONDS = 120.0
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """A broker of its own, with the job topics."""
-    with local_broker(tmp_path) as broker:
+    with running_broker(tmp_path) as broker:
         ensure_topics(settings_under({"COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap}))
         yield broker
 

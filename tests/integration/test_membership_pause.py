@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from computeinfra.block.membership import GroupMember
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_producer
-from computeinfra.testing.stack import local_broker, settings_under
+from computeinfra.testing.stack import running_broker, settings_under
 from tests.helpers import wait_for
 
 TOPIC = "pauseTest"
@@ -26,7 +26,7 @@ TIMEOUT = 60.0
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    with local_broker(tmp_path) as broker:
+    with running_broker(tmp_path) as broker:
         admin = AdminClient({"bootstrap.servers": broker.config.bootstrap})
         for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
             future.result(30)

@@ -24,7 +24,7 @@ from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import ensure_topics
 from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 
-__all__ = ["DevStack", "dev_stack", "free_port", "kill_all", "local_broker"]
+__all__ = ["DevStack", "dev_stack", "free_port", "kill_all", "running_broker"]
 
 READY_TIMEOUT_SECONDS = 240.0
 STOP_TIMEOUT_SECONDS = 120.0
@@ -122,7 +122,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def local_broker(root: Path) -> Iterator[LocalBroker]:
+def running_broker(root: Path) -> Iterator[LocalBroker]:
     """A broker of its own under ``root / "kafka"``, on free ports: started, and stopped by
     its pid at the end."""
     broker = LocalBroker(
@@ -143,7 +143,7 @@ def dev_stack(
     ready_timeout: float = READY_TIMEOUT_SECONDS,
 ) -> Iterator[DevStack]:
     """Run a broker and ``computeinfra up --blocks N`` rooted at ``root`` until exit."""
-    with local_broker(root) as broker:
+    with running_broker(root) as broker:
         env = {
             "COMPUTEINFRA_BOOTSTRAP": broker.config.bootstrap,
             "COMPUTEINFRA_HOME": str(root / "home"),
