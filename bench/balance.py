@@ -29,6 +29,7 @@ from computeinfra import Client, Completion
 from computeinfra.cluster.launcher import block_statuses
 
 BUCKET_SECONDS = 0.1
+GAP_SECONDS = 0.03
 TIMEOUT_SECONDS = 600.0
 
 
@@ -54,6 +55,18 @@ def _cpu(stack: Any) -> dict[str, float]:
     return found
 
 
+def _gaps(mine: list[Completion], start: float) -> list[list[float]]:
+    """Where a block's workers all sat idle for over ``GAP_SECONDS`` between its first job and
+    its last: [from, length] in seconds since the first submit."""
+    spans = sorted((c.started_at or 0.0, c.finished_at) for c in mine)
+    gaps, reach = [], spans[0][1]
+    for began, ended in spans[1:]:
+        if began - reach > GAP_SECONDS:
+            gaps.append([round(reach - start, 3), round(began - reach, 3)])
+        reach = max(reach, ended)
+    return gaps
+
+
 def report(start: float, done: list[Completion], cpu: dict[str, float]) -> dict[str, Any]:
     end = max(c.finished_at for c in done)
     blocks: dict[str, Any] = {}
@@ -66,6 +79,7 @@ def report(start: float, done: list[Completion], cpu: dict[str, float]) -> dict[
             "busy_s": sum(c.finished_at - (c.started_at or 0.0) for c in mine),
             "first_start_s": min((c.started_at or 0.0) for c in mine) - start,
             "last_end_s": max(c.finished_at for c in mine) - start,
+            "gaps": _gaps(mine, start),
         }
     buckets = []
     for i in range(int((end - start) / BUCKET_SECONDS) + 1):

@@ -72,11 +72,26 @@ class JobQueue:
         """Remove and return the queued jobs still in hand that are ``wanted``."""
         with self._ready:
             found = [s for s in self._jobs if not s.released and wanted(s)]
-            if found:
-                taken = set(map(id, found))
-                self._jobs = deque(s for s in self._jobs if id(s) not in taken)
-                self._forget(found)
+            self._remove(found)
             return found
+
+    def take_last(self, count: int, wanted: Callable[[Slot], bool]) -> list[Slot]:
+        """Remove and return up to ``count`` of the newest queued jobs still in hand that
+        are ``wanted``, oldest of them first: those that would wait longest here."""
+        with self._ready:
+            found: list[Slot] = []
+            for slot in reversed(self._jobs):
+                if len(found) == count:
+                    break
+                if not slot.released and wanted(slot):
+                    found.append(slot)
+            self._remove(found)
+            return found[::-1]
+
+    def oldest(self) -> float | None:
+        """When (monotonic) the job first in line was queued; None if none is."""
+        with self._ready:
+            return self._jobs[0].queued_at if self._jobs else None
 
     def topics(self) -> set[str]:
         with self._ready:
@@ -125,6 +140,12 @@ class JobQueue:
             expected = self._planner.expected(task)
             total += count * (untimed if expected is None else expected + JOB_OVERHEAD_SECONDS)
         return total
+
+    def _remove(self, found: list[Slot]) -> None:
+        if found:
+            taken = set(map(id, found))
+            self._jobs = deque(s for s in self._jobs if id(s) not in taken)
+            self._forget(found)
 
     def _forget(self, slots: Iterable[Slot]) -> None:
         self._tasks.subtract(slot.task for slot in slots)

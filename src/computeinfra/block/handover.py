@@ -13,6 +13,11 @@ balances the *sum* of its topics' partitions, so a second topic could leave a bl
 all of one topic and none of the other (seen in test_blocks). A key's partition in
 ``pendingJobs`` only routes a request; nothing looks a job up by it.
 
+A block also *shares* its queue with blocks whose workers are idle (``share``, the peers'
+loads from ``peers.py``): the newest jobs of a queue that would keep its workers busy
+for a while go to an idle block's partitions the same way, so a batch ends on every
+block at about the same time.
+
 Quick churn is never handed over (workers that take new jobs every moment are not held),
 nor a retry (its attempt count stays here). A job is handed over at most ``MAX_HANDOVERS``
 times, so two busy blocks do not pass it back and forth.
@@ -34,6 +39,7 @@ from confluent_kafka import Consumer, KafkaException
 from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .backlog import JobQueue
+from .peers import PeerBoard, PeerLoad
 from .slots import FORWARDED_BY_HEADER, Slot, header_pairs, record_ms
 from .transaction import OutboxRecord
 
@@ -43,6 +49,14 @@ _log = logging.getLogger("computeinfra.supervisor")
 MAX_HANDOVERS = 2
 METADATA_TIMEOUT_SECONDS = 5.0
 METADATA_RETRY_SECONDS = 5.0
+# A queue holding less work than this for this block's workers is not shared: a job handed
+# over starts elsewhere only after this block's next transaction and the other's fetch
+# (10 to 30 ms here), and each costs the broker a record and a fetch more.
+SHARE_AFTER_SECONDS = 0.2
+SHARED = "it had a queue while another block had idle workers"
+# How long a peer's worker must have been idle to be given jobs (``starving``).
+SHARE_IDLE_SECONDS = 0.05
+SHARE_IDLE_LONG_SECONDS = 1.0
 
 
 def handovers(slot: Slot) -> int:
@@ -60,10 +74,20 @@ class Handover:
     """Picks the partition for each job handed over: one of its topic this block does not
     own, in turn, so the jobs spread over the blocks that do."""
 
-    def __init__(self, after: float, all_held: Callable[[float], bool], block: int) -> None:
-        self.after = after  # seconds; 0 turns handing over off
+    def __init__(
+        self,
+        after: float,
+        all_held: Callable[[float], bool],
+        block: int,
+        *,
+        workers: int = 1,
+        board: PeerBoard | None = None,
+    ) -> None:
+        self.after = after  # seconds; 0 turns handing over off, sharing too
         self.block = block
+        self.workers = max(workers, 1)
         self._all_held = all_held
+        self._board = board
         self._partitions: dict[str, list[int]] = {}
         self._unreadable_until: dict[str, float] = {}
         self._turn = itertools.count()
@@ -83,9 +107,12 @@ class Handover:
     def take(self, jobs: JobQueue, consumer: Consumer, owned: set[tuple[str, int]]) -> list[Slot]:
         """Take from ``jobs`` those to hand over now, each answered by its record for another
         block's partition: while every worker here has been on one job for ``after``
-        seconds, the queued jobs whose topic has a partition another block owns."""
-        if not len(jobs) or not self.due():
+        seconds, the queued jobs whose topic has a partition another block owns; else, a
+        share of the queue for blocks whose workers are idle (``share``)."""
+        if not len(jobs):
             return []
+        if not self.due():
+            return self.share(jobs, owned)
         # Asked before taking the queue's lock: reading a topic's partitions can wait on
         # the broker, and the lanes must not.
         targets = {t for t in jobs.topics() if self.has_target(consumer, owned, t)}
@@ -111,6 +138,55 @@ class Handover:
             self.handed_over += 1
             taken.append(slot)
         jobs.put_front(stay)
+        return taken
+
+    def share(self, jobs: JobQueue, owned: set[tuple[str, int]]) -> list[Slot]:
+        """The newest queued jobs, for blocks seen with idle workers: as many as makes each
+        worker, here and there, about as busy (``len(jobs) * idle / (workers + idle)``),
+        each for a partition of its topic the idle block owns. Only while the queue holds
+        ``SHARE_AFTER_SECONDS`` of work for this block's workers: a shorter one ends
+        before a job handed over would start elsewhere."""
+        if self.after <= 0 or self._board is None:
+            return []
+        if jobs.work(untimed=0.0) / self.workers < SHARE_AFTER_SECONDS:
+            return []
+        self._board.want()
+        oldest = jobs.oldest()
+        if oldest is None:
+            return []
+        now = time.time()
+        waiting_since = now - (time.monotonic() - oldest)
+        peers = [
+            peer
+            for peer in self._board.idle()
+            if peer.partitions - owned and starving(peer, waiting_since, now)
+        ]
+        idle = sum(peer.idle for peer in peers)
+        count = len(jobs) * idle // (self.workers + idle) if idle else 0
+        taken: list[Slot] = []
+        for peer in peers if count else []:
+            taken += self._give(
+                jobs, sorted(peer.partitions - owned), max(count * peer.idle // idle, 1)
+            )
+            self._board.offered(peer.member)
+        return taken
+
+    def _give(self, jobs: JobQueue, theirs: list[tuple[str, int]], count: int) -> list[Slot]:
+        """Up to ``count`` of the newest queued jobs, each for one of ``theirs`` (another
+        block's partitions) of its topic, in turn."""
+        topics = {topic for topic, _partition in theirs}
+
+        def fits(slot: Slot) -> bool:
+            return self.eligible(slot) and (slot.message.topic() or "") in topics
+
+        taken = jobs.take_last(count, fits)
+        for slot in taken:
+            topic = slot.message.topic() or ""
+            partitions = [p for t, p in theirs if t == topic]
+            partition = partitions[next(self._turn) % len(partitions)]
+            slot.records = [handover_record(slot, partition, self.block, why=SHARED)]
+            slot.assignment = None
+            self.handed_over += 1
         return taken
 
     def pass_on(
@@ -156,13 +232,28 @@ class Handover:
         return self._partitions[topic]
 
 
-def handover_record(slot: Slot, partition: int, block: int, attempts: int = 0) -> OutboxRecord:
+def starving(peer: PeerLoad, waiting_since: float, now: float) -> bool:
+    """Whether ``peer`` should have a share of a queue whose oldest job has waited since
+    ``waiting_since`` (``time.time()``). One that ran out of work while that job waited:
+    once idle for ``SHARE_IDLE_SECONDS``. One idle since before: its own records may
+    still be on their way (a batch's start, seen: a block sharing its queue with a peer
+    whose first fetch had not come back, which then had to share back), so only once this
+    queue has waited ``SHARE_IDLE_LONG_SECONDS`` beside it."""
+    if peer.idle_since >= waiting_since:
+        return now - peer.idle_since >= SHARE_IDLE_SECONDS
+    return now - waiting_since >= SHARE_IDLE_LONG_SECONDS
+
+
+def handover_record(
+    slot: Slot, partition: int, block: int, attempts: int = 0, why: str | None = None
+) -> OutboxRecord:
     """``slot``'s request, unchanged, for ``partition`` of the topic it came from;
-    ``attempts``: those it made here (a stopping block's job that did not end)."""
+    ``attempts``: those it made here (a stopping block's job that did not end); ``why``:
+    what its forward says of it (by default, the reason of a handover or a pass-on)."""
     message = slot.message
     ours = (HANDOVERS_HEADER, FORWARDED_BY_HEADER, ATTEMPTS_HEADER)
     headers = [h for h in header_pairs(message) if h[0] not in ours]
-    why = "it stopped before the job ended" if attempts else "its workers are all held"
+    why = why or ("it stopped before the job ended" if attempts else "its workers are all held")
     headers += [
         (HANDOVERS_HEADER, str(handovers(slot) + 1).encode()),
         (FORWARDED_BY_HEADER, f"block-{block}: {why}".encode()),

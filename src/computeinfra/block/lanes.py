@@ -92,6 +92,10 @@ class WorkerLane:
     def running(self) -> list[Slot]:
         return list(self._sent)
 
+    def idle_since(self) -> float | None:
+        """Since when (monotonic) this lane's worker has had nothing to run; None if busy."""
+        return None if self._sent else self._queue.idle_since()
+
     def next_answer(self) -> float | None:
         """When (monotonic) the call its worker is on should answer, by its task's recent
         run time (untimed: any moment, its start); None if none runs. Read from the

@@ -102,6 +102,11 @@ class AttemptQueue:
         known = head.results is None and (len(head.assignments) == 1 or head.cut)
         return head.assignments[-1] if known else None
 
+    def idle_since(self) -> float | None:
+        """Since when (monotonic) the worker has had no call, about; None while it has one.
+        Read from other threads too."""
+        return None if self._calls else self._last_answer_at
+
     def next_not_run(self) -> bool:
         """Whether the next result is in, and says its attempt never ran."""
         results = self._calls[0].results if self._calls else None

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from computeinfra.config import Settings
@@ -35,6 +36,7 @@ from .handover import Handover
 from .lanes import LaneEvent, WorkerLane
 from .membership import ConsumerDead, GroupMember
 from .middleware import Middleware, MiddlewareChain
+from .peers import PeerBoard, PeerLoad
 from .positions import Positions
 from .slots import SlotMaker
 from .transaction import Outbox
@@ -69,6 +71,7 @@ class Supervisor:
         group_instance_id: str | None = None,
         registry: TaskRegistry | None = None,
         topics: Sequence[str] = (PENDING_TOPIC,),
+        peers: Callable[[], list[PeerLoad]] | None = None,
     ) -> None:
         self.settings = settings
         self.block = block
@@ -105,7 +108,11 @@ class Supervisor:
         )
         self.cancels.reader = self._cancel_reader
         slots = SlotMaker(settings, self.registry, self.hooks, block, node, self.cancels)
-        self.handover = Handover(settings.handover_seconds, self._all_held, block)
+        self._peers = PeerBoard(peers)
+        self.handover = Handover(
+            settings.handover_seconds, self._all_held, block, workers=len(workers),
+            board=self._peers,
+        )  # fmt: skip
         self.flow = Flow(
             settings, slots, self.hooks, self._jobs, self._events, block, node, self.handover,
             workers=len(self.lanes), next_answer=self._next_answer,
@@ -137,9 +144,27 @@ class Supervisor:
         read again by its partition's next owner."""
         self.flow.drain_seconds = drain if drain is not None else self.settings.drain_seconds
         self._stop.set()
+        self._peers.stop()
         if self._thread is not None:
             self._thread.join()
         self._lanes_stop.set()
+
+    def load(self) -> PeerLoad:
+        """What this block can take on now, for a peer sharing its queue (``peers.py``):
+        its workers with nothing to run while nothing waits here (none queued, none of its
+        partitions paused) and it takes records, and since when the first has been idle."""
+        member = self._member  # read once: the consume thread may replace it
+        taking = self.state in (BlockState.IDLE, BlockState.BUSY) and member is not None
+        waiting = len(self._jobs) or (member.paused if member else True)
+        since = [s for s in (lane.idle_since() for lane in self.lanes) if s is not None]
+        if not taking or waiting or not since:
+            since = []
+        try:
+            owned = frozenset(member.assigned) if member else frozenset()
+        except RuntimeError:  # a rebalance changed it meanwhile: asked again in a moment
+            owned = frozenset()
+        idle_since = time.time() - (time.monotonic() - min(since)) if since else 0.0
+        return PeerLoad(self.member_id, len(since), idle_since, owned)
 
     def reseat(self) -> None:
         """Leave the group's seat and join with a new one, which the group must give a full

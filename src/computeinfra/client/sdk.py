@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from computeinfra.config import Settings
 from computeinfra.errors import JobError, JobTimeout, KafkaError, RequestError
-from computeinfra.kafka.clients import make_producer
+from computeinfra.kafka.clients import make_producer, partition_count
+from computeinfra.kafka.partitioner import Spread
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     PENDING_TOPIC,
@@ -123,6 +124,7 @@ class Client:
         self.bootstrap = bootstrap or self.settings.bootstrap_servers
         self._producer = make_producer(self.bootstrap, client_id="computeinfra-client")
         self._watcher = CompletionWatcher(self.bootstrap, self._producer, long_poll=long_poll)
+        self._spread = Spread(lambda: partition_count(self._producer, PENDING_TOPIC))
 
     def __enter__(self) -> Client:
         return self
@@ -142,11 +144,14 @@ class Client:
     ) -> JobHandle:
         """Queue a job and return at once. A delivery failure fails the handle.
 
+        Without a ``key``, the job gets a new one that hashes to the next partition of
+        ``pendingJobs`` in turn, so blocks get equal shares of a client's jobs.
+
         ``time_limit`` (seconds per attempt) may be longer than the task's default, up to
         its ``max_time_limit``; ``max_attempts`` replaces the task's. Unset, the task's own
         apply. A value outside the wire format's bounds raises ``RequestError`` here; one
         over the task's own maximum comes back as the job's ``rejected`` completion."""
-        key = key or new_key()
+        key = key or self._spread.key(new_key)
         try:
             request = JobRequest(
                 task=task,
@@ -168,7 +173,10 @@ class Client:
                 future.set_exception(KafkaError(f"could not submit job {key!r}: {err.str()}"))
 
         self._producer.produce(
-            PENDING_TOPIC, key=key.encode(), value=encode_request(request), on_delivery=delivered
+            PENDING_TOPIC,
+            key=key.encode(),
+            value=encode_request(request),
+            on_delivery=delivered,
         )
         self._producer.poll(0)
         return JobHandle(key, future, self)

@@ -26,6 +26,7 @@ from computeinfra.block.middleware.placement import ResourcePlacement
 from computeinfra.block.middleware.reporting import AnalyzerReporter
 from computeinfra.block.middleware.retries import RetryPolicy
 from computeinfra.block.middleware.status import StatusPublisher
+from computeinfra.block.peers import PeerLoad
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.block.worker import Worker
 from computeinfra.cluster.nodes import RayNodeDirectory
@@ -34,9 +35,14 @@ from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
 from computeinfra.protocol import PENDING_TOPIC, Completion, Progress
 from computeinfra.tasks.registry import load_registry
 
-__all__ = ["AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
+__all__ = ["SUPERVISOR_PREFIX", "AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
 
 LAG_CACHE_SECONDS = 1.0
+SUPERVISOR_PREFIX = "supervisor-"
+# A peer's load not answered in this long is left out of one reading (``block/peers.py``).
+PEER_TIMEOUT_SECONDS = 0.5
+# How often the names of the other supervisors are listed again (a call to Ray's GCS).
+PEER_NAMES_SECONDS = 10.0
 
 
 def actor_name(role: str, block: int | None = None) -> str:
@@ -90,6 +96,42 @@ class _RayWorkerPort:
         return described
 
 
+class _RayPeers:
+    """The other supervisors' loads (``Supervisor.load``), a Ray call to each."""
+
+    def __init__(self) -> None:
+        self._me = ray.get_runtime_context().get_actor_name()
+        self._handles: dict[str, Any] = {}
+        self._listed_at = -PEER_NAMES_SECONDS
+
+    def __call__(self) -> list[PeerLoad]:
+        if time.monotonic() - self._listed_at >= PEER_NAMES_SECONDS:
+            self._list()
+        refs = [handle.load.remote() for handle in self._handles.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PEER_TIMEOUT_SECONDS)
+        loads = []
+        for ref in ready:
+            try:
+                loads.append(ray.get(ref))
+            except RayActorError:  # gone or restarting: its load is none of ours to use
+                self._listed_at = -PEER_NAMES_SECONDS
+        return loads
+
+    def _list(self) -> None:
+        names = [
+            name
+            for name in ray.util.list_named_actors()
+            if name.startswith(SUPERVISOR_PREFIX) and name != self._me
+        ]
+        handles = {}
+        for name in names:
+            try:
+                handles[name] = self._handles.get(name) or ray.get_actor(name)
+            except ValueError:  # stopped between the listing and now
+                continue
+        self._handles, self._listed_at = handles, time.monotonic()
+
+
 class _SupervisorHost:
     """Builds a ``Supervisor`` wired to Ray, and starts it as soon as the actor exists.
 
@@ -138,11 +180,15 @@ class _SupervisorHost:
             group_instance_id=group_instance_id,
             registry=registry,
             topics=[PENDING_TOPIC, *placement.lanes()],
+            peers=_RayPeers(),
         )
         self.supervisor.start()
 
     def status(self) -> dict[str, Any]:
         return {**self.supervisor.status(), "supervisor_pid": os.getpid()}
+
+    def load(self) -> PeerLoad:
+        return self.supervisor.load()
 
     def stop(self, drain: float | None = None) -> None:
         self.supervisor.stop(drain)

@@ -19,7 +19,7 @@ from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import pending_partitions
 from computeinfra.protocol import BlockState
 
-from .actors import AnalyzerActor, SupervisorActor, WorkerActor, actor_name
+from .actors import SUPERVISOR_PREFIX, AnalyzerActor, SupervisorActor, WorkerActor, actor_name
 from .connect import connect
 
 __all__ = [
@@ -41,7 +41,6 @@ _log = logging.getLogger("computeinfra.launcher")
 READY_TIMEOUT_SECONDS = 60.0
 STOP_POLL_SECONDS = 0.5
 STATUS_TIMEOUT_SECONDS = 10.0
-SUPERVISOR_PREFIX = "supervisor-"
 # Distinct for every process that starts blocks (each `up`, each `up --join`), the same for
 # every Ray restart of the actors it started (they keep their constructor arguments).
 RUN_ID = uuid.uuid4().hex[:8]

@@ -1,0 +1,152 @@
+"""Sharing a queue with idle blocks (``handover.Handover.share``, ``peers.py``), without a
+cluster: the newest jobs of a long queue go to the partitions of a block whose workers ran
+out of work, about half of them for one idle worker beside one busy one; a short queue, a
+peer idle since before the queue, a retry and a job handed over too often stay."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from computeinfra.block.backlog import JobQueue
+from computeinfra.block.batching import BatchPlanner
+from computeinfra.block.handover import (
+    HANDOVERS_HEADER,
+    MAX_HANDOVERS,
+    SHARE_IDLE_LONG_SECONDS,
+    SHARE_IDLE_SECONDS,
+    Handover,
+    starving,
+)
+from computeinfra.block.jobs import Outcome
+from computeinfra.block.peers import PeerBoard, PeerLoad
+from computeinfra.block.slots import FORWARDED_BY_HEADER, Slot
+from computeinfra.protocol import Status
+from tests.unit.block.test_lanes import _slot
+
+TIMEOUT = 10.0
+MINE = {("pendingJobs", 0), ("pendingJobs", 1)}
+THEIRS = frozenset({("pendingJobs", 2), ("pendingJobs", 3)})
+
+
+def _timed_queue(
+    seconds: float, count: int, headers: list[tuple[str, bytes]] | None = None
+) -> JobQueue:
+    jobs = JobQueue(BatchPlanner())
+    now = time.time()
+    jobs.observe(
+        "crunch", Outcome(status=Status.SUCCEEDED, started_at=now - seconds, finished_at=now)
+    )
+    jobs.put([_slot(f"job-{i}", task="crunch", headers=headers) for i in range(count)])
+    return jobs
+
+
+class _Peers:
+    """What the cluster's reader gives: one block, idle since ``idle_since``."""
+
+    def __init__(self, idle_since: float, idle: int = 1) -> None:
+        self.load = PeerLoad("block-b", idle, idle_since, THEIRS)
+        self.reads = 0
+        self.read = threading.Event()
+
+    def __call__(self) -> list[PeerLoad]:
+        self.reads += 1
+        self.read.set()
+        return [self.load]
+
+
+def _take_until(handover: Handover, jobs: JobQueue) -> list[Slot]:
+    """Ask until the board has read the peer and it counts as idle long enough."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        taken = handover.take(jobs, None, MINE)  # type: ignore[arg-type]
+        if taken:
+            return taken
+        time.sleep(0.005)  # polling a condition with a deadline
+    return []
+
+
+def test_the_newest_half_of_a_long_queue_goes_to_a_block_that_ran_out_of_work() -> None:
+    jobs = _timed_queue(0.05, 10)  # 0.5 s of work for one worker
+    peers = _Peers(idle_since=time.time())  # ran out after these were queued
+    board = PeerBoard(peers)
+    handover = Handover(2.0, lambda seconds: False, block=0, workers=1, board=board)
+    try:
+        taken = _take_until(handover, jobs)
+        assert [s.key for s in taken] == [f"job-{i}" for i in range(5, 10)]
+        assert len(jobs) == 5 and handover.handed_over == 5
+        assert {(s.records[0].topic, s.records[0].partition) for s in taken} == set(THEIRS)
+        assert all(s.assignment is None for s in taken)
+        forwarded = dict(taken[0].records[0].headers)
+        assert forwarded[HANDOVERS_HEADER] == b"1"
+        assert b"idle workers" in forwarded[FORWARDED_BY_HEADER]
+        # Offered: nothing more until it is seen busy and then idle again.
+        assert handover.take(jobs, None, MINE) == []  # type: ignore[arg-type]
+    finally:
+        board.stop()
+
+
+def test_a_short_queue_is_neither_shared_nor_asks_its_peers() -> None:
+    jobs = _timed_queue(0.01, 10)  # 0.1 s of work: over before a job handed over starts
+    peers = _Peers(idle_since=time.time())
+    board = PeerBoard(peers)
+    try:
+        handover = Handover(2.0, lambda seconds: False, block=0, board=board)
+        assert handover.take(jobs, None, MINE) == []  # type: ignore[arg-type]
+        assert not peers.read.wait(0.2) and len(jobs) == 10
+    finally:
+        board.stop()
+
+
+def test_retries_and_jobs_handed_over_too_often_stay() -> None:
+    jobs = _timed_queue(0.05, 10, headers=[(HANDOVERS_HEADER, str(MAX_HANDOVERS).encode())])
+    retry = _slot("retry", task="crunch")
+    assert retry.assignment is not None
+    retry.assignment = retry.assignment.next_attempt()
+    jobs.put([retry])
+    peers = _Peers(idle_since=time.time())  # ran out after these were queued
+    board = PeerBoard(peers)
+    try:
+        handover = Handover(2.0, lambda seconds: False, block=0, board=board)
+        deadline = time.monotonic() + TIMEOUT
+        # Until the peer was read and counts as starving: any other job would have gone.
+        while time.monotonic() < deadline and not (
+            board.idle() and starving(peers.load, time.time() - 5.0, time.time())
+        ):
+            assert handover.take(jobs, None, MINE) == []  # type: ignore[arg-type]
+            time.sleep(0.005)  # polling a condition with a deadline
+        assert handover.take(jobs, None, MINE) == [] and len(jobs) == 11  # type: ignore[arg-type]
+        assert handover.handed_over == 0
+    finally:
+        board.stop()
+
+
+def test_a_peer_idle_since_before_the_queue_waits_for_a_long_wait() -> None:
+    """At a batch's start a peer may look idle only because its own records are still on
+    their way: it is given jobs only once this queue has waited a long while beside it."""
+    now = time.time()
+    before = PeerLoad("b", 1, now - 60.0, THEIRS)
+    assert not starving(before, now - SHARE_IDLE_LONG_SECONDS / 2, now)
+    assert starving(before, now - SHARE_IDLE_LONG_SECONDS, now)
+    ran_out = PeerLoad("b", 1, now - SHARE_IDLE_SECONDS / 2, THEIRS)
+    assert not starving(ran_out, now - 5.0, now)  # idle a moment: between two fetches
+    ran_out = PeerLoad("b", 1, now - 2 * SHARE_IDLE_SECONDS, THEIRS)
+    assert starving(ran_out, now - 5.0, now)
+
+
+def test_a_board_whose_reader_fails_goes_on_and_stops() -> None:
+    calls = threading.Semaphore(0)
+
+    def failing() -> list[PeerLoad]:
+        calls.release()
+        raise RuntimeError("a peer's actor is gone")
+
+    board = PeerBoard(failing)
+    board.want()
+    assert calls.acquire(timeout=TIMEOUT) and board.idle() == []
+    board.want()
+    assert calls.acquire(timeout=TIMEOUT)  # read again: the failure ended nothing
+    board.stop()
+    assert board._thread is not None
+    board._thread.join(TIMEOUT)
+    assert not board._thread.is_alive()
