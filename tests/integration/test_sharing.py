@@ -29,15 +29,15 @@ def test_jobs_on_one_blocks_partitions_end_on_both_each_once(
     stack: DevStack, client: Client
 ) -> None:
     wait_for(lambda: all(_owners(stack).values()), 60, "every block to own partitions")
-    owner, theirs = sorted(_owners(stack).items())[0]
+    owner, owned = sorted(_owners(stack).items())[0]
     count = stack.settings.partitions
     prefix = f"share-{uuid.uuid4().hex[:8]}"
     keys = (f"{prefix}-{i}" for i in range(10_000))
-    mine = [k for k in keys if partition_for(k.encode(), count) in theirs][:JOBS]
-    handles = [client.submit("sleep", {"seconds": SECONDS}, "sharing", key=k) for k in mine]
+    theirs = [k for k in keys if partition_for(k.encode(), count) in owned][:JOBS]
+    handles = [client.submit("sleep", {"seconds": SECONDS}, "sharing", key=k) for k in theirs]
     done = [handle.result(TIMEOUT) for handle in handles]
     assert all((c.status, c.attempts) == (Status.SUCCEEDED, 1) for c in done)
     ran = Counter(c.block for c in done)
     assert set(ran) == set(_owners(stack)), f"block {owner} ran them alone: {ran}"
-    found = completions_for(stack.settings.bootstrap_servers, mine)
-    assert {key: len(found.get(key, [])) for key in mine} == dict.fromkeys(mine, 1)
+    found = completions_for(stack.settings.bootstrap_servers, theirs)
+    assert {key: len(found.get(key, [])) for key in theirs} == dict.fromkeys(theirs, 1)

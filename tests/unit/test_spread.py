@@ -9,6 +9,9 @@ import time
 import uuid
 from collections import Counter
 
+import pytest
+
+from computeinfra.kafka import partitioner
 from computeinfra.kafka.partitioner import Spread, partition_for
 
 TIMEOUT = 10.0
@@ -36,17 +39,31 @@ def test_keys_go_to_every_partition_in_turn() -> None:
     assert len(set(keys)) == 120
 
 
-def test_keys_are_drawn_at_random_until_the_count_is_known_and_after_it_fails() -> None:
-    asked = threading.Event()
+def test_keys_are_drawn_at_once_while_the_count_cannot_be_read_which_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(partitioner, "RETRY_SECONDS", 0.01)
+    asked = threading.Semaphore(0)
 
     def broken() -> int:
-        asked.set()
+        asked.release()
         raise RuntimeError("broker away")
 
     spread = Spread(broken)
-    key = spread.key(_new_key)  # never waits for the count
-    assert len(key) == 32 and asked.wait(TIMEOUT)
-    assert spread.key(_new_key) != key  # still drawn, one draw each
+    draws: list[str] = []
+
+    def draw() -> str:
+        draws.append(_new_key())
+        return draws[-1]
+
+    assert spread.key(draw) == draws[0] and len(draws) == 1  # never waits, one draw
+    assert asked.acquire(timeout=TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while not asked.acquire(blocking=False):  # a key asked after the retry time reads again
+        assert time.monotonic() < deadline, "the count was not asked again"
+        spread.key(draw)
+        time.sleep(0.005)  # polling a condition with a deadline
+    assert spread.count == 0 and len(draws) == len(set(draws))
 
 
 def test_two_clients_start_at_partitions_of_their_own() -> None:

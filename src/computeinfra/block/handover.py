@@ -39,7 +39,7 @@ from confluent_kafka import Consumer, KafkaException
 from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .backlog import JobQueue
-from .peers import PeerBoard, PeerLoad
+from .peers import Peer, PeerBoard
 from .slots import FORWARDED_BY_HEADER, Slot, header_pairs, record_ms
 from .transaction import OutboxRecord
 
@@ -49,7 +49,7 @@ _log = logging.getLogger("computeinfra.supervisor")
 MAX_HANDOVERS = 2
 METADATA_TIMEOUT_SECONDS = 5.0
 METADATA_RETRY_SECONDS = 5.0
-# A queue holding less work than this for this block's workers is not shared: a job handed
+# A queue holding less work than this per worker of this block is not shared: a job handed
 # over starts elsewhere only after this block's next transaction and the other's fetch
 # (10 to 30 ms here), and each costs the broker a record and a fetch more.
 SHARE_AFTER_SECONDS = 0.2
@@ -154,21 +154,21 @@ class Handover:
         oldest = jobs.oldest()
         if oldest is None:
             return []
-        now = time.time()
-        waiting_since = now - (time.monotonic() - oldest)
+        now = time.monotonic()
         peers = [
             peer
             for peer in self._board.idle()
-            if peer.partitions - owned and starving(peer, waiting_since, now)
+            if peer.partitions - owned and starving(peer, oldest, now)
         ]
         idle = sum(peer.idle for peer in peers)
         count = len(jobs) * idle // (self.workers + idle) if idle else 0
         taken: list[Slot] = []
-        for peer in peers if count else []:
-            taken += self._give(
-                jobs, sorted(peer.partitions - owned), max(count * peer.idle // idle, 1)
-            )
-            self._board.offered(peer.member)
+        for peer in peers:
+            share = min(max(count * peer.idle // idle, 1), count - len(taken))
+            given = self._give(jobs, sorted(peer.partitions - owned), share) if share else []
+            if given:
+                self._board.offered(peer.member)
+            taken += given
         return taken
 
     def _give(self, jobs: JobQueue, theirs: list[tuple[str, int]], count: int) -> list[Slot]:
@@ -177,7 +177,10 @@ class Handover:
         topics = {topic for topic, _partition in theirs}
 
         def fits(slot: Slot) -> bool:
-            return self.eligible(slot) and (slot.message.topic() or "") in topics
+            # Never one handed over already: shares do not pass jobs back and forth, nor use
+            # up the hops a job may need to leave a block held by a long one.
+            topic = slot.message.topic() or ""
+            return self.eligible(slot) and handovers(slot) == 0 and topic in topics
 
         taken = jobs.take_last(count, fits)
         for slot in taken:
@@ -232,16 +235,16 @@ class Handover:
         return self._partitions[topic]
 
 
-def starving(peer: PeerLoad, waiting_since: float, now: float) -> bool:
+def starving(peer: Peer, waiting_since: float, now: float) -> bool:
     """Whether ``peer`` should have a share of a queue whose oldest job has waited since
-    ``waiting_since`` (``time.time()``). One that ran out of work while that job waited:
-    once idle for ``SHARE_IDLE_SECONDS``. One idle since before: its own records may
-    still be on their way (a batch's start, seen: a block sharing its queue with a peer
-    whose first fetch had not come back, which then had to share back), so only once this
-    queue has waited ``SHARE_IDLE_LONG_SECONDS`` beside it."""
+    ``waiting_since`` (monotonic, as ``now``). One that ran out of work while that job
+    waited: once idle for ``SHARE_IDLE_SECONDS``. One idle since before may only be between
+    its own records (a batch's start, seen: a block gave half its queue to a peer whose
+    first fetch had not come back, which later had to give jobs back), so only once this
+    board has seen it idle for ``SHARE_IDLE_LONG_SECONDS``."""
     if peer.idle_since >= waiting_since:
         return now - peer.idle_since >= SHARE_IDLE_SECONDS
-    return now - waiting_since >= SHARE_IDLE_LONG_SECONDS
+    return now - peer.seen_idle_since >= SHARE_IDLE_LONG_SECONDS
 
 
 def handover_record(

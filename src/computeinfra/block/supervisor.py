@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,7 +35,7 @@ from .handover import Handover
 from .lanes import LaneEvent, WorkerLane
 from .membership import ConsumerDead, GroupMember
 from .middleware import Middleware, MiddlewareChain
-from .peers import PeerBoard, PeerLoad
+from .peers import PeerBoard, PeerLoad, load_of
 from .positions import Positions
 from .slots import SlotMaker
 from .transaction import Outbox
@@ -151,20 +150,20 @@ class Supervisor:
 
     def load(self) -> PeerLoad:
         """What this block can take on now, for a peer sharing its queue (``peers.py``):
-        its workers with nothing to run while nothing waits here (none queued, none of its
-        partitions paused) and it takes records, and since when the first has been idle."""
+        its idle workers, while it takes records and none wait here (queued or paused)."""
         member = self._member  # read once: the consume thread may replace it
-        taking = self.state in (BlockState.IDLE, BlockState.BUSY) and member is not None
-        waiting = len(self._jobs) or (member.paused if member else True)
-        since = [s for s in (lane.idle_since() for lane in self.lanes) if s is not None]
-        if not taking or waiting or not since:
-            since = []
+        taking = (
+            self.state in (BlockState.IDLE, BlockState.BUSY)
+            and not self._stop.is_set()
+            and member is not None
+            and not len(self._jobs)
+            and not member.paused
+        )
         try:
             owned = frozenset(member.assigned) if member else frozenset()
         except RuntimeError:  # a rebalance changed it meanwhile: asked again in a moment
             owned = frozenset()
-        idle_since = time.time() - (time.monotonic() - min(since)) if since else 0.0
-        return PeerLoad(self.member_id, len(since), idle_since, owned)
+        return load_of(self.member_id, taking, [lane.idle_since() for lane in self.lanes], owned)
 
     def reseat(self) -> None:
         """Leave the group's seat and join with a new one, which the group must give a full

@@ -7,13 +7,14 @@ job is sent again, and counts the attempt.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from computeinfra.analyzer.analyzer import Analyzer
 from computeinfra.analyzer.events import JobEvent
@@ -37,6 +38,7 @@ from computeinfra.tasks.registry import load_registry
 
 __all__ = ["SUPERVISOR_PREFIX", "AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
 
+_log = logging.getLogger("computeinfra.supervisor")
 LAG_CACHE_SECONDS = 1.0
 SUPERVISOR_PREFIX = "supervisor-"
 # A peer's load not answered in this long is left out of one reading (``block/peers.py``).
@@ -97,23 +99,31 @@ class _RayWorkerPort:
 
 
 class _RayPeers:
-    """The other supervisors' loads (``Supervisor.load``), a Ray call to each."""
+    """The other supervisors' loads (``Supervisor.load``), a Ray call to each. A peer whose
+    last call has not answered yet is not called again (a restarting actor queues its calls):
+    its load is left out until it answers."""
 
     def __init__(self) -> None:
         self._me = ray.get_runtime_context().get_actor_name()
         self._handles: dict[str, Any] = {}
+        self._calls: dict[str, Any] = {}  # name: the call not answered yet
         self._listed_at = -PEER_NAMES_SECONDS
 
     def __call__(self) -> list[PeerLoad]:
         if time.monotonic() - self._listed_at >= PEER_NAMES_SECONDS:
             self._list()
-        refs = [handle.load.remote() for handle in self._handles.values()]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PEER_TIMEOUT_SECONDS)
+        for name, handle in self._handles.items():
+            if name not in self._calls:
+                self._calls[name] = handle.load.remote()
+        names = {ref: name for name, ref in self._calls.items()}
+        ready, _ = ray.wait(list(names), num_returns=len(names), timeout=PEER_TIMEOUT_SECONDS)
         loads = []
         for ref in ready:
+            del self._calls[names[ref]]
             try:
                 loads.append(ray.get(ref))
-            except RayActorError:  # gone or restarting: its load is none of ours to use
+            except RayError as exc:  # gone, restarting, or failed: no load from it this time
+                _log.debug("no load from %s: %s", names[ref], exc)
                 self._listed_at = -PEER_NAMES_SECONDS
         return loads
 
@@ -130,6 +140,7 @@ class _RayPeers:
             except ValueError:  # stopped between the listing and now
                 continue
         self._handles, self._listed_at = handles, time.monotonic()
+        self._calls = {name: ref for name, ref in self._calls.items() if name in handles}
 
 
 class _SupervisorHost:
