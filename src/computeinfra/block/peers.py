@@ -119,6 +119,7 @@ class PeerBoard:
 
     def _run(self) -> None:
         assert self._read is not None
+        failing = False
         while not self._stop.is_set():
             self._wanted.wait()
             if self._stop.is_set():
@@ -126,10 +127,11 @@ class PeerBoard:
             self._wanted.clear()
             began = time.monotonic()
             try:
-                loads = self._read()
+                loads, failing = self._read(), False
             except Exception:  # the block goes on without its peers' help
-                _log.exception("reading the other blocks' loads failed")
-                loads = []
+                if not failing:  # once, not ten times a second while it lasts
+                    _log.exception("reading the other blocks' loads failed")
+                loads, failing = [], True
             self._store(loads, began)
             self._stop.wait(READ_EVERY_SECONDS)  # a rate, not a wait for a condition
 

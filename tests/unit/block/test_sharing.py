@@ -20,7 +20,7 @@ from computeinfra.block.handover import (
     starving,
 )
 from computeinfra.block.jobs import Outcome
-from computeinfra.block.peers import STALE_SECONDS, Peer, PeerBoard, PeerLoad
+from computeinfra.block.peers import STALE_SECONDS, Peer, PeerBoard, PeerLoad, load_of
 from computeinfra.block.slots import FORWARDED_BY_HEADER, Slot
 from computeinfra.protocol import Status
 from tests.unit.block.test_lanes import _slot
@@ -222,3 +222,13 @@ def test_a_board_whose_reader_fails_goes_on_and_stops() -> None:
     assert board._thread is not None
     board._thread.join(TIMEOUT)
     assert not board._thread.is_alive()
+
+
+def test_a_block_counts_its_idle_workers_only_while_nothing_waits_there() -> None:
+    owned = frozenset({("pendingJobs", 0)})
+    since = time.monotonic() - 0.3
+    load = load_of("a", True, [None, since, since + 0.1], owned)
+    assert (load.member, load.idle, load.partitions) == ("a", 2, owned)
+    assert 0.3 <= load.idle_seconds < 0.3 + TIMEOUT  # the first idle one's time
+    assert load_of("a", False, [since], owned).idle == 0  # records queued, or paused
+    assert load_of("a", True, [None, None], owned).idle == 0  # every worker busy
