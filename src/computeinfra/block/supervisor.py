@@ -109,7 +109,7 @@ class Supervisor:
         slots = SlotMaker(settings, self.registry, self.hooks, block, node, self.cancels)
         self._peers = PeerBoard(peers)
         self.handover = Handover(
-            settings.handover_seconds, self._all_held, block, workers=len(workers),
+            settings.handover_seconds, self._all_held, block, workers=len(self.lanes),
             board=self._peers,
         )  # fmt: skip
         self.flow = Flow(

@@ -36,7 +36,14 @@ from computeinfra.kafka.admin import consumer_lag, ensure_lane_topics
 from computeinfra.protocol import PENDING_TOPIC, Completion, Progress
 from computeinfra.tasks.registry import load_registry
 
-__all__ = ["SUPERVISOR_PREFIX", "AnalyzerActor", "SupervisorActor", "WorkerActor", "actor_name"]
+__all__ = [
+    "SUPERVISOR_PREFIX",
+    "AnalyzerActor",
+    "SupervisorActor",
+    "WorkerActor",
+    "actor_name",
+    "supervisor_names",
+]
 
 _log = logging.getLogger("computeinfra.supervisor")
 LAG_CACHE_SECONDS = 1.0
@@ -98,6 +105,11 @@ class _RayWorkerPort:
         return described
 
 
+def supervisor_names() -> list[str]:
+    """The names of every block's supervisor actor in the cluster (a call to Ray's GCS)."""
+    return [name for name in ray.util.list_named_actors() if name.startswith(SUPERVISOR_PREFIX)]
+
+
 class _RayPeers:
     """The other supervisors' loads (``Supervisor.load``), a Ray call to each. A peer whose
     last call has not answered yet is not called again (a restarting actor queues its calls):
@@ -128,11 +140,7 @@ class _RayPeers:
         return loads
 
     def _list(self) -> None:
-        names = [
-            name
-            for name in ray.util.list_named_actors()
-            if name.startswith(SUPERVISOR_PREFIX) and name != self._me
-        ]
+        names = [name for name in supervisor_names() if name != self._me]
         handles = {}
         for name in names:
             try:

@@ -19,7 +19,14 @@ from computeinfra.errors import ClusterError
 from computeinfra.kafka.admin import pending_partitions
 from computeinfra.protocol import BlockState
 
-from .actors import SUPERVISOR_PREFIX, AnalyzerActor, SupervisorActor, WorkerActor, actor_name
+from .actors import (
+    SUPERVISOR_PREFIX,
+    AnalyzerActor,
+    SupervisorActor,
+    WorkerActor,
+    actor_name,
+    supervisor_names,
+)
 from .connect import connect
 
 __all__ = [
@@ -249,10 +256,7 @@ def _block_order(name: str) -> tuple[str, int]:
 def block_statuses(settings: Settings) -> list[dict[str, Any]]:
     """Status of every block in the cluster, found by actor name, with its node's name."""
     connect(settings)
-    names = sorted(
-        (n for n in ray.util.list_named_actors() if n.startswith(SUPERVISOR_PREFIX)),
-        key=_block_order,
-    )
+    names = sorted(supervisor_names(), key=_block_order)
     rows = supervisor_statuses([ray.get_actor(n) for n in names])
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     node_names = {n["NodeID"]: n.get("NodeName") for n in nodes}
