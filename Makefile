@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install kafka-jars system-packages bench-packages run test test-unit lint schemas bench profile clean
+.PHONY: help install kafka-jars system-packages bench-packages run test test-unit lint schemas bench profile floor clean
 
 # Debian packages the tests use: kcat proves a non-Python client can speak the wire format,
 # chromium runs the browser test (Playwright cannot download its own browser here).
@@ -21,6 +21,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   run the benchmarks in bench/"
 	@echo "make profile where a job's time goes: CPU, flame graphs, Kafka requests, latency by hop"
+	@echo "make floor   the design's floor: the same workloads with a bare Kafka relay and Ray"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +77,11 @@ bench: kafka-jars bench-packages
 # flame graphs, Kafka requests per job as the broker counts them, latency hop by hop.
 profile: kafka-jars
 	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
+
+# The design's floor (docs/performance.md, change 14): the same workloads through a bare
+# Kafka relay and bare Ray actors, none of our code, to tell our cost from the design's.
+floor: kafka-jars
+	$(BIN)/python bench/floor.py $(FLOOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results
