@@ -32,9 +32,9 @@ class BareDriver:
         self.payload: Callable[[int], dict[str, Any]] = lambda _i: {}
         self.answers: dict[int, dict[str, Any]] = {}  # by seq: the answer, with its stamps
         self.acked: dict[int, float] = {}  # by seq: when Kafka acknowledged the request
-        self._waiting: dict[int, tuple[int, Callable[[int], None], float]] = {}
+        self._waiting: dict[int, tuple[int, Callable[[int], None]]] = {}
         self._seq = 0
-        self.relay_pid = 0
+        self.relay: multiprocessing.process.BaseProcess | None = None
         self._stop = threading.Event()
         self._producer = Producer({
             "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
@@ -52,7 +52,7 @@ class BareDriver:
     def submit(self, index: int, done: Callable[[int], None]) -> None:
         self._seq += 1
         seq = self._seq
-        self._waiting[seq] = (index, done, 0.0)
+        self._waiting[seq] = (index, done)
         value = {"seq": seq, "sent": time.perf_counter(), **self.payload(index)}
 
         def acked(err: Any, _msg: Any) -> None:
@@ -63,7 +63,11 @@ class BareDriver:
                                on_delivery=acked)  # fmt: skip
 
     def check(self) -> None:
-        """Nothing fails silently here: a lost record shows as a timeout."""
+        """Raise if the relay or one of this driver's threads is gone: nothing would answer."""
+        if self.relay is not None and self.relay.exitcode is not None:
+            raise RuntimeError(f"the relay exited with status {self.relay.exitcode}")
+        if not all(thread.is_alive() for thread in self._threads):
+            raise RuntimeError("a thread of the driver died (its traceback is above)")
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -78,7 +82,7 @@ class BareDriver:
     def _answered(self, value: dict[str, Any], now: float) -> None:
         value["notified"] = now
         self.answers[value["seq"]] = value
-        index, done, _ = self._waiting.pop(value["seq"])
+        index, done = self._waiting.pop(value["seq"])
         done(index)
 
     def close(self) -> None:
@@ -96,8 +100,9 @@ def create_topics(bootstrap: str, topics: tuple[str, ...]) -> None:
 
 
 def delete_topics(bootstrap: str, topics: tuple[str, ...]) -> None:
-    """Each run's topics go after it: with every run's kept, 24 partitions a run, the later
-    runs' p99 grew to 200-300 ms (the produce hop's), from 20-50 ms in the first runs."""
+    """Each run's topics go after it. In a run that kept them all (24 partitions a run), the
+    later runs' p99 grew to 200-300 ms (the produce hop's) from 20-50 ms in the first; in the
+    next, with them deleted, all twelve stayed at 20-41 ms."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.delete_topics(list(topics)).values():
         future.result()
@@ -115,13 +120,15 @@ def relay(bootstrap: str, work: str, folder: Path, linger_ms: float = 2) -> Iter
     stop = context.Event()
     process = context.Process(target=relay_main, args=(bootstrap, topics, work, str(out), stop))
     process.start()
-    driver = BareDriver(bootstrap, topics, linger_ms)
-    driver.relay_pid = process.pid
+    driver = None
     try:
+        driver = BareDriver(bootstrap, topics, linger_ms)
+        driver.relay = process
         yield driver
     finally:
-        driver.close()
         stop.set()
+        if driver is not None:
+            driver.close()
         process.join(60)
         if process.is_alive():
             process.kill()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 from bare import BareDriver, create_topics, relay
 from confluent_kafka import Consumer
+from cpu import cpu_seconds, spent_by_kind
 from machine import machine
 from realwork import compress, compress_and_write, make_images, pool_seconds
 from relay import take
@@ -46,6 +48,8 @@ from computeinfra.testing.stack import running_broker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WAIT_SECONDS = 600.0
+# Idle: how long Ray's start-up work and the consumers' joins are left to end first.
+SETTLE_SECONDS = 30.0
 
 HOPS = {
     "produce (submit → acknowledged)": ("sent", "acked"),
@@ -95,10 +99,12 @@ def realwork(bootstrap: str, folder: Path, count: int, repeat: int) -> dict[str,
             with relay(bootstrap, work, folder) as driver:
                 driver.payload = lambda i: {"path": images[i % count]}
                 _batch(driver, 20)  # start every process and connection, as make bench does
-                kinds = _kinds(driver.relay_pid)
-                before = _cpu(kinds)
+                kinds = _kinds(driver.relay.pid)
+                before = cpu_seconds(kinds)
                 found["seconds"][f"{work} #{run + 1}"] = _batch(driver, count)
-                found["cpu"][f"{work} #{run + 1}"] = _by_kind(kinds, before, _cpu(kinds))
+                found["cpu"][f"{work} #{run + 1}"] = spent_by_kind(
+                    kinds, before, cpu_seconds(kinds)
+                )
     return found
 
 
@@ -117,17 +123,6 @@ def _kinds(relay_pid: int) -> dict[int, str]:
             worker = name.startswith("ray::Worker") or "multiprocessing" in cmdline
             kinds[child.pid] = "workers" if worker else "Ray's own processes"
     return kinds
-
-
-def _by_kind(
-    kinds: dict[int, str], before: dict[int, float], after: dict[int, float]
-) -> dict[str, float]:
-    """CPU seconds spent between ``before`` and ``after``, summed by kind."""
-    spent: dict[str, float] = {}
-    for pid, kind in kinds.items():
-        if pid in before and pid in after:
-            spent[kind] = spent.get(kind, 0.0) + after[pid] - before[pid]
-    return spent
 
 
 def _batch(driver: BareDriver, count: int) -> float:
@@ -149,31 +144,39 @@ def idle(bootstrap: str, seconds: float) -> dict[str, Any]:
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-
-    @ray.remote(num_cpus=0)
-    class Idle:
-        def pid(self) -> int:
-            import os
-
-            return os.getpid()
-
-    actors = [Idle.remote() for _ in range(5)]  # type: ignore[attr-defined]
-    kinds = {pid: "Ray actors (5, idle)" for pid in ray.get([a.pid.remote() for a in actors])}
     consumers = [_idle_consumer(bootstrap) for _ in range(2)]
+    try:
+        actors = [ray.remote(num_cpus=0)(_IdleActor).remote() for _ in range(5)]
+        pids = ray.get([a.pid.remote() for a in actors])
+        time.sleep(SETTLE_SECONDS)  # settle: Ray's start-up work, the group's join
+        kinds = _idle_kinds(pids)  # after the settle: what started during it counts too
+        before = cpu_seconds(kinds)
+        time.sleep(seconds)  # measuring an idle stack: nothing to wait for
+        spent = spent_by_kind(kinds, before, cpu_seconds(kinds))
+    finally:
+        for stop in consumers:
+            stop()
+        ray.shutdown()
+    share = {kind: cpu / seconds * 100 for kind, cpu in spent.items()}
+    return {"seconds": seconds, "percent_of_a_core": share, "total": sum(share.values())}
+
+
+class _IdleActor:
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _idle_kinds(actor_pids: list[int]) -> dict[int, str]:
+    kinds = dict.fromkeys(actor_pids, "Ray actors (5, idle)")
     me = psutil.Process()
     for child in me.children(recursive=True):
-        kinds.setdefault(child.pid, "broker (JVM)" if "kafka.Kafka" in " ".join(child.cmdline())
-                         else "Ray's own processes")  # fmt: skip
+        try:
+            broker = "kafka.Kafka" in " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        kinds.setdefault(child.pid, "broker (JVM)" if broker else "Ray's own processes")
     kinds[me.pid] = "this process (Ray's driver, 2 consumers)"
-    time.sleep(10)  # settle: Ray's start-up work, the group's join
-    before = _cpu(kinds)
-    time.sleep(seconds)  # measuring an idle stack: nothing to wait for
-    spent = _by_kind(kinds, before, _cpu(kinds))
-    share = {kind: cpu / seconds * 100 for kind, cpu in spent.items()}
-    for stop in consumers:
-        stop()
-    ray.shutdown()
-    return {"seconds": seconds, "percent_of_a_core": share, "total": sum(share.values())}
+    return kinds
 
 
 def _idle_consumer(bootstrap: str) -> Callable[[], None]:
@@ -190,17 +193,6 @@ def _idle_consumer(bootstrap: str) -> Callable[[], None]:
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
     return lambda: (stop.set(), thread.join())
-
-
-def _cpu(kinds: dict[int, str]) -> dict[int, float]:
-    seconds = {}
-    for pid in kinds:
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        seconds[pid] = times.user + times.system
-    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 import workloads
 from broker_requests import REQUEST_LOG_OPTS, RequestLog
+from cpu import cpu_seconds, spent_by_kind
 from hops import HOPS, HOPS_DIR_VARIABLE, budget
 from ours import OursDriver
 from realwork import make_images, ours_seconds
@@ -92,17 +93,6 @@ def _kind_of(proc: psutil.Process) -> str:
     return "other"
 
 
-def _cpu(pids: dict[int, str]) -> dict[int, float]:
-    seconds = {}
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        seconds[pid] = times.user + times.system
-    return seconds
-
-
 def _flame(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     py_spy = Path(sys.executable).with_name("py-spy")
     cmd = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(int(seconds), 1)),
@@ -122,15 +112,13 @@ def measure(stack: DevStack, name: str, seconds: float, run: Any, jobs: int) -> 
     }
     graphs = {role: RESULTS / f"{stamp}-{name}-{role}.svg" for role in targets}
     spies = [_flame(pid, seconds, graphs[role]) for role, pid in targets.items()]
-    before, start = _cpu(kinds), time.perf_counter()
+    before, start = cpu_seconds(kinds), time.perf_counter()
     result = run()
     wall = time.perf_counter() - start
-    after = _cpu(kinds)
+    after = cpu_seconds(kinds)
     for spy in spies:
         spy.wait(seconds + 60)
-    per_kind: dict[str, float] = {}
-    for pid, used in after.items():
-        per_kind[kinds[pid]] = per_kind.get(kinds[pid], 0.0) + used - before.get(pid, 0.0)
+    per_kind = spent_by_kind(kinds, before, after)
     return {
         "jobs": jobs,
         "wall_seconds": wall,

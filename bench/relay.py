@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class Runner:
         self._pool: Any = None
         self._lock = threading.Lock()
         self.out = 0  # records started and not yet done
+        self.error: BaseException | None = None
         self._image = (out_dir, work.endswith("-write"))
         if work.startswith("pool-"):
             self._pool = multiprocessing.get_context("fork").Pool(2)
@@ -93,13 +95,22 @@ class Runner:
             self._finish(msg, value)
         elif self._pool is not None:
             self._pool.apply_async(
-                image, (*self._image, value["path"]), callback=lambda _: self._finish(msg, value)
+                image,
+                (*self._image, value["path"]),
+                callback=lambda _: self._finish(msg, value),
+                error_callback=self._failed,
             )
         else:
             actor = self._actors[self._turn]
             self._turn ^= 1
             future = actor.image.remote(*self._image, value["path"]).future()
-            future.add_done_callback(lambda _f: self._finish(msg, value))
+            future.add_done_callback(
+                lambda f: self._failed(f.exception()) if f.exception() else self._finish(msg, value)
+            )
+
+    def _failed(self, error: BaseException | None) -> None:
+        """A floor with a failed image is no floor: the relay stops and says why."""
+        self.error = error
 
     def _finish(self, msg: Message, value: dict[str, Any]) -> None:
         value["ran"] = time.perf_counter()
@@ -118,6 +129,7 @@ class Runner:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.terminate()
+            self._pool.join()
         if self.work.startswith("ray"):
             import ray
 
@@ -177,11 +189,15 @@ class Relay:
         while not stop():
             wait = BUSY_POLL_SECONDS if self.runner.out else POLL_SECONDS
             for msg in take(self.consumer, wait):
+                if msg.error() is not None and msg.error().fatal():
+                    raise RuntimeError(f"consumer: {msg.error()}")
                 if msg.error() is None:
                     value = json.loads(msg.value())
                     value["read"] = time.perf_counter()
                     self.offsets.started(msg)
                     self.runner.start(msg, value)
+            if self.runner.error is not None:
+                raise RuntimeError("an image failed") from self.runner.error
             self._ready += self.runner.ready()
             due = time.perf_counter() - self._last_commit >= COMMIT_EVERY_SECONDS
             if self._ready and (due or not self.runner.out):
@@ -223,13 +239,20 @@ def _producer(bootstrap: str, transactional_id: str) -> Producer:
 
 
 def relay_main(bootstrap: str, topics: tuple[str, str], work: str, out: str, stop: Any) -> None:
-    """The relay process: runs until ``stop`` (a ``multiprocessing.Event``) is set."""
-    runner = Runner(work, out)
-    relay = Relay(bootstrap, *topics, runner)
+    """The relay process: runs until ``stop`` (a ``multiprocessing.Event``) is set. A failure
+    is printed and ends it with status 1, which the driver's ``check`` reports."""
+    code, runner, relay = 0, None, None
     try:
+        runner = Runner(work, out)
+        relay = Relay(bootstrap, *topics, runner)
         relay.run(stop.is_set)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
     finally:
-        runner.close()
-        relay.consumer.close()
-        Path(out, "commits.json").write_text(json.dumps(relay.commits))
-        os._exit(0)  # Ray's and the pool's threads are not waited for
+        if runner is not None:
+            runner.close()
+        if relay is not None:
+            relay.consumer.close()
+            Path(out, "commits.json").write_text(json.dumps(relay.commits))
+        os._exit(code)  # Ray's and the pool's threads are not waited for

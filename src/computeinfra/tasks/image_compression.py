@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,13 +14,15 @@ from computeinfra.tasks.context import TaskContext
 from computeinfra.tasks.registry import InputFile, task
 
 SUFFIX = {"jpeg": ".jpg", "webp": ".webp"}
-# Pillow keeps no freed memory block by default (``PILLOW_BLOCKS_MAX``), so each image's
-# memory is mapped afresh and given back: a 1024x768 image cost about 2,100 page faults
-# and 10 to 11 ms, against about 580 and 7.7 to 8.6 ms with a few blocks kept
-# (docs/performance.md, change 14). Kept, they cost a worker about 8 MiB at that size.
+# Pillow keeps no freed memory block by default, so each image's memory is mapped afresh
+# and given back: a 1024x768 image cost about 2,100 page faults and 9 to 11 ms, against
+# about 580 and 7.7 to 8.6 ms with a few blocks kept (docs/performance.md, change 14).
+# A kept block is at most Pillow's block size (16 MiB unless ``PILLOW_BLOCK_SIZE`` says
+# otherwise), so a process keeps at most 64 MiB; about 8 MiB for images of that size. A
+# ``PILLOW_BLOCKS_MAX`` of the user's own is left as it is.
 KEPT_BLOCKS = 4
-_pillow = Image.core  # type: ignore[attr-defined]  # Pillow's C module, untyped
-_pillow.set_blocks_max(max(_pillow.get_blocks_max(), KEPT_BLOCKS))
+if "PILLOW_BLOCKS_MAX" not in os.environ:
+    Image.core.set_blocks_max(KEPT_BLOCKS)  # type: ignore[attr-defined]  # Pillow's C module
 
 
 class ImageCompressionPayload(BaseModel):
