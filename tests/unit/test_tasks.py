@@ -257,15 +257,12 @@ def test_a_finished_jobs_outputs_are_removed_by_name_and_names_leaving_its_folde
     assert outside.exists() and not (ctx.result_dir / "a.txt").exists()
 
 
-def test_image_compression_reuses_pillow_memory_across_images(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_image_compression_reuses_pillow_memory_across_images(tmp_path: Path) -> None:
     """Pillow keeps no freed block by default, so every image's memory was mapped afresh:
     about 2,100 page faults for a 1024x768 image, a fifth to a quarter of its time
     (docs/performance.md, change 14). The task keeps a few, and the next image reuses them."""
     from computeinfra.tasks.image_compression import _encode
 
-    monkeypatch.delenv("PILLOW_BLOCKS_MAX", raising=False)
     source = make_image(tmp_path / "big.png", (1024, 768))
     Image.core.reset_stats()
     for _ in range(5):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +17,13 @@ SUFFIX = {"jpeg": ".jpg", "webp": ".webp"}
 # and given back: a 1024x768 image cost about 2,100 page faults and 9 to 11 ms, against
 # about 580 and 7.7 to 8.6 ms with a few blocks kept (docs/performance.md, change 14).
 # A kept block is at most Pillow's block size (16 MiB unless ``PILLOW_BLOCK_SIZE`` says
-# otherwise), so a process keeps at most 64 MiB; about 8 MiB for images of that size. A
-# ``PILLOW_BLOCKS_MAX`` of the user's own is left as it is.
+# otherwise), so a process keeps at most 64 MiB; about 8 MiB for images of that size.
+# Pillow applies a ``PILLOW_BLOCKS_MAX`` of the user's own when it is imported: a larger
+# one stays (the environment is read in config.py alone, so a smaller one cannot be told
+# from Pillow's default of 0).
 KEPT_BLOCKS = 4
-if "PILLOW_BLOCKS_MAX" not in os.environ:
-    Image.core.set_blocks_max(KEPT_BLOCKS)  # type: ignore[attr-defined]  # Pillow's C module
+_pillow = Image.core  # type: ignore[attr-defined]  # Pillow's C module, untyped
+_pillow.set_blocks_max(max(_pillow.get_blocks_max(), KEPT_BLOCKS))
 
 
 class ImageCompressionPayload(BaseModel):
