@@ -99,7 +99,9 @@ def realwork(bootstrap: str, folder: Path, count: int, repeat: int) -> dict[str,
             with relay(bootstrap, work, folder) as driver:
                 driver.payload = lambda i: {"path": images[i % count]}
                 _batch(driver, 20)  # start every process and connection, as make bench does
-                kinds = _kinds(driver.relay.pid)
+                kinds = _kinds(
+                    {os.getpid(): "driver (submits, watches)", driver.relay.pid: "relay"}
+                )
                 before = cpu_seconds(kinds)
                 found["seconds"][f"{work} #{run + 1}"] = _batch(driver, count)
                 found["cpu"][f"{work} #{run + 1}"] = spent_by_kind(
@@ -108,20 +110,23 @@ def realwork(bootstrap: str, folder: Path, count: int, repeat: int) -> dict[str,
     return found
 
 
-def _kinds(relay_pid: int) -> dict[int, str]:
-    """This run's processes by kind: the broker, the relay, its workers, Ray's own, the driver."""
-    me = psutil.Process()
-    kinds = {me.pid: "driver (submits, watches)", relay_pid: "relay"}
-    for child in me.children(recursive=True):
+def _kinds(named: dict[int, str]) -> dict[int, str]:
+    """This process's descendants by kind, ``named`` as given: the broker, the workers (a
+    Pool's processes, Ray's ``Worker`` actors) and Ray's own processes."""
+    kinds = dict(named)
+    for child in psutil.Process().children(recursive=True):
+        if child.pid in kinds:
+            continue
         try:
             name, cmdline = child.name(), " ".join(child.cmdline())
         except psutil.Error:
             continue
         if "kafka.Kafka" in cmdline:
             kinds[child.pid] = "broker (JVM)"
-        elif child.pid != relay_pid:
-            worker = name.startswith("ray::Worker") or "multiprocessing" in cmdline
-            kinds[child.pid] = "workers" if worker else "Ray's own processes"
+        elif name.startswith("ray::Worker") or "multiprocessing" in cmdline:
+            kinds[child.pid] = "workers"
+        else:
+            kinds[child.pid] = "Ray's own processes"
     return kinds
 
 
@@ -149,7 +154,9 @@ def idle(bootstrap: str, seconds: float) -> dict[str, Any]:
         actors = [ray.remote(num_cpus=0)(_IdleActor).remote() for _ in range(5)]
         pids = ray.get([a.pid.remote() for a in actors])
         time.sleep(SETTLE_SECONDS)  # settle: Ray's start-up work, the group's join
-        kinds = _idle_kinds(pids)  # after the settle: what started during it counts too
+        # After the settle: what started during it counts too.
+        kinds = _kinds({os.getpid(): "this process (Ray's driver, 2 consumers)",
+                        **dict.fromkeys(pids, "Ray actors (5, idle)")})  # fmt: skip
         before = cpu_seconds(kinds)
         time.sleep(seconds)  # measuring an idle stack: nothing to wait for
         spent = spent_by_kind(kinds, before, cpu_seconds(kinds))
@@ -164,19 +171,6 @@ def idle(bootstrap: str, seconds: float) -> dict[str, Any]:
 class _IdleActor:
     def pid(self) -> int:
         return os.getpid()
-
-
-def _idle_kinds(actor_pids: list[int]) -> dict[int, str]:
-    kinds = dict.fromkeys(actor_pids, "Ray actors (5, idle)")
-    me = psutil.Process()
-    for child in me.children(recursive=True):
-        try:
-            broker = "kafka.Kafka" in " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        kinds.setdefault(child.pid, "broker (JVM)" if broker else "Ray's own processes")
-    kinds[me.pid] = "this process (Ray's driver, 2 consumers)"
-    return kinds
 
 
 def _idle_consumer(bootstrap: str) -> Callable[[], None]:
