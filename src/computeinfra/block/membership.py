@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import (
     OFFSET_END,
+    OFFSET_STORED,
     Consumer,
     KafkaError,
     KafkaException,
@@ -26,6 +27,8 @@ from confluent_kafka import (
 
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_consumer
+
+from .stalled import STALLED_SECONDS, STATS_INTERVAL_MS, StalledFetches
 
 __all__ = [
     "MAX_POLL_INTERVAL_MS",
@@ -49,7 +52,11 @@ MAX_POLL_INTERVAL_MS = 300_000
 ENDS_TIMEOUT_SECONDS = 5.0
 
 
-def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
+def make_supervisor_consumer(
+    settings: Settings, member_id: str, stats: Callable[[str], None] | None = None
+) -> Consumer:
+    """``stats``, if given, gets librdkafka's statistics every ``STATS_INTERVAL_MS``."""
+    watch = {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": stats} if stats else {}
     return make_consumer(
         settings.bootstrap_servers,
         settings.group,
@@ -59,6 +66,7 @@ def make_supervisor_consumer(settings: Settings, member_id: str) -> Consumer:
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "partition.assignment.strategy": "cooperative-sticky",
             "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
+            **watch,
         },
     )
 
@@ -149,7 +157,8 @@ class GroupMember:
         self.consumer = self._join()
 
     def _join(self) -> Consumer:
-        consumer = make_supervisor_consumer(self.settings, self.member_id)
+        self._stalled = StalledFetches()  # a new consumer's statistics start afresh
+        consumer = make_supervisor_consumer(self.settings, self.member_id, self._stalled.read)
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         return consumer
 
@@ -180,7 +189,34 @@ class GroupMember:
             self.epochs[where] = self.epochs.get(where, 0) + 1
 
     def records(self, count: int, timeout: float) -> list[Message]:
-        return consume_records(self.consumer, count, timeout)
+        records = consume_records(self.consumer, count, timeout)
+        self._restart_stalled()
+        return records
+
+    def _restart_stalled(self) -> None:
+        """Assign again the partitions held but not fetched for long (``stalled.py``), from
+        their committed offsets. Raises ``ConsumerDead`` if they could be taken out of the
+        assignment but not put back: only a new consumer then holds them again."""
+        stalled = self._stalled.due(self.assigned)
+        if not stalled:
+            return
+        _log.warning(
+            "%s: %s held but not fetched for %.0f s (their committed offsets are not known, and"
+            " librdkafka never asks again after a failed query: #5586); assigning them again",
+            self.member_id,
+            ", ".join(f"{t}:{p}" for t, p in stalled),
+            STALLED_SECONDS,
+        )
+        partitions = [TopicPartition(t, p, OFFSET_STORED) for t, p in stalled]
+        try:
+            self.consumer.incremental_unassign(partitions)
+        except KafkaException as exc:  # nothing changed: asked again after STALLED_SECONDS
+            _log.warning("%s: unassigning stalled partitions: %s", self.member_id, exc)
+            return
+        try:
+            self.consumer.incremental_assign(partitions)
+        except KafkaException as exc:
+            raise ConsumerDead(f"stalled partitions not assigned again: {exc}") from exc
 
     def pause_only(self, wanted: set[tuple[str, int]]) -> None:
         """Pause exactly the assigned partitions in ``wanted``; resume the others. Polling

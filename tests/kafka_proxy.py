@@ -1,0 +1,175 @@
+"""A TCP proxy in front of a real broker that can answer chosen Kafka requests with an error.
+
+Some broker answers are rare in a test yet real in production: a group coordinator that
+moves while a consumer asks it for committed offsets answers ``NOT_COORDINATOR``. The proxy
+forwards every byte both ways and reads only the frames' headers; when armed, it replaces
+the broker's answer to the next ``OffsetFetch`` of a group by that error, as a coordinator
+that has just lost the group would send it. The broker advertises the proxy's port, so
+every client connection (the broker's own included) goes through it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+__all__ = ["NOT_COORDINATOR", "KafkaProxy", "proxy"]
+
+OFFSET_FETCH = 9
+NOT_COORDINATOR = 16
+# OffsetFetch v8 and later ask for groups (KIP-709); librdkafka 2.x sends v8 or v9 to Kafka 4.
+GROUPS_FROM_VERSION = 8
+# A connection's OffsetFetch requests to fail: correlation id -> group id.
+Pending = dict[bytes, bytes]
+
+
+def _read_exact(sock: socket.socket, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return bytes(data)
+
+
+def _frames(sock: socket.socket) -> Iterator[bytes]:
+    """Each Kafka frame's payload (the 4-byte size removed), until the socket closes."""
+    try:
+        while True:
+            (size,) = struct.unpack(">i", _read_exact(sock, 4))
+            yield _read_exact(sock, size)
+    except OSError:
+        return
+
+
+def _uvarint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _group(request: bytes) -> bytes:
+    """The first group id of an OffsetFetch request (v8+: header v2, then a compact array of
+    groups); librdkafka asks for one group at a time."""
+    (client_id_size,) = struct.unpack(">h", request[8:10])
+    at = 10 + max(client_id_size, 0)
+    tags, at = _uvarint(request, at)
+    for _ in range(tags):
+        _tag, at = _uvarint(request, at)
+        size, at = _uvarint(request, at)
+        at += size
+    _count, at = _uvarint(request, at)
+    size, at = _uvarint(request, at)
+    return request[at : at + size - 1]
+
+
+def _failed_answer(correlation: bytes, group: bytes, error: int) -> bytes:
+    """An OffsetFetch v8+ response: the group, with no topics and ``error``."""
+    assert len(group) < 127, "a one-byte varint length"
+    body = bytearray(correlation + b"\x00")  # response header v1: no tagged fields
+    body += struct.pack(">i", 0)  # throttle_time_ms
+    body += b"\x02" + bytes([len(group) + 1]) + group  # one group
+    body += b"\x01"  # no topics
+    body += struct.pack(">h", error) + b"\x00"  # its error; no tagged fields
+    body += b"\x00"
+    return bytes(body)
+
+
+class KafkaProxy:
+    """Forwards 127.0.0.1:``port`` to the broker at 127.0.0.1:``upstream``."""
+
+    def __init__(self, port: int, upstream: int) -> None:
+        self.port, self.upstream = port, upstream
+        self._lock = threading.Lock()
+        self._armed: dict[bytes, int] = {}  # group id -> answers still to replace
+        self.replaced: list[str] = []  # the groups whose answer was replaced, in order
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._sockets: list[socket.socket] = [self._server]
+        self._closed = False
+        threading.Thread(target=self._accept, name="kafka-proxy", daemon=True).start()
+
+    def fail_offset_fetch(self, group: str, times: int = 1) -> None:
+        """Answer the next ``times`` OffsetFetch requests of ``group`` with NOT_COORDINATOR."""
+        with self._lock:
+            self._armed[group.encode()] = times
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed
+                continue
+            try:
+                broker = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:  # the broker is not listening (yet): the client tries again
+                self._close(client)
+                continue
+            with self._lock:
+                self._sockets += [client, broker]
+            pending: Pending = {}
+            threading.Thread(target=self._up, args=(client, broker, pending), daemon=True).start()
+            threading.Thread(target=self._down, args=(broker, client, pending), daemon=True).start()
+
+    def _up(self, client: socket.socket, broker: socket.socket, pending: Pending) -> None:
+        for frame in _frames(client):
+            api_key, version = struct.unpack(">hh", frame[:4])
+            if api_key == OFFSET_FETCH and version >= GROUPS_FROM_VERSION:
+                self._mark(frame, pending)
+            try:
+                broker.sendall(struct.pack(">i", len(frame)) + frame)
+            except OSError:
+                break
+        self._close(client, broker)
+
+    def _mark(self, frame: bytes, pending: Pending) -> None:
+        group = _group(frame)
+        with self._lock:
+            if self._armed.get(group, 0) > 0:
+                self._armed[group] -= 1
+                pending[frame[4:8]] = group
+
+    def _down(self, broker: socket.socket, client: socket.socket, pending: Pending) -> None:
+        for frame in _frames(broker):
+            with self._lock:
+                group = pending.pop(frame[:4], None)
+                if group is not None:
+                    self.replaced.append(group.decode())
+            if group is not None:
+                frame = _failed_answer(frame[:4], group, NOT_COORDINATOR)
+            try:
+                client.sendall(struct.pack(">i", len(frame)) + frame)
+            except OSError:
+                break
+        self._close(broker, client)
+
+    def _close(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            self._close(sock)
+
+
+@contextmanager
+def proxy(port: int, upstream: int) -> Iterator[KafkaProxy]:
+    running = KafkaProxy(port, upstream)
+    try:
+        yield running
+    finally:
+        running.close()
