@@ -93,7 +93,7 @@ class KafkaProxy:
         self._armed: dict[bytes, int] = {}  # group id -> answers still to replace
         self.replaced: list[str] = []  # the groups whose answer was replaced, in order
         self._server = socket.create_server(("127.0.0.1", port))
-        self._sockets: list[socket.socket] = [self._server]
+        self._sockets: set[socket.socket] = {self._server}  # open ones, closed at the end
         self._closed = False
         threading.Thread(target=self._accept, name="kafka-proxy", daemon=True).start()
 
@@ -106,15 +106,15 @@ class KafkaProxy:
         while not self._closed:
             try:
                 client, _ = self._server.accept()
-            except OSError:  # closed
-                continue
+            except OSError:  # closed, or broken: no more connections either way
+                return
             try:
                 broker = socket.create_connection(("127.0.0.1", self.upstream))
             except OSError:  # the broker is not listening (yet): the client tries again
                 self._close(client)
                 continue
             with self._lock:
-                self._sockets += [client, broker]
+                self._sockets |= {client, broker}
             pending: Pending = {}
             threading.Thread(target=self._up, args=(client, broker, pending), daemon=True).start()
             threading.Thread(target=self._down, args=(broker, client, pending), daemon=True).start()
@@ -155,6 +155,8 @@ class KafkaProxy:
         for sock in sockets:
             with suppress(OSError):
                 sock.close()
+            with self._lock:
+                self._sockets.discard(sock)
 
     def close(self) -> None:
         self._closed = True

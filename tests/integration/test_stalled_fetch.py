@@ -26,8 +26,8 @@ from tests.helpers import completions_for, wait_for
 from tests.integration.test_supervisor_rejoin import InProcessWorker
 from tests.kafka_proxy import KafkaProxy, proxy
 
-# The stalled partitions are assigned again after stalled.STALLED_SECONDS (10 s).
-ANSWER_SECONDS = 120.0
+# The supervisor joins again after stalled.STALLED_SECONDS (30 s) without a fetch.
+ANSWER_SECONDS = 150.0
 JOBS = 6
 
 
@@ -86,7 +86,7 @@ def test_a_block_whose_offset_query_fails_still_answers_every_job(
         assert kafka.replaced == [settings.group]
         for handle in handles:
             assert handle.result(ANSWER_SECONDS).status is Status.SUCCEEDED
-        assert "assigning them again" in caplog.text
+        assert "librdkafka #5586" in caplog.text  # joined again, for that reason
         keys = [handle.key for handle in handles]
         found = completions_for(settings.bootstrap_servers, keys)
         assert {k: len(v) for k, v in found.items()} == dict.fromkeys(keys, 1)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import (
     OFFSET_END,
-    OFFSET_STORED,
     Consumer,
     KafkaError,
     KafkaException,
@@ -72,7 +71,8 @@ def make_supervisor_consumer(
 
 
 class ConsumerDead(Exception):
-    """The consumer hit a fatal error: it never works again and must be replaced."""
+    """The consumer hit a fatal error, or stopped fetching partitions it holds
+    (``stalled.py``): it never works again and must be replaced."""
 
 
 def is_fatal(error: KafkaError) -> bool:
@@ -167,6 +167,7 @@ class GroupMember:
         self.assigned |= given
         self.paused |= self._revoked_paused & given  # still paused: ``pause_only`` resumes
         self._revoked_paused -= given
+        self._stalled.assigned(given)
         self._bump(partitions)
         for where in given:  # an end from an earlier assignment would say too little
             self.ends.pop(where, None)
@@ -189,34 +190,16 @@ class GroupMember:
             self.epochs[where] = self.epochs.get(where, 0) + 1
 
     def records(self, count: int, timeout: float) -> list[Message]:
-        records = consume_records(self.consumer, count, timeout)
-        self._restart_stalled()
-        return records
-
-    def _restart_stalled(self) -> None:
-        """Assign again the partitions held but not fetched for long (``stalled.py``), from
-        their committed offsets. Raises ``ConsumerDead`` if they could be taken out of the
-        assignment but not put back: only a new consumer then holds them again."""
-        stalled = self._stalled.due(self.assigned)
-        if not stalled:
-            return
-        _log.warning(
-            "%s: %s held but not fetched for %.0f s (their committed offsets are not known, and"
-            " librdkafka never asks again after a failed query: #5586); assigning them again",
-            self.member_id,
-            ", ".join(f"{t}:{p}" for t, p in stalled),
-            STALLED_SECONDS,
-        )
-        partitions = [TopicPartition(t, p, OFFSET_STORED) for t, p in stalled]
-        try:
-            self.consumer.incremental_unassign(partitions)
-        except KafkaException as exc:  # nothing changed: asked again after STALLED_SECONDS
-            _log.warning("%s: unassigning stalled partitions: %s", self.member_id, exc)
-            return
-        try:
-            self.consumer.incremental_assign(partitions)
-        except KafkaException as exc:
-            raise ConsumerDead(f"stalled partitions not assigned again: {exc}") from exc
+        """Up to ``count`` records. Raises ``ConsumerDead`` when the consumer is in a fatal
+        state, or holds partitions it has stopped trying to fetch (``stalled.py``)."""
+        stalled = self._stalled.stalled(self.assigned)
+        if stalled:
+            raise ConsumerDead(
+                f"{', '.join(f'{t}:{p}' for t, p in stalled)} held but not fetched for"
+                f" {STALLED_SECONDS:.0f} s: their committed offsets never came (librdkafka"
+                " asks no more after a query the coordinator refused, librdkafka #5586)"
+            )
+        return consume_records(self.consumer, count, timeout)
 
     def pause_only(self, wanted: set[tuple[str, int]]) -> None:
         """Pause exactly the assigned partitions in ``wanted``; resume the others. Polling

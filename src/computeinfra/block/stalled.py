@@ -1,38 +1,46 @@
-"""Partitions a supervisor holds but never fetches, found and assigned again.
+"""Partitions a supervisor holds but never fetches: found, and its consumer replaced.
 
 librdkafka asks the group coordinator for a newly assigned partition's committed offset
 before it fetches the partition. When that OffsetFetch fails as a whole (``NOT_COORDINATOR``:
 the coordinator moved, or unloaded the group while its broker was fenced and loaded it
 again), librdkafka looks the coordinator up again but never asks again (librdkafka #5586,
 2.16.0): the partitions stay "being queried" for good, and while any does, no other newly
-assigned partition's offset is asked either. The consumer goes on polling and heartbeating
-and keeps its partitions, and fetches nothing from them. CI met it after a 56 s VM freeze;
+assigned partition's offset is asked either, and a revoke never completes (the group stays
+mid-rebalance). The consumer goes on polling and heartbeating and keeps its partitions, and
+fetches nothing from them. CI met it after a 56 s VM freeze;
 ``tests/integration/test_stalled_fetch.py`` makes it on purpose.
 
-librdkafka's statistics give each partition's fetch state. One assigned here whose fetcher
-has not started for ``STALLED_SECONDS`` is taken out of the assignment and put back, which
-ends the query and asks for its committed offset again (``membership.GroupMember``). No
-record of it was read since it was assigned, so nothing in hand depends on it.
+librdkafka's statistics give each partition's fetch state. When one held here has not
+started fetching for ``STALLED_SECONDS``, the supervisor closes its consumer and joins
+again under the same static id (``membership.ConsumerDead``): closing clears the query, the
+group gives the same partitions back without a rebalance, and the new consumer asks for
+their offsets afresh. Assigning the partitions again on the same consumer would be lighter,
+but librdkafka takes an assignment change made while a rebalance awaits the application as
+the application's answer to it, and the statistics cannot tell that no rebalance is waiting.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
+
+from .positions import Where
 
 __all__ = ["STALLED_SECONDS", "STATS_INTERVAL_MS", "StalledFetches"]
 
 # How often librdkafka reports its statistics to the consume thread (a few kB of JSON).
 STATS_INTERVAL_MS = 2_000
-# A partition's fetcher starts within one round trip of its committed offset's answer; one
-# that has not after this long waits on a query nobody will answer. Assigning it again
-# early costs one more OffsetFetch, so this errs short.
-STALLED_SECONDS = 10.0
+# A partition's fetcher starts within a round trip of its committed offset's answer, but the
+# answer may wait, rightly, for a previous owner's transaction to end (at most its
+# transaction timeout, 15 s: ``transaction.TRANSACTION_TIMEOUT_MS``). Past twice that, the
+# question was lost.
+STALLED_SECONDS = 30.0
 # librdkafka's fetch states of a partition whose fetcher was never started (or was stopped).
 _NOT_STARTED = frozenset({"none", "stopped"})
-
-Where = tuple[str, int]
+# librdkafka's group state once the coordinator is known and reachable. Without one, a
+# partition's offset cannot be asked, and a new consumer would wait as long.
+_COORDINATOR_UP = "up"
 
 
 def _not_started(stats: dict[str, object]) -> set[Where]:
@@ -49,49 +57,40 @@ def _not_started(stats: dict[str, object]) -> set[Where]:
 
 
 class StalledFetches:
-    """What the statistics say of each partition's fetcher, and which have stalled."""
+    """What the statistics last said of each partition's fetcher, and which held partitions
+    have not fetched for ``after`` seconds."""
 
     def __init__(
         self, after: float = STALLED_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._after = after
         self._clock = clock
-        self._since: dict[Where, float] = {}  # not fetching since (by the statistics)
-        self._steady = False
+        self._idle: set[Where] = set()  # not fetching, by the last statistics
+        self._up = False
+        self._since: dict[Where, float] = {}  # held and not fetching since
 
     def read(self, payload: str) -> None:
-        """librdkafka's statistics (its ``stats_cb``)."""
+        """librdkafka's statistics (its ``stats_cb``, called inside the consumer's poll)."""
         try:
             stats = json.loads(payload)
             idle = _not_started(stats) if isinstance(stats, dict) else None
-        except ValueError:  # it runs inside the consumer's poll: it must not raise
+        except ValueError:  # inside the poll it must not raise
             return
         if idle is None:
             return
-        now = self._clock()
-        self._since = {where: self._since.get(where, now) for where in idle}
         group = stats.get("cgrp")
-        # "up": the coordinator is known and reachable; without one a partition waits for
-        # its offset anyway, and assigning it again would not help.
-        self._steady = (
-            isinstance(group, dict)
-            and group.get("state") == "up"
-            and group.get("join_state") == "steady"
-        )
+        self._idle = idle
+        self._up = isinstance(group, dict) and group.get("state") == _COORDINATOR_UP
 
-    def due(self, assigned: Set[Where]) -> list[Where]:
-        """The partitions in ``assigned`` not fetched for ``after`` seconds, each again at
-        most once every ``after``. None while the coordinator is away or the group
-        rebalances: librdkafka takes an assignment change made while a rebalance awaits the
-        application as the application's answer to it."""
-        if not self._steady:
-            return []
+    def assigned(self, given: Iterable[Where]) -> None:
+        """``given`` were just assigned: their wait starts now, not when last seen idle."""
+        for where in given:
+            self._since.pop(where, None)
+
+    def stalled(self, held: Set[Where]) -> list[Where]:
+        """The partitions in ``held`` that have not fetched for ``after`` seconds by the
+        statistics, while the coordinator was there to answer."""
         now = self._clock()
-        due = sorted(
-            where
-            for where, since in self._since.items()
-            if where in assigned and now - since >= self._after
-        )
-        for where in due:
-            self._since[where] = now
-        return due
+        waiting = self._idle & held if self._up else set()
+        self._since = {where: self._since.get(where, now) for where in waiting}
+        return sorted(w for w, since in self._since.items() if now - since >= self._after)
