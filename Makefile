@@ -78,8 +78,9 @@ bench: kafka-jars bench-packages
 profile: kafka-jars
 	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
 
-# The design's floor (docs/performance.md, change 14): the same workloads through a bare
-# Kafka relay and bare Ray actors, none of our code, to tell our cost from the design's.
+# The design's floor (docs/performance.md, changes 14 and 15): the same workloads through a
+# bare Kafka relay and bare Ray actors, none of our code, to tell our cost from the design's
+# (FLOOR_ARGS="--only latency --rate 1400,1900": latency near our half load).
 floor: kafka-jars
 	$(BIN)/python bench/floor.py $(FLOOR_ARGS)
 

@@ -4,11 +4,12 @@ with none of computeinfra's code on the path.
 Issue #15 asks, where a target proves impossible on this design, for the measurement that
 shows why. This measures, in one command, the least each target's workload costs here:
 
-- ``latency``: no-op records at ``--rate`` through a bare relay (``relay.py``: consume,
-  answer in a transaction with the offsets, nothing else), then with a call to a Ray actor
-  per record (the worker's hop). The driver submits as our SDK does (idempotent, acks=all,
-  2 ms linger) and a read_committed watcher tells it of each answer. Hop by hop, as
-  ``bench/hops.py`` does for a block.
+- ``latency``: no-op records at each ``--rate`` (a comma list) through a bare relay
+  (``relay.py``: consume, answer in a transaction with the offsets, nothing else), then
+  with a call to a Ray actor per record (the worker's hop; above 400/s, one call per poll,
+  not waited for, as a block sends a poll's jobs). The driver submits as our SDK does
+  (idempotent, acks=all, 2 ms linger) and a read_committed watcher tells it of each
+  answer. Hop by hop, as ``bench/hops.py`` does for a block.
 - ``realwork``: `make bench`'s images, one record each, run by the relay on a
   ``multiprocessing.Pool(2)`` and on two Ray actors, each output written as a job's is;
   against the bare Pools of `make bench` on the same images, in the same run.
@@ -70,19 +71,26 @@ def hops(answers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 # What the relay does for each record, and the driver's linger (ms): as our SDK (2 ms), and
-# none, which change 6 found no better for us end to end.
+# none, which change 6 found no better for us end to end. One Ray call per record, waited
+# for, carries about 700/s: at higher rates the relay makes one call per poll.
 LATENCY_RUNS = (("none", 2), ("ray", 2), ("none", 0), ("ray", 0))
+HIGH_RATE_RUNS = (("none", 2), ("ray-batch", 2))
+ONE_CALL_A_RECORD_UP_TO = 400.0
 
 
-def latency(bootstrap: str, folder: Path, rate: float, jobs: int, repeat: int) -> dict[str, Any]:
+def latency(
+    bootstrap: str, folder: Path, rates: list[float], jobs: int, repeat: int
+) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for run in range(repeat):
-        for work, linger in LATENCY_RUNS:
-            with relay(bootstrap, work, folder, linger) as driver:
-                result = latency_at_rate(driver, rate, jobs)
-            measured = sorted(driver.answers)[-jobs:]
-            result["hops"] = hops([driver.answers[s] for s in measured])
-            found[f"{work}, linger {linger} ms #{run + 1}"] = result
+        for rate in rates:
+            runs = LATENCY_RUNS if rate <= ONE_CALL_A_RECORD_UP_TO else HIGH_RATE_RUNS
+            for work, linger in runs:
+                with relay(bootstrap, work, folder, linger) as driver:
+                    result = latency_at_rate(driver, rate, jobs)
+                measured = sorted(driver.answers)[-jobs:]
+                result["hops"] = hops([driver.answers[s] for s in measured])
+                found[f"{work}, linger {linger} ms, {rate:.0f}/s #{run + 1}"] = result
     return found
 
 
@@ -192,7 +200,7 @@ def _idle_consumer(bootstrap: str) -> Callable[[], None]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="latency,realwork,idle")
-    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--rate", default="200", help="latency: records/s, a comma list")
     parser.add_argument("--jobs", type=int, default=2000, help="latency: records timed")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
@@ -206,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
             create_topics(bootstrap, ("floor-idle",))
             report["idle"] = idle(bootstrap, args.idle_seconds)
         if "latency" in only:
-            report["latency"] = latency(bootstrap, Path(tmp), args.rate, args.jobs, args.repeat)
+            rates = [float(r) for r in args.rate.split(",")]
+            report["latency"] = latency(bootstrap, Path(tmp), rates, args.jobs, args.repeat)
         if "realwork" in only:
             report["realwork"] = realwork(bootstrap, Path(tmp), args.images, args.repeat)
     RESULTS.mkdir(exist_ok=True)

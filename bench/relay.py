@@ -64,8 +64,10 @@ class Offsets:
 
 class Runner:
     """Runs records' work and hands back what is done: ``none`` (answered at once), ``ray``
-    (a call to a Ray actor that returns at once), ``pool-write``/``pool-compress`` (an image
-    on a ``multiprocessing.Pool(2)``, its output written or not) and ``ray-write``/
+    (a call to a Ray actor that returns at once, waited for), ``ray-batch`` (one such call
+    for all the records of a poll, not waited for: the relay polls on, as a block's consume
+    thread does), ``pool-write``/``pool-compress`` (an image on a
+    ``multiprocessing.Pool(2)``, its output written or not) and ``ray-write``/
     ``ray-compress`` (the same on two Ray actors, one CPU each)."""
 
     def __init__(self, work: str, out_dir: str) -> None:
@@ -80,8 +82,26 @@ class Runner:
             self._pool = multiprocessing.get_context("fork").Pool(2)
             self._pool.map(int, range(2))
         elif work.startswith("ray"):
-            self._actors = _ray_actors(1 if work == "ray" else 2)
+            self._actors = _ray_actors(1 if work in ("ray", "ray-batch") else 2)
             self._turn = 0
+
+    def start_all(self, batch: list[Done]) -> None:
+        if self.work != "ray-batch":
+            for msg, value in batch:
+                self.start(msg, value)
+            return
+        with self._lock:
+            self.out += len(batch)
+        future = self._actors[0].echo.remote(len(batch)).future()
+
+        def done(f: Any) -> None:
+            if f.exception() is not None:
+                self._failed(f.exception())
+                return
+            for msg, value in batch:
+                self._finish(msg, value)
+
+        future.add_done_callback(done)
 
     def start(self, msg: Message, value: dict[str, Any]) -> None:
         with self._lock:
@@ -188,6 +208,7 @@ class Relay:
         self.consumer.subscribe([self.requests])
         while not stop():
             wait = BUSY_POLL_SECONDS if self.runner.out else POLL_SECONDS
+            batch: list[Done] = []
             for msg in take(self.consumer, wait):
                 if msg.error() is not None and msg.error().fatal():
                     raise RuntimeError(f"consumer: {msg.error()}")
@@ -195,7 +216,8 @@ class Relay:
                     value = json.loads(msg.value())
                     value["read"] = time.perf_counter()
                     self.offsets.started(msg)
-                    self.runner.start(msg, value)
+                    batch.append((msg, value))
+            self.runner.start_all(batch)
             if self.runner.error is not None:
                 raise RuntimeError("an image failed") from self.runner.error
             self._ready += self.runner.ready()
