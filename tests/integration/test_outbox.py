@@ -1,8 +1,9 @@
 """A block's transaction and its check (``block/transaction.py``), on the session's broker.
 
 The check (issue #14's: has the block read every cancel?) is asked once the transaction's
-records are delivered and its offsets sent: whatever it says or raises, no answer may be
-committed without it, and no transaction may stay open behind it.
+offsets are sent, its records maybe still in flight: whatever it says or raises, no answer
+may be committed without it, and no transaction may stay open behind it. A record the
+broker refuses on delivery is named, and commits nothing either.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import pytest
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from computeinfra.block.transaction import Outbox, OutboxRecord, Withdrawn
+from computeinfra.block.transaction import Outbox, OutboxRecord, RecordsRefused, Withdrawn
 from computeinfra.kafka.clients import make_consumer
 from computeinfra.testing.stack import DevStack
 from tests.helpers import read_topic, wait_for
 
 
-def _topics(bootstrap: str) -> tuple[str, str]:
-    """A fresh answers topic and a fresh requests topic."""
+def _topics(bootstrap: str, **config: str) -> tuple[str, str]:
+    """A fresh answers topic (with ``config``) and a fresh requests topic."""
     names = (f"outbox-answers-{uuid.uuid4().hex[:8]}", f"outbox-requests-{uuid.uuid4().hex[:8]}")
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept until the futures settle
-    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names]).values():
+    topics = [NewTopic(names[0], 1, 1, config=config), NewTopic(names[1], 1, 1)]
+    for future in admin.create_topics(topics).values():
         future.result(30)
     return names
 
@@ -144,3 +146,27 @@ def test_a_new_outbox_fences_both_ids_of_the_one_it_replaces(
         successor.close()
     assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"new"]
     assert _committed(consumer, requests) == 4
+
+
+def test_a_record_the_broker_refuses_on_delivery_is_named_and_commits_nothing(
+    stack: DevStack,
+) -> None:
+    # The producer takes a 4 KB record (its own limit is 1 MB); the topic does not. The
+    # offsets are sent while the record is in flight, so only the commit can find out.
+    bootstrap = stack.settings.bootstrap_servers
+    answers, requests = _topics(bootstrap, **{"max.message.bytes": "1024"})
+    consumer = make_consumer(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}")
+    box = Outbox(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}")
+    try:
+        offset = TopicPartition(requests, 0, 7)
+        with pytest.raises(RecordsRefused) as refused:
+            _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"x" * 4096))
+        assert list(refused.value.refused) == [0]
+        wait_for(lambda: not _open_transaction(bootstrap, answers), 10, "the transaction ended")
+        assert _committed(consumer, requests) < 0  # nothing committed
+        _commit(box, consumer, offset, OutboxRecord(answers, b"k", b"small"))
+        assert [value for _key, value, _h in read_topic(bootstrap, answers)] == [b"small"]
+        assert _committed(consumer, requests) == 7
+    finally:
+        box.close()
+        consumer.close()
