@@ -86,6 +86,9 @@ class Runner:
             self._turn = 0
 
     def start_all(self, batch: list[Done]) -> None:
+        """Start the records of one poll: ``ray-batch`` in one call, the rest one by one."""
+        if not batch:  # an empty poll makes no call
+            return
         if self.work != "ray-batch":
             for msg, value in batch:
                 self.start(msg, value)

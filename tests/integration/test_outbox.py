@@ -1,9 +1,9 @@
 """A block's transaction and its check (``block/transaction.py``), on the session's broker.
 
 The check (issue #14's: has the block read every cancel?) is asked once the transaction's
-offsets are sent, its records maybe still in flight: whatever it says or raises, no answer
-may be committed without it, and no transaction may stay open behind it. A record the
-broker refuses on delivery is named, and commits nothing either.
+records are delivered and its offsets sent: whatever it says or raises, no answer may be
+committed without it, and no transaction may stay open behind it. A record the broker
+refuses on delivery is named, and commits nothing either.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_a_record_the_broker_refuses_on_delivery_is_named_and_commits_nothing(
     stack: DevStack,
 ) -> None:
     # The producer takes a 4 KB record (its own limit is 1 MB); the topic does not. The
-    # offsets are sent while the record is in flight, so only the commit can find out.
+    # offsets are sent while the record is delivered: its refusal must still be named.
     bootstrap = stack.settings.bootstrap_servers
     answers, requests = _topics(bootstrap, **{"max.message.bytes": "1024"})
     consumer = make_consumer(bootstrap, f"outbox-test-{uuid.uuid4().hex[:8]}")
