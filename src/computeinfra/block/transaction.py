@@ -221,9 +221,8 @@ class Outbox:
             else:
                 self._deliver()
         except KafkaException:
-            if refused:
-                raise RecordsRefused(refused, alone) from None
-            raise
+            if not refused:  # else the refusal failed the transaction: named below
+                raise
         if refused:
             raise RecordsRefused(refused, alone)
         if check is not None and not check():
