@@ -1,10 +1,13 @@
-"""A TCP proxy in front of a real broker that can answer chosen Kafka requests with an error.
+"""A TCP proxy in front of a real broker that can answer chosen Kafka requests with an error,
+or not at all.
 
 Some broker answers are rare in a test yet real in production: a group coordinator that
-moves while a consumer asks it for committed offsets answers ``NOT_COORDINATOR``. The proxy
-forwards every byte both ways and reads only the frames' headers; when armed, it replaces
-the broker's answer to the next ``OffsetFetch`` of a group by that error, as a coordinator
-that has just lost the group would send it. The broker advertises the proxy's port, so
+moves while a consumer asks it for committed offsets answers ``NOT_COORDINATOR``; a broker
+just started again (or a VM frozen) leaves a metadata request unanswered until the client
+gives up. The proxy forwards every byte both ways and reads only the frames' headers; when
+armed, it replaces the broker's answer to the next ``OffsetFetch`` of a group by that error,
+as a coordinator that has just lost the group would send it, or drops the answer to the
+next request of a kind that names a topic. The broker advertises the proxy's port, so
 every client connection (the broker's own included) goes through it.
 """
 
@@ -15,15 +18,21 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
-__all__ = ["NOT_COORDINATOR", "KafkaProxy", "proxy"]
+from computeinfra.kafka.broker import BrokerConfig, LocalBroker
+from computeinfra.testing.stack import free_port
 
+__all__ = ["METADATA", "NOT_COORDINATOR", "KafkaProxy", "proxied_broker", "proxy"]
+
+METADATA = 3
 OFFSET_FETCH = 9
 NOT_COORDINATOR = 16
 # OffsetFetch v8 and later ask for groups (KIP-709); librdkafka 2.x sends v8 or v9 to Kafka 4.
 GROUPS_FROM_VERSION = 8
-# A connection's OffsetFetch requests to fail: correlation id -> group id.
-Pending = dict[bytes, bytes]
+# A connection's requests whose answer is replaced: correlation id -> the OffsetFetch's
+# group id (answered NOT_COORDINATOR), or None (not answered at all).
+Pending = dict[bytes, bytes | None]
 
 
 def _read_exact(sock: socket.socket, count: int) -> bytes:
@@ -91,7 +100,9 @@ class KafkaProxy:
         self.port, self.upstream = port, upstream
         self._lock = threading.Lock()
         self._armed: dict[bytes, int] = {}  # group id -> answers still to replace
+        self._drops: dict[tuple[int, bytes], int] = {}  # (api key, name) -> answers to drop
         self.replaced: list[str] = []  # the groups whose answer was replaced, in order
+        self.dropped = 0  # answers not passed on
         self._server = socket.create_server(("127.0.0.1", port))
         self._sockets: set[socket.socket] = {self._server}  # open ones, closed at the end
         self._closed = False
@@ -101,6 +112,12 @@ class KafkaProxy:
         """Answer the next ``times`` OffsetFetch requests of ``group`` with NOT_COORDINATOR."""
         with self._lock:
             self._armed[group.encode()] = times
+
+    def drop_answers(self, api_key: int, name: str, times: int = 1) -> None:
+        """Pass on no answer to the next ``times`` requests of ``api_key`` that name ``name``
+        (a topic): the client waits for it until its own timeout."""
+        with self._lock:
+            self._drops[(api_key, name.encode())] = times
 
     def _accept(self) -> None:
         while not self._closed:
@@ -124,6 +141,7 @@ class KafkaProxy:
             api_key, version = struct.unpack(">hh", frame[:4])
             if api_key == OFFSET_FETCH and version >= GROUPS_FROM_VERSION:
                 self._mark(frame, pending)
+            self._mark_drop(api_key, frame, pending)
             try:
                 broker.sendall(struct.pack(">i", len(frame)) + frame)
             except OSError:
@@ -137,14 +155,28 @@ class KafkaProxy:
                 self._armed[group] -= 1
                 pending[frame[4:8]] = group
 
+    def _mark_drop(self, api_key: int, frame: bytes, pending: Pending) -> None:
+        with self._lock:
+            for (key, name), left in self._drops.items():
+                if key == api_key and left > 0 and name in frame[8:]:
+                    self._drops[(key, name)] -= 1
+                    pending[frame[4:8]] = None
+                    return
+
     def _down(self, broker: socket.socket, client: socket.socket, pending: Pending) -> None:
         for frame in _frames(broker):
+            correlation = frame[:4]
             with self._lock:
-                group = pending.pop(frame[:4], None)
+                marked = correlation in pending
+                group = pending.pop(correlation, None)
                 if group is not None:
                     self.replaced.append(group.decode())
+                elif marked:
+                    self.dropped += 1
+            if marked and group is None:
+                continue
             if group is not None:
-                frame = _failed_answer(frame[:4], group, NOT_COORDINATOR)
+                frame = _failed_answer(correlation, group, NOT_COORDINATOR)
             try:
                 client.sendall(struct.pack(">i", len(frame)) + frame)
             except OSError:
@@ -175,3 +207,24 @@ def proxy(port: int, upstream: int) -> Iterator[KafkaProxy]:
         yield running
     finally:
         running.close()
+
+
+@contextmanager
+def proxied_broker(root: Path) -> Iterator[KafkaProxy]:
+    """A broker of its own under ``root``, every client of which (its own included) reaches
+    it through the proxy at 127.0.0.1:``port``; stopped by its pid at the end."""
+    port = free_port()
+    broker = LocalBroker(
+        BrokerConfig(
+            data_dir=root / "kafka",
+            port=free_port(),
+            controller_port=free_port(),
+            overrides=(("advertised.listeners", f"PLAINTEXT://127.0.0.1:{port}"),),
+        )
+    )
+    with proxy(port, broker.config.port) as running:
+        broker.start()
+        try:
+            yield running
+        finally:
+            broker.stop()

@@ -19,12 +19,11 @@ from computeinfra import Client, Status
 from computeinfra.block.supervisor import Supervisor
 from computeinfra.config import Settings
 from computeinfra.kafka.admin import ensure_topics
-from computeinfra.kafka.broker import BrokerConfig, LocalBroker
 from computeinfra.tasks.registry import load_registry
-from computeinfra.testing.stack import free_port, settings_under
+from computeinfra.testing.stack import settings_under
 from tests.helpers import completions_for, wait_for
 from tests.integration.test_supervisor_rejoin import InProcessWorker
-from tests.kafka_proxy import KafkaProxy, proxy
+from tests.kafka_proxy import KafkaProxy, proxied_broker
 
 # The supervisor joins again after stalled.STALLED_SECONDS (30 s) without a fetch.
 ANSWER_SECONDS = 150.0
@@ -32,37 +31,23 @@ JOBS = 6
 
 
 @pytest.fixture
-def proxied_broker(tmp_path: Path) -> Iterator[tuple[KafkaProxy, Settings]]:
-    port = free_port()
-    broker = LocalBroker(
-        BrokerConfig(
-            data_dir=tmp_path / "kafka",
-            port=free_port(),
-            controller_port=free_port(),
-            # Every client, the broker's own included, reaches it through the proxy.
-            overrides=(("advertised.listeners", f"PLAINTEXT://127.0.0.1:{port}"),),
+def proxied(tmp_path: Path) -> Iterator[tuple[KafkaProxy, Settings]]:
+    with proxied_broker(tmp_path) as running:
+        settings = settings_under(
+            {
+                "COMPUTEINFRA_BOOTSTRAP": f"127.0.0.1:{running.port}",
+                "COMPUTEINFRA_RESULTS_ROOT": str(tmp_path / "results"),
+                "COMPUTEINFRA_TASKS": "",
+            }
         )
-    )
-    with proxy(port, broker.config.port) as running:
-        broker.start()
-        try:
-            settings = settings_under(
-                {
-                    "COMPUTEINFRA_BOOTSTRAP": f"127.0.0.1:{port}",
-                    "COMPUTEINFRA_RESULTS_ROOT": str(tmp_path / "results"),
-                    "COMPUTEINFRA_TASKS": "",
-                }
-            )
-            ensure_topics(settings)
-            yield running, settings
-        finally:
-            broker.stop()
+        ensure_topics(settings)
+        yield running, settings
 
 
 def test_a_block_whose_offset_query_fails_still_answers_every_job(
-    proxied_broker: tuple[KafkaProxy, Settings], caplog: pytest.LogCaptureFixture
+    proxied: tuple[KafkaProxy, Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
-    kafka, settings = proxied_broker
+    kafka, settings = proxied
     client = Client(settings=settings)
     handles = [
         client.submit("sleep", {"seconds": 0}, f"stalled/{n}", key=f"stalled-{n}")

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from computeinfra.errors import KafkaError, RequestError
-from computeinfra.kafka.clients import partition_count, reader, watermarks
+from computeinfra.kafka.clients import TopicMissing, partition_count, reader, watermarks
 from computeinfra.kafka.partitioner import partition_for
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -53,7 +53,7 @@ def _partitions(
     for topic in topics:
         try:
             count = partition_count(consumer, topic)
-        except KafkaError:
+        except TopicMissing:
             if topic == topics[0]:
                 raise
             continue  # a topic an older cluster never created (jobStatus) has nothing to say

@@ -167,15 +167,45 @@ class TopicMissing(KafkaError):
     """The broker answered, and has no such topic."""
 
 
-def partition_count(client: Consumer | Producer, topic: str) -> int:
-    try:
-        metadata = client.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
-    except Exception as exc:
-        raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        raise TopicMissing(
-            f"topic {topic!r} does not exist; start the cluster with `computeinfra up` "
-            "or create it with `computeinfra kafka topics`"
-        )
-    return len(found.partitions)
+# A metadata request the broker leaves unanswered (one just started again, a VM frozen) is
+# asked again: each try gets this share of the caller's wait, not all of it.
+METADATA_TRIES = 4
+# The client could not hear from the broker in time: asking again may well work.
+UNANSWERED = {RawKafkaError._TIMED_OUT, RawKafkaError._TRANSPORT, RawKafkaError._ALL_BROKERS_DOWN}
+
+
+def partition_count(client: Consumer | Producer, topic: str, timeout: float | None = None) -> int:
+    """How many partitions ``topic`` has, asked again until ``timeout`` (by default
+    ``METADATA_TIMEOUT_SECONDS``) while the broker does not answer or elects a leader.
+    ``TopicMissing`` only when the broker answered that there is no such topic;
+    ``KafkaError`` when it could not say: a caller must never take the one for the other
+    (a lookup did, and called a queued job unknown)."""
+    wait = METADATA_TIMEOUT_SECONDS if timeout is None else timeout
+    deadline = time.monotonic() + wait
+    while True:
+        try_for = max(min(deadline - time.monotonic(), wait / METADATA_TRIES), 0.1)
+        try:
+            found = client.list_topics(topic, timeout=try_for).topics.get(topic)
+        except KafkaException as exc:
+            error: RawKafkaError = exc.args[0]
+            if (error.code() in UNANSWERED or electing(error)) and time.monotonic() < deadline:
+                continue
+            raise KafkaError(f"cannot read metadata for topic {topic!r}: {error.str()}") from exc
+        except Exception as exc:
+            raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
+        if found is None or (found.error is None and not found.partitions):
+            raise TopicMissing(_missing(topic))
+        if found.error is None:
+            return len(found.partitions)
+        if found.error.code() == RawKafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise TopicMissing(_missing(topic))
+        if not (electing(found.error) and time.monotonic() < deadline):
+            raise KafkaError(f"cannot read metadata for topic {topic!r}: {found.error.str()}")
+        time.sleep(ELECTING_WAIT_SECONDS)  # backing off while a leader is elected
+
+
+def _missing(topic: str) -> str:
+    return (
+        f"topic {topic!r} does not exist; start the cluster with `computeinfra up` "
+        "or create it with `computeinfra kafka topics`"
+    )
