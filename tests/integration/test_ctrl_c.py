@@ -75,6 +75,8 @@ def test_ctrl_c_at_each_stage_of_up_stops_everything(
         pressed = time.monotonic()
         os.killpg(up.pid, signal.SIGINT)
         up.wait(STOP_SECONDS)
+        # Exited, not killed by a signal: a Ctrl-C inside ray.init once ended in SIGSEGV.
+        assert up.returncode in (0, 130), (up.returncode, log.read_text())
         wait_for(lambda: not processes_with(marker), STOP_SECONDS, "every process to end")
         print(f"{stage.__name__}: all stopped {time.monotonic() - pressed:.1f} s after Ctrl-C")
         assert "Traceback" not in log.read_text(), log.read_text()

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from types import FrameType
 from typing import Any
@@ -90,6 +91,21 @@ def stop_on_second_signal(say: Callable[[str], None]) -> threading.Event:
     return now
 
 
+@contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """A Ctrl-C during the block is taken when it ends. ``ray.init`` interrupted half-way
+    leaves its driver half-connected: the process then crashed (SIGSEGV) or hung at exit
+    (``test_ctrl_c``, in CI) instead of stopping what it had started."""
+    pressed = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed.is_set():
+        raise KeyboardInterrupt
+
+
 def serve(
     settings: Settings,
     blocks: int,
@@ -112,7 +128,8 @@ def serve(
             say(f"created topics: {', '.join(created)}")
         say(f"starting Ray and {blocks} working block(s)…")
         cluster = Cluster(settings, blocks)
-        cluster.launch()
+        with _interrupt_after():
+            cluster.launch()
         _wait_ready(settings, cluster, say)
         if web_port:
             web = start_web(web_port, say, {"COMPUTEINFRA_BOOTSTRAP": settings.bootstrap_servers})
