@@ -57,6 +57,7 @@ __all__ = [
     "encode_request",
     "handed_over",
     "lane_topic",
+    "named_task",
 ]
 
 PROTOCOL_VERSION: Literal[1] = 1
@@ -213,7 +214,9 @@ class Completion(BaseModel):
 
     version: Literal[1] = PROTOCOL_VERSION
     key: str
-    task: str | None = Field(description="Null when the request was not readable.")
+    task: str | None = Field(
+        description="The task the request names; null when it names none readably."
+    )
     status: TerminalState
     result_dir: str | None
     outputs: list[Output] = Field(default_factory=list)
@@ -248,6 +251,18 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> tuple[s
 
 def encode_request(request: JobRequest) -> bytes:
     return request.model_dump_json(exclude_none=True).encode()
+
+
+def named_task(raw: bytes | None) -> str | None:
+    """The task a raw ``pendingJobs`` value names, whether or not it is a valid request
+    (``None`` if it names none readably): a rejection answers under it and the analyzer
+    counts the submission under it, so the two always agree."""
+    try:
+        data = json.loads(raw or b"")
+    except (ValueError, RecursionError):
+        return None
+    task = data.get("task") if isinstance(data, dict) else None
+    return task if isinstance(task, str) and task else None
 
 
 def decode_request(raw: bytes | None) -> JobRequest:

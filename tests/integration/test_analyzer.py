@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from computeinfra import Client
 from computeinfra.cluster.launcher import analyzer_snapshot
-from computeinfra.kafka.clients import make_producer
+from computeinfra.kafka.clients import make_producer, partition_count
+from computeinfra.kafka.partitioner import partition_for
 from computeinfra.protocol import PENDING_TOPIC
 from tests.helpers import Stack, run_cli, wait_for
 
@@ -53,3 +55,26 @@ def test_stats_cli_reports_throughput_and_backlog(stack: Stack, client: Client) 
     assert data["throughput"]["last_minute"] >= 1
     assert data["backlog"] is not None and data["backlog"] >= 0
     assert data["totals"]["submitted"] >= data["totals"]["succeeded"]
+
+
+def test_a_record_without_a_key_is_never_counted_in_flight(stack: Stack) -> None:
+    """A keyless record is dead-lettered (no completion can answer it): counted as a job
+    submitted, it stayed in flight for good (found by the chaos test run after
+    test_rejections)."""
+    task = f"no-key-{uuid.uuid4().hex[:8]}"  # a task of this test alone: rejected, unknown
+    key = f"an-keyed-{task}".encode()
+    producer = make_producer(stack.settings.bootstrap_servers)
+    count = partition_count(producer, PENDING_TOPIC)
+    value = json.dumps({"task": task, "payload": {}, "result_dir": "x"}).encode()
+    # Both on one partition, the keyless first: once the keyed job is counted, so is it.
+    partition = partition_for(key, count)
+    producer.produce(PENDING_TOPIC, key=None, value=value, partition=partition)
+    producer.produce(PENDING_TOPIC, key=key, value=value, partition=partition)
+    assert producer.flush(30) == 0
+
+    def counted() -> dict | None:
+        now = snapshot(stack)["tasks"].get(task, {})
+        return now if now.get("rejected") == 1 else None
+
+    after = wait_for(counted, TIMEOUT, "the analyzer to count the keyed job's rejection")
+    assert (after["submitted"], after["in_flight"]) == (1, 0)

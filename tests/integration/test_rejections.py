@@ -116,6 +116,10 @@ def rejected(stack: Stack, client: Client) -> dict[str, object]:
     }
 
 
+# The cases whose value names no task readably; every other one is a JSON object that does.
+UNNAMED = {"not-json", "not-utf8", "json-array", "empty-value", "missing-task"}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_record_gets_a_rejected_completion_naming_the_problem(
     rejected: dict, case: str
@@ -127,6 +131,9 @@ def test_bad_record_gets_a_rejected_completion_naming_the_problem(
     assert words in completion.error.message, completion.error.message
     if field:
         assert completion.error.field == field
+    # Under the task the record names, readable or not: as the analyzer counts it.
+    value = CASES[case][0]
+    assert completion.task == (None if case in UNNAMED else json.loads(value)["task"])
 
 
 def test_each_bad_record_is_answered_exactly_once(stack: Stack, rejected: dict) -> None:

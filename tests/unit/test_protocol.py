@@ -16,6 +16,7 @@ from computeinfra.protocol import (
     encode_request,
     key_problem,
     key_text,
+    named_task,
 )
 
 
@@ -133,3 +134,11 @@ def test_the_attempts_a_passed_on_job_made_are_read_from_its_header() -> None:
     assert attempts_made([(ATTEMPTS_HEADER, b"\xff")]) == 0
     assert attempts_made([(ATTEMPTS_HEADER, b"-4")]) == 0
     assert attempts_made([(ATTEMPTS_HEADER, b"999")]) == MAX_ATTEMPTS_CAP
+
+
+def test_the_task_a_raw_request_names() -> None:
+    assert named_task(b'{"task": "sleep", "payload": {}}') == "sleep"
+    assert named_task(b"[1]") is None
+    assert named_task(b"\xff") is None
+    assert named_task(None) is None
+    assert named_task(b'{"task": 5}') is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
@@ -15,21 +14,12 @@ from computeinfra.protocol import (
     Completion,
     decode_completion,
     handed_over,
+    named_task,
 )
 
-__all__ = ["TopicFeed", "task_of"]
+__all__ = ["TopicFeed"]
 
 _log = logging.getLogger("computeinfra.analyzer")
-
-
-def task_of(value: bytes | None) -> str | None:
-    """The task a raw request names, or ``None`` when it names none readably."""
-    try:
-        data = json.loads(value or b"")
-    except (ValueError, RecursionError):
-        return None
-    task = data.get("task") if isinstance(data, dict) else None
-    return task if isinstance(task, str) and task else None
 
 
 class TopicFeed:
@@ -61,8 +51,11 @@ class TopicFeed:
 
     def _handle(self, message: Message) -> None:
         if message.topic() == PENDING_TOPIC:
-            if not handed_over(message.headers()):  # the same job again, not a new submission
-                self._on_submitted(task_of(message.value()))
+            # A keyless record is no job: a block dead-letters it, as no completion can
+            # answer it (counted, it stayed in flight for good). `computeinfra dead` lists it.
+            # A record handed over is the same job again, not a new submission.
+            if message.key() and not handed_over(message.headers()):
+                self._on_submitted(named_task(message.value()))
             return
         try:
             completion = decode_completion(message.value() or b"")

@@ -14,6 +14,7 @@ from computeinfra.protocol import (
     Completion,
     FailureKind,
     encode_job_status,
+    named_task,
 )
 
 from .answers import completion_record, is_stripped, refused, reject, stripped
@@ -56,7 +57,8 @@ def smaller(slot: Slot, refused_records: dict[int, str]) -> bool:
         error = RequestError(
             f"the request could not be passed on to {topic}: Kafka refused it ({why})"
         )
-        _answered_anew(slot, reject(slot.key, error, task=None, result_dir=None, submitted_at=None))
+        task = named_task(slot.message.value())
+        _answered_anew(slot, reject(slot.key, error, task=task, result_dir=None, submitted_at=None))
     elif 0 not in refused_records:  # the completion went through; what came with it did not
         slot.records = [r for i, r in enumerate(slot.records) if i not in refused_records]
     elif completion.error is not None and completion.error.type == FailureKind.ANSWER_REFUSED:

@@ -30,6 +30,7 @@ from computeinfra.protocol import (
     attempts_made,
     encode_completion,
     handed_over,
+    named_task,
 )
 from computeinfra.protocol import key_text as _key_text
 from computeinfra.tasks.registry import TaskRegistry
@@ -159,7 +160,7 @@ class SlotMaker:
         completion = reject(
             _key_text(raw_key),
             verdict,
-            task=request.task if request else None,
+            task=request.task if request else named_task(message.value()),
             result_dir=request.result_dir if request else None,
             submitted_at=submitted,
             block=self._block,

@@ -1,6 +1,5 @@
 from computeinfra.analyzer.analyzer import Analyzer
 from computeinfra.analyzer.events import EventKind, JobEvent
-from computeinfra.analyzer.feed import task_of
 from computeinfra.protocol import Completion, Status
 
 
@@ -46,11 +45,3 @@ def test_counts_and_percentiles_per_task() -> None:
     assert snap["totals"]["succeeded"] == 100
     assert snap["worker_restarts"] == {"total": 1, "by_block": {"1": 1}}
     assert snap["backlog"] == 7
-
-
-def test_task_of_raw_requests() -> None:
-    assert task_of(b'{"task": "sleep", "payload": {}}') == "sleep"
-    assert task_of(b"[1]") is None
-    assert task_of(b"\xff") is None
-    assert task_of(None) is None
-    assert task_of(b'{"task": 5}') is None
