@@ -74,7 +74,7 @@ def hops(answers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 # none, which change 6 found no better for us end to end. One Ray call per record, waited
 # for, cannot keep up near our half load: above 400/s the relay makes one call per poll.
 LATENCY_RUNS = (("none", 2), ("ray", 2), ("none", 0), ("ray", 0))
-HIGH_RATE_RUNS = (("none", 2), ("ray-batch", 2))
+HIGH_RATE_RUNS = (("none", 2), ("ray-batch", 2), ("ray-batch-thread", 2))
 ONE_CALL_A_RECORD_UP_TO = 400.0
 
 

@@ -42,31 +42,38 @@ Done = tuple[Message, dict[str, Any]]
 
 
 class Offsets:
-    """The offset a partition may commit: below the oldest record still being worked on."""
+    """The offset a partition may commit: below the oldest record still being worked on.
+    Started on the consume thread, done and committed on the committing one."""
 
     def __init__(self) -> None:
         self._out: dict[int, set[int]] = {}
         self._next: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     def started(self, msg: Message) -> None:
-        self._out.setdefault(msg.partition(), set()).add(msg.offset())
+        with self._lock:
+            self._out.setdefault(msg.partition(), set()).add(msg.offset())
 
     def done(self, msg: Message) -> None:
         p = msg.partition()
-        self._out[p].discard(msg.offset())
-        self._next[p] = max(self._next.get(p, 0), msg.offset() + 1)
+        with self._lock:
+            self._out[p].discard(msg.offset())
+            self._next[p] = max(self._next.get(p, 0), msg.offset() + 1)
 
     def commit(self, topic: str) -> list[TopicPartition]:
-        return [
-            TopicPartition(topic, p, min(self._out.get(p) or {n})) for p, n in self._next.items()
-        ]
+        with self._lock:
+            return [
+                TopicPartition(topic, p, min(self._out.get(p) or {n}))
+                for p, n in self._next.items()
+            ]
 
 
 class Runner:
     """Runs records' work and hands back what is done: ``none`` (answered at once), ``ray``
     (a call to a Ray actor that returns at once, waited for), ``ray-batch`` (one such call
     for all the records of a poll, not waited for: the relay polls on, as a block's consume
-    thread does), ``pool-write``/``pool-compress`` (an image on a
+    thread does; ``ray-batch-thread`` the same, its relay committing on a thread of its
+    own), ``pool-write``/``pool-compress`` (an image on a
     ``multiprocessing.Pool(2)``, its output written or not) and ``ray-write``/
     ``ray-compress`` (the same on two Ray actors, one CPU each)."""
 
@@ -82,14 +89,15 @@ class Runner:
             self._pool = multiprocessing.get_context("fork").Pool(2)
             self._pool.map(int, range(2))
         elif work.startswith("ray"):
-            self._actors = _ray_actors(1 if work in ("ray", "ray-batch") else 2)
+            one = work == "ray" or work.startswith("ray-batch")
+            self._actors = _ray_actors(1 if one else 2)
             self._turn = 0
 
     def start_all(self, batch: list[Done]) -> None:
         """Start the records of one poll: ``ray-batch`` in one call, the rest one by one."""
         if not batch:  # an empty poll makes no call
             return
-        if self.work != "ray-batch":
+        if not self.work.startswith("ray-batch"):
             for msg, value in batch:
                 self.start(msg, value)
             return
@@ -192,9 +200,14 @@ def _ray_actors(count: int) -> list[Any]:
 
 
 class Relay:
-    """Consume, run, answer: one transaction per batch of answers ready, one at a time."""
+    """Consume, run, answer: one transaction per batch of answers ready, one at a time. With
+    ``threaded``, the transactions run on a thread of their own, each taking every answer
+    ready when the one before ended (as a block's outbox does): the consume loop never
+    waits for one, and no answer waits for a window."""
 
-    def __init__(self, bootstrap: str, requests: str, answers: str, runner: Runner) -> None:
+    def __init__(
+        self, bootstrap: str, requests: str, answers: str, runner: Runner, threaded: bool = False
+    ) -> None:
         self.requests, self.answers, self.runner = requests, answers, runner
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False,
@@ -206,6 +219,11 @@ class Relay:
         self._turn = 0
         self._ready: list[Done] = []
         self._last_commit = 0.0
+        self._handed: queue.SimpleQueue[tuple[list[Done], Any]] | None = None
+        self.error: BaseException | None = None
+        if threaded:
+            self._handed = queue.SimpleQueue()
+            threading.Thread(target=self._committing, name="commits", daemon=True).start()
 
     def run(self, stop: Callable[[], bool]) -> None:
         self.consumer.subscribe([self.requests])
@@ -223,14 +241,35 @@ class Relay:
             self.runner.start_all(batch)
             if self.runner.error is not None:
                 raise RuntimeError("an image failed") from self.runner.error
+            if self.error is not None:
+                raise RuntimeError("a transaction failed") from self.error
             self._ready += self.runner.ready()
+            if self._handed is not None:
+                if self._ready:
+                    # The group's metadata is taken here: asked from the committing thread
+                    # while this one polls, it never returned (librdkafka 2.x).
+                    self._handed.put((self._ready, self.consumer.consumer_group_metadata()))
+                    self._ready = []
+                continue
             due = time.perf_counter() - self._last_commit >= COMMIT_EVERY_SECONDS
             if self._ready and (due or not self.runner.out):
-                self._commit(self._ready)
+                self._commit(self._ready, self.consumer.consumer_group_metadata())
                 self._ready = []
                 self._last_commit = time.perf_counter()
 
-    def _commit(self, ready: list[Done]) -> None:
+    def _committing(self) -> None:
+        assert self._handed is not None
+        try:
+            while True:
+                ready, group = self._handed.get()
+                while not self._handed.empty():
+                    more, group = self._handed.get()
+                    ready += more
+                self._commit(ready, group)
+        except BaseException as exc:  # the consume loop raises it
+            self.error = exc
+
+    def _commit(self, ready: list[Done], group: Any) -> None:
         producer = self.producers[self._turn]
         self._turn ^= 1
         began = time.perf_counter()
@@ -240,7 +279,7 @@ class Relay:
             self.offsets.done(msg)
         producer.send_offsets_to_transaction(
             self.offsets.commit(self.requests),
-            self.consumer.consumer_group_metadata(),
+            group,
             TXN_SECONDS,
         )
         producer.commit_transaction(TXN_SECONDS)
@@ -269,7 +308,7 @@ def relay_main(bootstrap: str, topics: tuple[str, str], work: str, out: str, sto
     code, runner, relay = 0, None, None
     try:
         runner = Runner(work, out)
-        relay = Relay(bootstrap, *topics, runner)
+        relay = Relay(bootstrap, *topics, runner, threaded=work.endswith("-thread"))
         relay.run(stop.is_set)
     except BaseException:
         traceback.print_exc()
