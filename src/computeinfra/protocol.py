@@ -149,13 +149,16 @@ class BlockState(StrEnum):
     UNREACHABLE = "unreachable"
 
 
+MAX_TASK_CHARS = 200
+
+
 class JobRequest(BaseModel):
     """What a client asks for: run ``task`` on ``payload``, write into ``result_dir``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", title="pendingJobs value")
 
     version: Literal[1] = Field(default=PROTOCOL_VERSION, description="Wire format version.")
-    task: str = Field(min_length=1, max_length=200, description="Registered task name.")
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="Registered task name.")
     payload: dict[str, Any] = Field(description="Task parameters; see the task's schema.")
     result_dir: str = Field(
         min_length=1,
@@ -256,13 +259,21 @@ def encode_request(request: JobRequest) -> bytes:
 def named_task(raw: bytes | None) -> str | None:
     """The task a raw ``pendingJobs`` value names, whether or not it is a valid request
     (``None`` if it names none readably): a rejection answers under it and the analyzer
-    counts the submission under it, so the two always agree."""
+    counts the submission under it, so the two always agree. Only a name a request may
+    carry: a longer one would make the rejection too large to send, and a lone surrogate
+    (valid JSON, not UTF-8) one that cannot be written."""
     try:
         data = json.loads(raw or b"")
     except (ValueError, RecursionError):
         return None
     task = data.get("task") if isinstance(data, dict) else None
-    return task if isinstance(task, str) and task else None
+    if not isinstance(task, str) or not 0 < len(task) <= MAX_TASK_CHARS:
+        return None
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return task
 
 
 def decode_request(raw: bytes | None) -> JobRequest:

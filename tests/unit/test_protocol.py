@@ -142,3 +142,9 @@ def test_the_task_a_raw_request_names() -> None:
     assert named_task(b"\xff") is None
     assert named_task(None) is None
     assert named_task(b'{"task": 5}') is None
+    assert named_task(b'{"task": ""}') is None
+    # Only a name a request may carry: a rejection under it must be small and writable.
+    assert named_task(json.dumps({"task": "t" * 200}).encode()) == "t" * 200
+    assert named_task(json.dumps({"task": "t" * 201}).encode()) is None
+    assert named_task(json.dumps({"task": "t" * 1_000_000}).encode()) is None
+    assert named_task(b'{"task": "a\\ud800b"}') is None

@@ -138,8 +138,10 @@ class SlotMaker:
                 verdict = _inherited(verdict, headers)
         if isinstance(verdict, Assignment):
             slot.assignment = verdict  # first, so that a hook failing now is answered against it
+        # What a rejection answers under, and the analyzer counts (``named_task``).
+        task = request.task if request else named_task(message.value())
         try:
-            self._hooks.on_received(_key_text(raw_key), request.task if request else None)
+            self._hooks.on_received(_key_text(raw_key), task)
         except HookError:
             if slot.assignment is not None:
                 raise
@@ -160,7 +162,7 @@ class SlotMaker:
         completion = reject(
             _key_text(raw_key),
             verdict,
-            task=request.task if request else named_task(message.value()),
+            task=task,
             result_dir=request.result_dir if request else None,
             submitted_at=submitted,
             block=self._block,

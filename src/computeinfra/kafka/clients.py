@@ -187,10 +187,16 @@ def partition_count(client: Consumer | Producer, topic: str, timeout: float | No
         try:
             found = client.list_topics(topic, timeout=try_for).topics.get(topic)
         except KafkaException as exc:
-            error: RawKafkaError = exc.args[0]
-            if (error.code() in UNANSWERED or electing(error)) and time.monotonic() < deadline:
-                continue
-            raise KafkaError(f"cannot read metadata for topic {topic!r}: {error.str()}") from exc
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, RawKafkaError):
+                raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
+            if not (error.code() in UNANSWERED or electing(error)) or time.monotonic() > deadline:
+                raise KafkaError(
+                    f"cannot read metadata for topic {topic!r}: {error.str()}"
+                ) from exc
+            if error.code() != RawKafkaError._TIMED_OUT:  # a timeout has waited already
+                time.sleep(ELECTING_WAIT_SECONDS)
+            continue
         except Exception as exc:
             raise KafkaError(f"cannot read metadata for topic {topic!r}: {exc}") from exc
         if found is None or (found.error is None and not found.partitions):

@@ -92,12 +92,21 @@ def stop_on_second_signal(say: Callable[[str], None]) -> threading.Event:
 
 
 @contextmanager
-def _interrupt_after() -> Iterator[None]:
+def _interrupt_after(say: Callable[[str], None]) -> Iterator[None]:
     """A Ctrl-C during the block is taken when it ends. ``ray.init`` interrupted half-way
     leaves its driver half-connected: the process then crashed (SIGSEGV) or hung at exit
-    (``test_ctrl_c``, in CI) instead of stopping what it had started."""
+    (``test_ctrl_c``, in CI) instead of stopping what it had started. A second Ctrl-C
+    stops at once all the same (joining a cluster that does not answer waits 60 s)."""
     pressed = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+
+    def press(_signum: int, _frame: FrameType | None) -> None:
+        if pressed.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        pressed.set()
+        say("stopping once Ray has started (Ctrl-C again to stop at once)…")
+
+    previous = signal.signal(signal.SIGINT, press)
     try:
         yield
     finally:
@@ -128,7 +137,7 @@ def serve(
             say(f"created topics: {', '.join(created)}")
         say(f"starting Ray and {blocks} working block(s)…")
         cluster = Cluster(settings, blocks)
-        with _interrupt_after():
+        with _interrupt_after(say):
             cluster.launch()
         _wait_ready(settings, cluster, say)
         if web_port:

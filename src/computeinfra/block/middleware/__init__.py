@@ -38,7 +38,8 @@ class Middleware:
     """Base class; override only the hooks a policy needs."""
 
     def on_received(self, key: str | None, task: str | None) -> None:
-        """A record was consumed (valid or not)."""
+        """A record was consumed (valid or not); ``task`` is the one it names
+        (``protocol.named_task``), ``None`` if none readably."""
 
     def on_inherited(self, key: str) -> None:
         """The job ``key`` was read here after another owner may have read it (a rebalance,
