@@ -205,10 +205,10 @@ class Outbox:
         refused: dict[int, str] = {}
         for index, record in enumerate(records):
             if index in alone:  # what went before is delivered first, in its own batches
-                self._producer.flush(TXN_TIMEOUT_SECONDS)
+                self._deliver()
             self._produce(record, index, refused)
             if index in alone:
-                self._producer.flush(TXN_TIMEOUT_SECONDS)
+                self._deliver()
             if refused:  # the transaction takes nothing more now; it is aborted
                 raise RecordsRefused(refused, alone)
         # The offsets go while the records are delivered, not after: the two overlap (3 to
