@@ -51,6 +51,13 @@ POLL_SECONDS = 0.2
 # default, the CLI's and a block's cancel reader keep librdkafka's 500 ms.
 FETCH_WAIT_MS = 500
 LONG_FETCH_WAIT_MS = 5_000
+# A follower that may see news up to a second late (``gather``: the analyzer's) lets the
+# broker gather records for it: a fetch returns once this much is new, or after the wait.
+# Under load that is a few fetches a second, not one per record or commit marker (the
+# analyzer made 1.5 of the 10 requests a job cost at 200 jobs/s, docs/performance.md,
+# change 18); idle, one a second.
+GATHER_MIN_BYTES = 64 * 1024
+GATHER_WAIT_MS = 1_000
 TOPIC_WAIT_SECONDS = 2.0
 STOP_JOIN_SECONDS = 5.0
 # A topic just created has partitions whose leader is not elected yet for a moment
@@ -115,7 +122,9 @@ class TopicFollower:
     them), or while a topic does not exist (it holds nothing). ``between_polls``, if given,
     runs on the thread before every poll (e.g. to serve a producer's callbacks).
     ``long_poll``: fetches wait up to 5 s for news, not 0.5 s (``LONG_FETCH_WAIT_MS``): for a
-    long-lived follower that may see a record up to 5 s late in its first seconds."""
+    long-lived follower that may see a record up to 5 s late in its first seconds.
+    ``gather``: the broker gathers records for each fetch (``GATHER_MIN_BYTES``), so a
+    record may be seen up to ``GATHER_WAIT_MS`` late, at any time."""
 
     def __init__(
         self,
@@ -129,14 +138,17 @@ class TopicFollower:
         poll_seconds: float = POLL_SECONDS,
         track_reads: bool = False,
         long_poll: bool = False,
+        gather: bool = False,
     ) -> None:
         self.topics = tuple(topics)
         self._handle = handle
         self._start = start
         self._between_polls = between_polls
         self._poll_seconds = poll_seconds
-        wait = LONG_FETCH_WAIT_MS if long_poll else FETCH_WAIT_MS
-        self._consumer = reader(bootstrap, client_id=client_id, **{"fetch.wait.max.ms": wait})
+        fetch = {"fetch.wait.max.ms": LONG_FETCH_WAIT_MS if long_poll else FETCH_WAIT_MS}
+        if gather:
+            fetch = {"fetch.wait.max.ms": GATHER_WAIT_MS, "fetch.min.bytes": GATHER_MIN_BYTES}
+        self._consumer = reader(bootstrap, client_id=client_id, **fetch)
         self._bootstrap, self._client_id = bootstrap, client_id
         self._asker: Consumer | None = None  # for ``read_past``, made on first use
         self._assigned = False
