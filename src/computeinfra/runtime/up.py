@@ -131,10 +131,7 @@ def serve(
     web: subprocess.Popen[bytes] | None = None
     now: threading.Event | None = None
     try:
-        check_reachable(settings.bootstrap_servers)
-        created = ensure_topics(settings)
-        if created:
-            say(f"created topics: {', '.join(created)}")
+        _prepare_topics(settings, say)
         say(f"starting Ray and {blocks} working block(s)…")
         cluster = Cluster(settings, blocks)
         with _interrupt_after(say):
@@ -144,15 +141,7 @@ def serve(
             web = start_web(web_port, say, {"COMPUTEINFRA_BOOTSTRAP": settings.bootstrap_servers})
         if on_ready is not None:
             on_ready(cluster)
-        group = Doctor(settings)
-        keeper = BlockKeeper(
-            cluster.status, cluster.restart_block, unowned=group.unowned, reseat=cluster.reseat
-        )
-        keeper.start()
-        try:
-            now = wait_for_signal(say)
-        finally:
-            keeper.stop()
+        now = _keep_until_signal(settings, cluster, say)
         say("stopping…")
     finally:
         stop_web(web)
@@ -160,6 +149,29 @@ def serve(
         left = reap(run_id)
         if left:
             _log.info("ended %d process(es) the run left behind", left)
+
+
+def _prepare_topics(settings: Settings, say: Callable[[str], None]) -> None:
+    check_reachable(settings.bootstrap_servers)
+    created = ensure_topics(settings)
+    if created:
+        say(f"created topics: {', '.join(created)}")
+
+
+def _keep_until_signal(
+    settings: Settings, cluster: Cluster, say: Callable[[str], None]
+) -> threading.Event:
+    """Keep every block running (one that dies is started again) until a signal comes;
+    the event a second signal sets (``wait_for_signal``)."""
+    group = Doctor(settings)
+    keeper = BlockKeeper(
+        cluster.status, cluster.restart_block, unowned=group.unowned, reseat=cluster.reseat
+    )
+    keeper.start()
+    try:
+        return wait_for_signal(say)
+    finally:
+        keeper.stop()
 
 
 def _wait_ready(settings: Settings, cluster: Cluster, say: Callable[[str], None]) -> None:
