@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from computeinfra.kafka.clients import make_producer
+from computeinfra.kafka.fetching import Fetching
 from computeinfra.kafka.follow import END, TopicFollower
 from computeinfra.testing.stack import running_broker
 
@@ -45,8 +46,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def _trial(bootstrap: str, producer: Any, partition: int, long_poll: bool) -> float:
     seen = threading.Event()
+    fetching = Fetching.LONG if long_poll else Fetching.PROMPT
     follower = TopicFollower(
-        bootstrap, (TOPIC,), lambda _m: seen.set(), start=END, long_poll=long_poll
+        bootstrap, (TOPIC,), lambda _m: seen.set(), start=END, fetching=fetching
     ).start(assign_now=True)
     try:
         start = time.perf_counter()

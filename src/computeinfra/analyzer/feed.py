@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Message
 
+from computeinfra.kafka.fetching import Fetching
 from computeinfra.kafka.follow import BEGINNING, TopicFollower
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -40,7 +41,8 @@ class TopicFeed:
             self._handle,
             start=BEGINNING,
             client_id="computeinfra-analyzer",
-            gather=True,  # metrics may be a second late: spares the broker a fetch a record
+            # Metrics may be a second late: spares the broker a fetch for every record.
+            fetching=Fetching.GATHER,
         )
 
     def start(self) -> None:

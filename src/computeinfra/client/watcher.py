@@ -10,6 +10,7 @@ from concurrent.futures import Future, InvalidStateError
 
 from confluent_kafka import Message, Producer
 
+from computeinfra.kafka.fetching import Fetching
 from computeinfra.kafka.follow import END, TopicFollower
 from computeinfra.protocol import COMPLETED_TOPIC, Completion, decode_completion
 
@@ -49,7 +50,7 @@ class CompletionWatcher:
             # Delivery reports for submits are served on the same thread.
             between_polls=(lambda: producer.poll(0)) if producer is not None else None,
             poll_seconds=POLL_SECONDS,
-            long_poll=long_poll,
+            fetching=Fetching.LONG if long_poll else Fetching.PROMPT,
         ).start(assign_now=True)
 
     def expect(self, key: str) -> Future[Completion]:

@@ -35,29 +35,12 @@ from computeinfra.kafka.clients import (
     partition_count,
     reader,
 )
+from computeinfra.kafka.fetching import Fetching, fetch_config
 
 __all__ = ["BEGINNING", "END", "Start", "TopicFollower", "tail"]
 
 _log = logging.getLogger("computeinfra.follow")
 POLL_SECONDS = 0.2
-# How long the broker holds a fetch while there is nothing new (librdkafka's
-# ``fetch.wait.max.ms``). A record, or a transaction's commit marker, ends the wait at once;
-# a long wait spares the broker an empty fetch twice a second per follower (1.4 % of a core
-# for an idle stack's five, docs/performance.md). But librdkafka keeps one fetch in flight
-# per broker, and the first may carry only the partitions started by then (seen under load:
-# 4 of 12); a record in any other waits for that fetch to end (likely so after a reconnect
-# too). So only a follower whose first seconds do not matter asks for the long wait
-# (``long_poll``): the web app's feed and its SDK client's, and the analyzer's. The SDK's by
-# default, the CLI's and a block's cancel reader keep librdkafka's 500 ms.
-FETCH_WAIT_MS = 500
-LONG_FETCH_WAIT_MS = 5_000
-# A follower that may see news up to a second late (``gather``: the analyzer's) lets the
-# broker gather records for it: a fetch returns once this much is new, or after the wait.
-# Under load that is a few fetches a second, not one per record or commit marker (the
-# analyzer made 1.5 of the 10 requests a job cost at 200 jobs/s, docs/performance.md,
-# change 18); idle, one a second.
-GATHER_MIN_BYTES = 64 * 1024
-GATHER_WAIT_MS = 1_000
 TOPIC_WAIT_SECONDS = 2.0
 STOP_JOIN_SECONDS = 5.0
 # A topic just created has partitions whose leader is not elected yet for a moment
@@ -121,10 +104,7 @@ class TopicFollower:
     may find nothing before the first fetch answers: only ``at_end`` is sure to have seen
     them), or while a topic does not exist (it holds nothing). ``between_polls``, if given,
     runs on the thread before every poll (e.g. to serve a producer's callbacks).
-    ``long_poll``: fetches wait up to 5 s for news, not 0.5 s (``LONG_FETCH_WAIT_MS``): for a
-    long-lived follower that may see a record up to 5 s late in its first seconds.
-    ``gather``: the broker gathers records for each fetch (``GATHER_MIN_BYTES``), so a
-    record may be seen up to ``GATHER_WAIT_MS`` late, at any time."""
+    ``fetching``: how long the broker holds each fetch, and for how much (``fetching.py``)."""
 
     def __init__(
         self,
@@ -137,18 +117,14 @@ class TopicFollower:
         between_polls: Callable[[], object] | None = None,
         poll_seconds: float = POLL_SECONDS,
         track_reads: bool = False,
-        long_poll: bool = False,
-        gather: bool = False,
+        fetching: Fetching = Fetching.PROMPT,
     ) -> None:
         self.topics = tuple(topics)
         self._handle = handle
         self._start = start
         self._between_polls = between_polls
         self._poll_seconds = poll_seconds
-        fetch = {"fetch.wait.max.ms": LONG_FETCH_WAIT_MS if long_poll else FETCH_WAIT_MS}
-        if gather:
-            fetch = {"fetch.wait.max.ms": GATHER_WAIT_MS, "fetch.min.bytes": GATHER_MIN_BYTES}
-        self._consumer = reader(bootstrap, client_id=client_id, **fetch)
+        self._consumer = reader(bootstrap, client_id=client_id, **fetch_config(fetching))
         self._bootstrap, self._client_id = bootstrap, client_id
         self._asker: Consumer | None = None  # for ``read_past``, made on first use
         self._assigned = False

@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from computeinfra.errors import RequestError
+from computeinfra.kafka.fetching import Fetching
 from computeinfra.kafka.follow import TopicFollower, tail
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
@@ -96,7 +97,7 @@ class JobFeed:
         self._hub = hub
         self._follower = TopicFollower(
             bootstrap, TOPICS, self._handle, start=tail(tail_records), client_id="computeinfra-web",
-            long_poll=True,  # lives as long as the app; its feed may start a moment late
+            fetching=Fetching.LONG,  # lives as long as the app; its feed may start a moment late
         )  # fmt: skip
         self.caught_up = self._follower.caught_up
 
