@@ -25,8 +25,9 @@ def _check_text(value: str, what: str) -> None:
         raise PathError(f"{what} contains control characters")
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
+def _within(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or under it (both resolved)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def resolve_result_dir(results_root: Path, result_dir: str, root: Path | None = None) -> Path:
@@ -52,18 +53,20 @@ def resolve_result_dir(results_root: Path, result_dir: str, root: Path | None = 
 
 
 def resolve_input(input_roots: Sequence[Path], path: str) -> Path:
-    """Find ``path`` (absolute, or relative to one of the roots) inside an input root."""
+    """Find ``path`` (absolute, or relative to one of the roots) inside an input root.
+    Strings and ``os.path.realpath``, as ``resolve_result_dir``: every record's inputs are
+    checked at intake."""
     _check_text(path, f"input {path!r}")
-    roots = [r.resolve() for r in input_roots]
-    candidates = [Path(path)] if os.path.isabs(path) else [root / path for root in roots]
-    outside: Path | None = None
+    roots = [os.path.realpath(r) for r in input_roots]
+    candidates = [path] if os.path.isabs(path) else [os.path.join(root, path) for root in roots]
+    outside: str | None = None
     for candidate in candidates:
-        resolved = candidate.resolve()
-        if not any(_inside(resolved, root) for root in roots):
+        resolved = os.path.realpath(candidate)
+        if not any(_within(resolved, root) for root in roots):
             outside = resolved
             continue
-        if resolved.is_file():
-            return resolved
+        if os.path.isfile(resolved):
+            return Path(resolved)
     shown = os.pathsep.join(str(r) for r in roots)
     if outside is not None:
         raise PathError(

@@ -12,7 +12,6 @@ consumer group's generation fences a supervisor whose partitions moved elsewhere
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from confluent_kafka import KafkaError as RawKafkaError
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from computeinfra.kafka.clients import make_producer
+
+from .sidecar import Sidecar
 
 __all__ = ["Outbox", "OutboxRecord", "PartitionLost", "RecordsRefused", "Withdrawn"]
 
@@ -110,6 +111,7 @@ class Outbox:
         # Producers stuck inside librdkafka: kept referenced so they are never destroyed
         # while a thread is blocked in them (see ``_send_offsets``).
         self._stuck: list[Producer] = []
+        self._sidecar = Sidecar("send-offsets")
         self.transactions = 0  # committed, for ``blocks`` and the benchmarks
 
     @property
@@ -288,17 +290,17 @@ class Outbox:
             except BaseException as exc:  # handed to the caller's thread below
                 failure.append(exc)
 
-        thread = threading.Thread(target=send, name="send-offsets", daemon=True)
-        thread.start()
+        done = self._sidecar.run(send)
         meanwhile()
-        thread.join(TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS)
-        if thread.is_alive():
+        if not done.wait(TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS):
             _log.warning(
                 "%s: send_offsets_to_transaction is stuck; replacing the producer",
                 self._transactional_id,
             )
             self._stuck.append(producer)
             self._producer = self._new_producer()
+            self._sidecar.stop()  # its thread stays in librdkafka; the next call needs one
+            self._sidecar = Sidecar("send-offsets")
             raise _ProducerReplaced
         if failure:
             raise failure[0]
@@ -340,5 +342,6 @@ class Outbox:
             self._producer = self._new_producer()
 
     def close(self) -> None:
+        self._sidecar.stop()
         for producer in self._producers:
             producer.flush(TXN_TIMEOUT_SECONDS)
