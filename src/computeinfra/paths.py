@@ -6,6 +6,7 @@ Paths are checked after resolving symlinks and ``..``, so neither can be used to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from computeinfra.errors import PathError
 __all__ = ["resolve_input", "resolve_result_dir", "safe_output_path"]
 
 MAX_PATH_CHARS = 1024
+# One search, not a test per character in Python: every record's paths are checked at intake.
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _check_text(value: str, what: str) -> None:
@@ -21,7 +24,7 @@ def _check_text(value: str, what: str) -> None:
         raise PathError(f"{what} is empty")
     if len(value) > MAX_PATH_CHARS:
         raise PathError(f"{what} is {len(value)} characters long; the limit is {MAX_PATH_CHARS}")
-    if any(ord(ch) < 32 for ch in value):
+    if _CONTROL.search(value):
         raise PathError(f"{what} contains control characters")
 
 

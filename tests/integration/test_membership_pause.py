@@ -12,9 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from computeinfra.block.membership import GroupMember
+from computeinfra.block.transaction import Outbox, PartitionLost
 from computeinfra.config import Settings
 from computeinfra.kafka.clients import make_producer
 from computeinfra.testing.stack import running_broker, settings_under
@@ -97,3 +99,34 @@ def test_resuming_reads_on_from_where_it_stood(settings: Settings) -> None:
         assert member.paused == set()
     finally:
         member.close()
+
+
+def test_the_group_metadata_kept_between_commits_is_taken_again_at_a_rebalance(
+    settings: Settings,
+) -> None:
+    """A member keeps its group metadata between commits (``GroupMember.group_metadata``)
+    and takes it again when a rebalance ends: a commit after a second member joined is not
+    fenced, while one with the metadata kept from before is."""
+    first = GroupMember(settings, "first", [TOPIC])
+    second: GroupMember | None = None
+    outbox = Outbox(settings.bootstrap_servers, f"metadata-{uuid.uuid4().hex[:8]}")
+    try:
+        wait_for(lambda: _serve(first) is not None and len(first.assigned) == 2, TIMEOUT,
+                 "the first member to hold both partitions")  # fmt: skip
+        before = first.group_metadata()
+        assert first.group_metadata() is before  # kept: no round trip to librdkafka
+        second = GroupMember(settings, "second", [TOPIC])
+        wait_for(lambda: _serve(first, second) is not None and len(first.assigned) == 1,
+                 TIMEOUT, "a partition to move to the second member")  # fmt: skip
+        ((topic, partition),) = first.assigned
+        offsets = [TopicPartition(topic, partition, 0)]
+        with pytest.raises(PartitionLost):  # the generation moved on
+            outbox.commit(before, offsets, [])
+        outbox.commit(first.group_metadata(), offsets, [])
+        (committed,) = first.consumer.committed([TopicPartition(topic, partition)], timeout=30)
+        assert committed.offset == 0
+    finally:
+        outbox.close()
+        for member in (first, second):
+            if member is not None:
+                member.close()

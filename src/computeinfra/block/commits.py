@@ -33,9 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import Consumer
+from typing import Any, Protocol
 
 from .commit_thread import CommitThread
 from .middleware import MiddlewareChain
@@ -59,6 +57,15 @@ REFUSED_PAUSE_SECONDS = 5.0
 WITHDRAWN_PAUSE_SECONDS = 0.05
 
 
+class Seat(Protocol):
+    """The block's seat in the consumer group, which fences a commit's offsets
+    (``membership.GroupMember``)."""
+
+    def group_metadata(self) -> Any: ...
+
+    def fenced(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Batch:
     """One transaction as cut: its plan, the answers it carries and what is sent."""
@@ -70,7 +77,8 @@ class _Batch:
     records: list[OutboxRecord]
     alone: set[int]
     last: Callable[[], bool] | None  # the check, asked just before the commit
-    group: Any  # the consumer's group metadata when the answers were taken
+    group: Any  # the consumer's group metadata (taken again at each rebalance)
+    seat: Seat  # told when the group fenced the commit
     # Each record's job (None: the middleware's) and index in that job's records, and each
     # job's records as sent (by slot id): a job let go and taken up again while the
     # transaction ran may have other records by the time a refusal names an index.
@@ -147,7 +155,7 @@ class Commits:
         self,
         positions: Positions,
         outbox: Outbox,
-        consumer: Consumer,
+        seat: Seat,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None = None,
     ) -> None:
@@ -155,7 +163,7 @@ class Commits:
         middleware publishes with them (``in_hand``: the jobs still held, by key, with when
         their attempt was sent to a worker; ``Middleware.commit_records``). ``check``, given
         the answers, may withdraw the commit (``Outbox.commit``); they are kept."""
-        batch = self._prepare(positions, consumer, in_hand, check)
+        batch = self._prepare(positions, seat, in_hand, check)
         if batch is None:
             return
         try:
@@ -169,7 +177,7 @@ class Commits:
         self,
         positions: Positions,
         outbox: Outbox,
-        consumer: Consumer,
+        seat: Seat,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None,
         thread: CommitThread,
@@ -178,7 +186,7 @@ class Commits:
         """``commit``, on ``thread``: ``ended`` is called there when the transaction ends,
         and ``finish`` applies its outcome. None may start while one is in flight."""
         assert self._flight is None, "one transaction at a time, in order"
-        batch = self._prepare(positions, consumer, in_hand, check)
+        batch = self._prepare(positions, seat, in_hand, check)
         if batch is None:
             return
         sent = thread.submit(
@@ -205,7 +213,7 @@ class Commits:
     def _prepare(
         self,
         positions: Positions,
-        consumer: Consumer,
+        seat: Seat,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None,
     ) -> _Batch | None:
@@ -226,9 +234,11 @@ class Commits:
         by_index = owners(extra, slots)
         alone = {i for i, (s, _) in enumerate(by_index) if id(s) in self._suspects}
         last = None if check is None else (lambda: check(slots))
-        group = consumer.consumer_group_metadata() if plan.offsets else None
+        group = seat.group_metadata() if plan.offsets else None
         sent = {id(slot): slot.records for slot in slots}
-        return _Batch(positions, plan, slots, extra, records, alone, last, group, by_index, sent)
+        return _Batch(
+            positions, plan, slots, extra, records, alone, last, group, seat, by_index, sent
+        )
 
     def _settle(self, batch: _Batch, error: BaseException | None) -> None:
         """Apply a transaction's outcome: ``error`` as ``Outbox.commit`` raised it."""
@@ -239,6 +249,7 @@ class Commits:
         elif isinstance(error, PartitionLost):
             # Kept: the next poll completes the rebalance; what is still ours commits then.
             _log.warning("block %s: commit fenced (%s); trying again", self._block, error)
+            batch.seat.fenced()
             # The middleware's records are not kept: a job let go in the rebalance must not
             # show running after its new owner answered it (one still held just shows
             # pending until its answer).

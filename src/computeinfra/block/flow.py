@@ -289,9 +289,8 @@ class Flow:
         self._commits.finish(timeout=None)  # the one before ends first: commits keep order
         self._cancelling.answered(self._answers.values())
         in_hand = {slot.key: slot.started_at for slot in self._pending.values()}
-        consumer, check = self._member.consumer, self._cancelling.check
-        self._commits.start(self._positions, self._outbox, consumer, in_hand, check,
-                            self._commit_thread, self._wake)  # fmt: skip
+        self._commits.start(self._positions, self._outbox, self._member, in_hand,
+                            self._cancelling.check, self._commit_thread, self._wake)  # fmt: skip
         if wait:
             self._commits.finish(timeout=None)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_END,
@@ -154,15 +155,36 @@ class GroupMember:
         # Each partition's end when it was last assigned here (``positions.py``: which
         # records a previous owner may have read).
         self.ends: dict[tuple[str, int], int] = {}
+        self._group_metadata: Any = None  # ``group_metadata``: kept until a rebalance
         self.consumer = self._join()
 
     def _join(self) -> Consumer:
         self._stalled = StalledFetches()  # a new consumer's statistics start afresh
+        self._group_metadata = None
         consumer = make_supervisor_consumer(self.settings, self.member_id, self._stalled.read)
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         return consumer
 
+    def group_metadata(self) -> Any:
+        """The consumer's group metadata, which fences a transaction's offsets to this
+        member and generation of the group (``Outbox.commit``).
+
+        Kept between commits: librdkafka answers it on its main thread, a round trip that
+        held the consume thread 1 to 2 ms a commit under load (docs/performance.md, change
+        20). Taken again after every rebalance callback (each ends a rebalance, even one
+        that changes nothing here), with a new consumer, and after a fenced commit
+        (``fenced``). One kept too long can only be refused (the coordinator takes no
+        older generation), never commit for a newer one."""
+        if self._group_metadata is None:
+            self._group_metadata = self.consumer.consumer_group_metadata()
+        return self._group_metadata
+
+    def fenced(self) -> None:
+        """A commit was fenced: the group moved on, and its metadata is taken again."""
+        self._group_metadata = None
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._group_metadata = None
         given = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned |= given
         self.paused |= self._revoked_paused & given  # still paused: ``pause_only`` resumes
@@ -178,6 +200,7 @@ class GroupMember:
         # (``Flow._follow``); one in flight on the commit thread is fenced if it is late.
         # Committing from inside the rebalance callback can deadlock librdkafka's
         # transactional offset commit against the rebalance it is part of.
+        self._group_metadata = None
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= gone
         self._revoked_paused |= self.paused & gone

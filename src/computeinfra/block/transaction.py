@@ -162,8 +162,8 @@ class Outbox:
         names only the record refused (a broker refuses a whole batch: every record in it).
         ``check``, if given, is asked once the records are delivered, just before the
         commit: ``False`` aborts the transaction and raises ``Withdrawn``. ``group``: the
-        consumer's ``consumer_group_metadata()``, taken when the answers were (a rebalance
-        since fences the commit).
+        consumer's ``consumer_group_metadata()``, as of the rebalance the answers were taken
+        after (``GroupMember.group_metadata``: a rebalance since fences the commit).
         """
         self._turn ^= 1
         attempt = 0

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from computeinfra.block.commit_thread import CommitThread
 from computeinfra.block.commits import (
@@ -19,7 +20,12 @@ from computeinfra.block.commits import (
 from computeinfra.block.middleware import Middleware, MiddlewareChain
 from computeinfra.block.positions import CommitPlan
 from computeinfra.block.slots import Slot
-from computeinfra.block.transaction import OutboxRecord, RecordsRefused, Withdrawn
+from computeinfra.block.transaction import (
+    OutboxRecord,
+    PartitionLost,
+    RecordsRefused,
+    Withdrawn,
+)
 from computeinfra.protocol import (
     COMPLETED_TOPIC,
     JOB_STATUS_TOPIC,
@@ -358,3 +364,48 @@ def test_a_refusal_of_records_an_answer_no_longer_has_leaves_its_new_answer_alon
     assert commits.finish(None)
     assert slot.completion is not None and slot.completion.status is Status.SUCCEEDED
     assert slot.records is anew.records and (WHERE, 1) in commits.answers
+
+
+class _Seat:
+    """A group member whose metadata is counted, as ``GroupMember`` keeps it."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.fences = 0
+
+    def group_metadata(self) -> str:
+        self.asked += 1
+        return f"generation-{self.fences}"
+
+    def fenced(self) -> None:
+        self.fences += 1
+
+
+class _FencingBroker:
+    """Fences the first commit (the group moved on), takes the next; notes each group."""
+
+    def __init__(self) -> None:
+        self.groups: list[Any] = []
+
+    def commit(self, group: Any, offsets: Any, records: Any, alone: Any, check: Any) -> None:
+        self.groups.append(group)
+        if len(self.groups) == 1:
+            raise PartitionLost("ILLEGAL_GENERATION")
+
+
+class _OffsetPositions(_Positions):
+    def plan(self) -> CommitPlan:
+        return CommitPlan([TopicPartition(*WHERE, 2)], list(self.keys), {})
+
+
+def test_a_fenced_commit_has_the_seat_take_its_group_metadata_again() -> None:
+    """The group metadata a commit fences its offsets with is the seat's (kept between
+    commits); a fenced commit tells the seat, and the next one asks it again."""
+    commits, broker, seat = _commits(), _FencingBroker(), _Seat()
+    commits.add((WHERE, 1), _answer("k", "fine"))
+    positions = _OffsetPositions([(WHERE, 1)])
+    commits.commit(positions, broker, seat, {})  # type: ignore[arg-type]
+    assert positions.commits == 0 and seat.fences == 1 and (WHERE, 1) in commits.answers
+    commits.commit(positions, broker, seat, {})  # type: ignore[arg-type]
+    assert positions.commits == 1 and not commits.answers
+    assert broker.groups == ["generation-0", "generation-1"] and seat.asked == 2
