@@ -116,8 +116,14 @@ def test_the_group_metadata_kept_between_commits_is_taken_again_at_a_rebalance(
         before = first.group_metadata()
         assert first.group_metadata() is before  # kept: no round trip to librdkafka
         second = GroupMember(settings, "second", [TOPIC])
-        wait_for(lambda: _serve(first, second) is not None and len(first.assigned) == 1,
-                 TIMEOUT, "a partition to move to the second member")  # fmt: skip
+        joined = second
+
+        def moved() -> bool:  # both rebalances ended: the revoke, then the assign
+            _serve(first, joined)
+            return len(first.assigned) == 1 and len(joined.assigned) == 1
+
+        wait_for(moved, TIMEOUT, "a partition to move to the second member")
+        assert first.group_metadata() is not before  # taken again at the rebalance
         ((topic, partition),) = first.assigned
         offsets = [TopicPartition(topic, partition, 0)]
         with pytest.raises(PartitionLost):  # the generation moved on

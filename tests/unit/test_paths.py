@@ -71,6 +71,15 @@ def test_missing_input_is_rejected(tmp_path: Path) -> None:
         resolve_input([tmp_path], "nope.png")
 
 
+def test_an_input_in_a_symlink_loop_is_a_path_error_not_a_crash(tmp_path: Path) -> None:
+    """A request's own mistake, answered as one: ``Path.resolve`` raised ``RuntimeError``
+    on a loop, which no validator turned into the job's answer."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(PathError, match="does not exist"):
+        resolve_input([tmp_path], "a")
+
+
 def test_output_names_stay_in_the_result_dir(tmp_path: Path) -> None:
     assert safe_output_path(tmp_path, "a.jpg") == tmp_path.resolve() / "a.jpg"
     with pytest.raises(PathError):

@@ -33,9 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from .commit_thread import CommitThread
+from .membership import GroupMember
 from .middleware import MiddlewareChain
 from .orphans import Key
 from .positions import CommitPlan, Positions
@@ -57,15 +58,6 @@ REFUSED_PAUSE_SECONDS = 5.0
 WITHDRAWN_PAUSE_SECONDS = 0.05
 
 
-class Seat(Protocol):
-    """The block's seat in the consumer group, which fences a commit's offsets
-    (``membership.GroupMember``)."""
-
-    def group_metadata(self) -> Any: ...
-
-    def fenced(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class _Batch:
     """One transaction as cut: its plan, the answers it carries and what is sent."""
@@ -78,7 +70,7 @@ class _Batch:
     alone: set[int]
     last: Callable[[], bool] | None  # the check, asked just before the commit
     group: Any  # the consumer's group metadata (taken again at each rebalance)
-    seat: Seat  # told when the group fenced the commit
+    seat: GroupMember  # told when the group fenced the commit
     # Each record's job (None: the middleware's) and index in that job's records, and each
     # job's records as sent (by slot id): a job let go and taken up again while the
     # transaction ran may have other records by the time a refusal names an index.
@@ -155,7 +147,7 @@ class Commits:
         self,
         positions: Positions,
         outbox: Outbox,
-        seat: Seat,
+        seat: GroupMember,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None = None,
     ) -> None:
@@ -177,7 +169,7 @@ class Commits:
         self,
         positions: Positions,
         outbox: Outbox,
-        seat: Seat,
+        seat: GroupMember,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None,
         thread: CommitThread,
@@ -213,7 +205,7 @@ class Commits:
     def _prepare(
         self,
         positions: Positions,
-        seat: Seat,
+        seat: GroupMember,
         in_hand: Mapping[str, float | None],
         check: Callable[[Sequence[Slot]], bool] | None,
     ) -> _Batch | None:

@@ -171,10 +171,10 @@ class GroupMember:
 
         Kept between commits: librdkafka answers it on its main thread, a round trip that
         held the consume thread 1 to 2 ms a commit under load (docs/performance.md, change
-        20). Taken again after every rebalance callback (each ends a rebalance, even one
-        that changes nothing here), with a new consumer, and after a fenced commit
-        (``fenced``). One kept too long can only be refused (the coordinator takes no
-        older generation), never commit for a newer one."""
+        20). Taken again after every rebalance callback (an assign one ends every
+        rebalance, even one that changes nothing here), with a new consumer, and after a
+        fenced commit (``fenced``). One kept too long can only be refused (the coordinator
+        takes no older generation), never commit for a newer one."""
         if self._group_metadata is None:
             self._group_metadata = self.consumer.consumer_group_metadata()
         return self._group_metadata

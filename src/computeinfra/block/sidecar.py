@@ -1,10 +1,10 @@
-"""A thread kept to run calls beside the caller's thread, one at a time, in order.
+"""A thread kept to run a call beside the caller's own work, under a deadline.
 
 Why not a thread per call: the outbox sends each transaction's offsets beside the delivery
 of its records (``transaction.py``), and starting a thread for it cost about 0.3 ms of the
 supervisor's CPU a transaction (docs/performance.md, change 19). Why not a
 ``ThreadPoolExecutor``: its threads are joined at interpreter exit, and a call stuck inside
-librdkafka would then keep the process from ever ending; this one's thread is a daemon.
+librdkafka would then keep the process from ever ending; these threads are daemons.
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ from collections.abc import Callable
 
 __all__ = ["Sidecar"]
 
+Calls = queue.SimpleQueue[Callable[[], None] | None]
+
 
 class Sidecar:
-    """Runs the calls handed to it on its own daemon thread. A call that never returns
-    holds the thread for good: its owner starts another ``Sidecar`` and calls ``stop`` on
-    this one, whose thread then ends if the call ever returns."""
+    """Runs calls on a thread of its own, one at a time. A call still running when its
+    caller stops waiting for it (past the deadline, or the caller's own work raised) keeps
+    that thread, which ends after it: the next call gets a new thread, never a place in
+    line behind it."""
 
     def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._name = name
+        self._calls = self._start()
 
-    def run(self, call: Callable[[], None]) -> threading.Event:
-        """Queue ``call``; the event is set once it returned or raised (it must not raise:
-        what it raises is lost, so a caller hands its errors back itself)."""
+    def run(self, call: Callable[[], None], meanwhile: Callable[[], None], timeout: float) -> bool:
+        """Run ``call`` there while this thread runs ``meanwhile``; whether ``call`` ended
+        within ``timeout`` after that. What ``meanwhile`` raises is raised; what ``call``
+        raises is lost (a caller hands its errors back itself)."""
         done = threading.Event()
 
         def wrapped() -> None:
@@ -38,15 +41,34 @@ class Sidecar:
                 done.set()
 
         self._calls.put(wrapped)
-        return done
+        try:
+            meanwhile()
+        except BaseException:
+            if not done.is_set():
+                self._leave()
+            raise
+        if done.wait(timeout):
+            return True
+        self._leave()
+        return False
 
     def stop(self) -> None:
-        """End the thread once the calls queued before have run."""
+        """End the thread once the call it is on, if any, has returned."""
         self._calls.put(None)
 
-    def _run(self) -> None:
-        while (call := self._calls.get()) is not None:
-            try:
-                call()
-            except BaseException:  # the caller hands its own errors back; the thread stays
-                continue
+    def _leave(self) -> None:
+        self.stop()
+        self._calls = self._start()
+
+    def _start(self) -> Calls:
+        calls: Calls = queue.SimpleQueue()
+        threading.Thread(target=_serve, args=(calls,), name=self._name, daemon=True).start()
+        return calls
+
+
+def _serve(calls: Calls) -> None:
+    while (call := calls.get()) is not None:
+        try:
+            call()
+        except BaseException:  # the caller hands its own errors back; the thread stays
+            continue

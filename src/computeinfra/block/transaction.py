@@ -290,17 +290,13 @@ class Outbox:
             except BaseException as exc:  # handed to the caller's thread below
                 failure.append(exc)
 
-        done = self._sidecar.run(send)
-        meanwhile()
-        if not done.wait(TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS):
+        if not self._sidecar.run(send, meanwhile, TXN_TIMEOUT_SECONDS + WATCHDOG_MARGIN_SECONDS):
             _log.warning(
                 "%s: send_offsets_to_transaction is stuck; replacing the producer",
                 self._transactional_id,
             )
             self._stuck.append(producer)
             self._producer = self._new_producer()
-            self._sidecar.stop()  # its thread stays in librdkafka; the next call needs one
-            self._sidecar = Sidecar("send-offsets")
             raise _ProducerReplaced
         if failure:
             raise failure[0]

@@ -83,6 +83,8 @@ class _RayWorkerCall:
         try:
             return self._future.result(timeout=timeout)
         except concurrent.futures.TimeoutError as exc:
+            if self._future.done():  # the call's own error (a TimeoutError), as it came
+                raise
             raise TimeoutError(f"no answer within {timeout} s") from exc
         except RayActorError as exc:
             raise WorkerLost(getattr(exc, "error_msg", None) or type(exc).__name__) from exc

@@ -1,48 +1,75 @@
-"""The outbox's kept thread (``block/sidecar.py``): calls run in order, beside the caller."""
+"""The outbox's kept thread (``block/sidecar.py``): a call runs beside the caller's own
+work, on one kept thread; a call left running never holds up the next."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
 from computeinfra.block.sidecar import Sidecar
 
 
-def test_calls_run_in_order_on_one_thread_beside_the_caller() -> None:
-    sidecar = Sidecar("test-sidecar")
-    ran: list[tuple[int, str]] = []
-    events = [
-        sidecar.run(lambda i=i: ran.append((i, threading.current_thread().name))) for i in range(5)
-    ]
-    assert all(event.wait(5.0) for event in events)
-    assert ran == [(i, "test-sidecar") for i in range(5)]
+def _threads(name: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name == name)
+
+
+def test_calls_run_on_one_kept_thread_beside_the_callers_work() -> None:
+    sidecar = Sidecar("test-sidecar-kept")
+    seen: list[tuple[str, str]] = []
+    for _ in range(5):
+        ran = sidecar.run(
+            lambda: seen.append(("call", threading.current_thread().name)),
+            lambda: seen.append(("meanwhile", threading.current_thread().name)),
+            5.0,
+        )
+        assert ran
+    calls = [name for what, name in seen if what == "call"]
+    assert calls == ["test-sidecar-kept"] * 5
+    assert all(name != "test-sidecar-kept" for what, name in seen if what == "meanwhile")
+    assert _threads("test-sidecar-kept") == 1  # not a thread per call
     sidecar.stop()
 
 
-def test_a_raising_call_is_done_and_the_next_still_runs() -> None:
-    sidecar = Sidecar("test-sidecar")
+def test_a_raising_call_ends_and_the_next_still_runs() -> None:
+    sidecar = Sidecar("test-sidecar-raising")
 
     def fails() -> None:
         raise RuntimeError("a bug in a call")
 
-    assert sidecar.run(fails).wait(5.0)
+    assert sidecar.run(fails, lambda: None, 5.0)
     after: list[int] = []
-    assert sidecar.run(lambda: after.append(1)).wait(5.0)
+    assert sidecar.run(lambda: after.append(1), lambda: None, 5.0)
     assert after == [1]
     sidecar.stop()
 
 
-def test_a_stuck_call_holds_its_sidecar_and_stop_ends_it_once_it_returns() -> None:
+def test_a_stuck_call_keeps_its_thread_and_the_next_call_gets_another() -> None:
     release = threading.Event()
-    stuck = Sidecar("stuck-sidecar")
-    held = stuck.run(lambda: release.wait(10.0))
-    assert not held.wait(0.05)  # still inside the call
-    stuck.stop()
-    replacement = Sidecar("replacement")  # what the outbox does: another thread meanwhile
+    sidecar = Sidecar("test-sidecar-stuck")
+    assert not sidecar.run(lambda: release.wait(30.0), lambda: None, 0.05)  # past its deadline
     ran: list[int] = []
-    assert replacement.run(lambda: ran.append(1)).wait(5.0)
+    assert sidecar.run(lambda: ran.append(1), lambda: None, 5.0)  # not behind the stuck one
+    assert ran == [1]
+    assert _threads("test-sidecar-stuck") == 2
+    release.set()  # the stuck call returns: its thread ends
+    sidecar.stop()
+    for thread in [t for t in threading.enumerate() if t.name == "test-sidecar-stuck"]:
+        thread.join(5.0)
+    assert _threads("test-sidecar-stuck") == 0
+
+
+def test_when_the_callers_work_raises_a_call_still_running_holds_up_nothing() -> None:
+    release = threading.Event()
+    sidecar = Sidecar("test-sidecar-meanwhile")
+
+    def raises() -> None:
+        raise ValueError("the delivery failed")
+
+    with pytest.raises(ValueError, match="the delivery failed"):
+        sidecar.run(lambda: release.wait(30.0), raises, 5.0)
+    ran: list[int] = []
+    assert sidecar.run(lambda: ran.append(1), lambda: None, 5.0)
     assert ran == [1]
     release.set()
-    assert held.wait(5.0)
-    stuck._thread.join(5.0)
-    assert not stuck._thread.is_alive()
-    replacement.stop()
+    sidecar.stop()
