@@ -131,7 +131,9 @@ class _RayPeers:
     def __init__(self) -> None:
         self._me = ray.get_runtime_context().get_actor_name()
         self._handles: dict[str, Any] = {}
-        self._calls: dict[str, Any] = {}  # name: the call not answered yet
+        # name: the call not answered yet, as the future Ray sets when it answers (waited on
+        # as a worker call is, without ``ray.wait``: ``_RayWorkerCall``)
+        self._calls: dict[str, concurrent.futures.Future[PeerLoad]] = {}
         self._listed_at = -PEER_NAMES_SECONDS
 
     def __call__(self) -> list[PeerLoad]:
@@ -139,16 +141,17 @@ class _RayPeers:
             self._list()
         for name, handle in self._handles.items():
             if name not in self._calls:
-                self._calls[name] = handle.load.remote()
-        names = {ref: name for name, ref in self._calls.items()}
-        ready, _ = ray.wait(list(names), num_returns=len(names), timeout=PEER_TIMEOUT_SECONDS)
+                self._calls[name] = handle.load.remote().future()
+        concurrent.futures.wait(self._calls.values(), timeout=PEER_TIMEOUT_SECONDS)
         loads = []
-        for ref in ready:
-            del self._calls[names[ref]]
+        for name, call in list(self._calls.items()):
+            if not call.done():
+                continue
+            del self._calls[name]
             try:
-                loads.append(ray.get(ref))
+                loads.append(call.result())
             except RayError as exc:  # gone, restarting, or failed: no load from it this time
-                _log.debug("no load from %s: %s", names[ref], exc)
+                _log.debug("no load from %s: %s", name, exc)
                 self._listed_at = -PEER_NAMES_SECONDS
         return loads
 
