@@ -7,7 +7,9 @@ supervisor's thread, which decides what happens next (answer, retry), so middlew
 always run on that one thread.
 
 A lane keeps more than one call queued at its worker only while what it has sent is known
-to be quick (``batching.py``): a call queued behind a long job could not start elsewhere.
+to be quick (``batching.py``), and about two calls' worth of work at most
+(``SEND_AHEAD_SECONDS``): a job sent to a worker can no longer start elsewhere, on a block
+that runs out of work first (``handover.share``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from itertools import islice
 from computeinfra.protocol import FailureKind, Progress
 
 from .backlog import PIPELINE_SECONDS, JobQueue
+from .batching import CALL_BUDGET_SECONDS
 from .jobs import Failure, NotRun
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
@@ -34,6 +37,11 @@ __all__ = ["LaneEvent", "WorkerLane"]
 _log = logging.getLogger("computeinfra.supervisor")
 # How often a lane with a quick job running looks for more work to queue behind it.
 TOP_UP_SECONDS = 0.002
+# A lane sends one more call of quick jobs only while those it has sent are expected to take
+# less than this: what hides the round trip between two calls is one call waiting behind the
+# running one, not the four ``COMPUTEINFRA_PIPELINE_DEPTH`` allows. One call and a half: a
+# full call (its jobs' run times have been learnt anew since it went) still has one behind.
+SEND_AHEAD_SECONDS = 1.5 * CALL_BUDGET_SECONDS
 # A lane with a long job running looks at it this often (for its time limit, or a stop).
 LONG_WAIT_SECONDS = 0.5
 TAKE_WAIT_SECONDS = 0.2
@@ -204,12 +212,25 @@ class WorkerLane:
         overdue = self._head_overdue()
         if overdue and self._rescued is not self._sent[0]:
             self._rescue()
-        if len(self._queue) >= self._depth or overdue or not all(map(self._jobs.quick, self._sent)):
+        # Sent enough, or a job that is not quick: nothing to add before a call answers (which
+        # ends the wait), so no look every TOP_UP_SECONDS meanwhile.
+        if len(self._queue) >= self._depth or overdue or not self._may_send_more():
             return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
         group = self._jobs.take_quick()
         if group:
             self._send(group)
         return TOP_UP_SECONDS
+
+    def _may_send_more(self) -> bool:
+        """Whether every job sent and not collected is known to be quick (nothing may queue
+        behind one that is not), and all of them together take under SEND_AHEAD_SECONDS."""
+        total = 0.0
+        for slot in self._sent:
+            expected = self._jobs.expected(slot.task)
+            if expected is None or expected >= PIPELINE_SECONDS:
+                return False
+            total += expected
+        return total < SEND_AHEAD_SECONDS
 
     def _running_now(self) -> Slot | None:
         """The job the worker is on, when that is known (``AttemptQueue.running_now``)."""

@@ -161,6 +161,8 @@ class TaskContext:
     # (done, total, message, when): a plain tuple, so that a task may call ``progress`` in
     # its innermost loop; a ``Progress`` is made only when the block asks for it.
     _said: tuple[float, float | None, str | None, float] | None = field(default=None, repr=False)
+    # ``result_dir`` and ``results_root`` resolved, once a job's first output asks.
+    _resolved: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def last_progress(self) -> Progress | None:
@@ -207,7 +209,17 @@ class TaskContext:
         self._stop.set()
 
     def output_path(self, name: str) -> Path:
-        return safe_output_path(self.result_dir, name)
+        return safe_output_path(self.result_dir, name, self._roots()[0])
+
+    def _roots(self) -> tuple[str, str]:
+        """``result_dir`` and ``results_root``, resolved (once a job: each resolve is a
+        system call per path component)."""
+        if self._resolved is None:
+            self._resolved = (
+                os.path.realpath(self.result_dir),
+                os.path.realpath(self.results_root),
+            )
+        return self._resolved
 
     @contextmanager
     def open_output(self, name: str, **meta: Any) -> Iterator[IO[bytes]]:
@@ -216,7 +228,8 @@ class TaskContext:
         A retried job therefore never leaves half a file where a whole one is expected.
         """
         target = self.output_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.isdir(target.parent):  # one stat, where mkdir(exist_ok) makes two
+            target.parent.mkdir(parents=True, exist_ok=True)
         self._note(target)
         self._mark_writing(+1)
         fd, tmp_name = tempfile.mkstemp(
@@ -227,13 +240,14 @@ class TaskContext:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
+                size = os.fstat(handle.fileno()).st_size
             os.replace(tmp_name, target)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
         finally:
             self._mark_writing(-1)
-        self._record(target, meta)
+        self._record(target, size, meta)
 
     @property
     def _tag(self) -> str:
@@ -243,10 +257,7 @@ class TaskContext:
         """List ``target`` in the worker's journal before it is written."""
         if self.journal is None:
             return
-        try:
-            name = target.relative_to(self.result_dir).as_posix()
-        except ValueError:  # a result_dir given unresolved (the worker's is resolved)
-            name = target.relative_to(self.result_dir.resolve()).as_posix()
+        name = target.relative_to(self._roots()[0]).as_posix()
         if name not in self._noted:
             self._noted.add(name)
             self.journal.note(self.key, name)
@@ -260,7 +271,8 @@ class TaskContext:
         attempt that is killed leaves it behind, and the next one, wherever it runs and
         whatever attempt number its block gives it, finds it with one ``stat``."""
         if change > 0 and not self._writing:
-            self._marker.touch()
+            # Made as ``Path.touch`` would, without its ``utime`` first (a path walk more).
+            os.close(os.open(self._marker, os.O_CREAT | os.O_WRONLY, 0o644))
         self._writing += change
         if not self._writing:
             self._marker.unlink(missing_ok=True)
@@ -284,8 +296,8 @@ class TaskContext:
             handle.write(data)
         return self.outputs[-1]
 
-    def _record(self, target: Path, meta: dict[str, Any]) -> None:
-        relative = target.relative_to(self.results_root.resolve()).as_posix()
+    def _record(self, target: Path, size: int, meta: dict[str, Any]) -> None:
+        relative = target.relative_to(self._roots()[1]).as_posix()
         # A retry within one attempt list replaces the earlier entry for the same file.
         self.outputs = [o for o in self.outputs if o.path != relative]
-        self.outputs.append(Output(path=relative, bytes=target.stat().st_size, **meta))
+        self.outputs.append(Output(path=relative, bytes=size, **meta))

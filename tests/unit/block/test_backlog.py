@@ -131,8 +131,8 @@ def test_only_jobs_of_one_time_limit_share_a_call() -> None:
 
 
 def test_a_job_with_a_short_time_limit_goes_alone() -> None:
-    """The jobs ahead of it in a call would eat a limit under a second away."""
+    """The jobs ahead of it in a call would eat a limit under 20 calls' budget away."""
     jobs = _queue(image=0.012)
-    slots = _limited("image", [0.5, 0.5, 0.5])
+    slots = _limited("image", [1.5, 1.5, 1.5])
     jobs.put(slots)
     assert [jobs.take(0.1) for _ in range(3)] == [[slot] for slot in slots]

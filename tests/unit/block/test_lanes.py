@@ -558,3 +558,65 @@ def test_a_lane_expects_its_call_to_answer_by_its_tasks_recent_run_time() -> Non
         assert expected is not None and abs(expected - (sent + 0.4)) < 0.2
     finally:
         stop.set()
+
+
+class _GatedWorker(ThreadWorker):
+    """Runs no job until ``open`` is set; counts the calls it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(self._wait)
+        self.open = threading.Event()
+        self.calls: list[int] = []
+
+    def submit(self, assignments: list[Assignment]) -> Any:
+        self.calls.append(len(assignments))
+        return super().submit(assignments)
+
+    def _wait(self, assignments: list[Assignment]) -> list[Outcome]:
+        assert self.open.wait(TIMEOUT)
+        return [Outcome(status=Status.SUCCEEDED, started_at=time.time()) for _ in assignments]
+
+    def kill(self) -> None:
+        raise AssertionError("no job here runs past its limit")
+
+
+def test_a_lane_sends_quick_jobs_about_two_calls_ahead_not_as_deep_as_it_may() -> None:
+    """Jobs sent to a worker can start nowhere else, not even on a block that runs out of
+    work first (``handover.share``): a lane keeps one call waiting behind the running one,
+    not the four its depth allows (issue #15: calls of 100 ms, four deep, would hold 0.4 s
+    of work out of reach)."""
+    planner = BatchPlanner()
+    now = time.time()
+    planner.observe("image", Outcome(status=Status.SUCCEEDED, started_at=now - 0.012,
+                                     finished_at=now))  # fmt: skip
+    jobs = JobQueue(planner)
+    events: queue.SimpleQueue[LaneEvent] = queue.SimpleQueue()
+    stop = threading.Event()
+    worker = _GatedWorker()
+    lane = WorkerLane(worker, 0, jobs, events, 0, stop, 4)
+    jobs.put([_slot(f"image-{i}", task="image") for i in range(40)])
+    lane.start()
+    try:
+        _until(lambda: len(worker.calls) >= 2)
+        per_call = worker.calls[0]
+        assert per_call == 8  # 100 ms of 12 ms jobs
+        # A third call would go within TOP_UP_SECONDS (2 ms) if the lane sent as deep as it may.
+        assert not _within(0.2, lambda: len(worker.calls) > 2)
+        assert len(jobs) == 40 - 2 * per_call
+        worker.open.set()
+        done = [events.get(timeout=TIMEOUT).slot for _ in range(40)]
+        assert sorted(slot.key for slot in done if slot) == sorted(f"image-{i}" for i in range(40))
+        assert sum(worker.calls) == 40
+    finally:
+        worker.open.set()
+        stop.set()
+
+
+def _within(seconds: float, condition: Any) -> bool:
+    """Whether ``condition`` becomes true within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return bool(condition())
