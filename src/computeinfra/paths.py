@@ -88,6 +88,21 @@ def safe_output_path(result_dir: Path, name: str, resolved: str | None = None) -
     base = resolved or os.path.realpath(result_dir)
     target = os.path.realpath(os.path.join(base, name))
     # Strictly inside: the folder itself is no file's name.
-    if not target.startswith(base.rstrip(os.sep) + os.sep):
+    if target == base or not target.startswith(base.rstrip(os.sep) + os.sep):
         raise PathError(f"output name {name!r} leaves the job's result directory")
+    if _link_left(base, target):
+        raise PathError(f"output name {name!r} goes through a symlink loop")
     return Path(target)
+
+
+def _link_left(base: str, target: str) -> bool:
+    """Whether a part of ``target`` below ``base`` is still a symlink. ``realpath``
+    resolves every link it can, and leaves one in a loop as it is, stripping any ``..``
+    after it as text: ``loop/../out/x`` comes out as ``<base>/out/x``, inside by its text
+    while ``out`` may point anywhere. One ``lstat`` per part (one for a plain name)."""
+    current = base
+    for part in target[len(base) :].strip(os.sep).split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return True
+    return False

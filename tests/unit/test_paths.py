@@ -86,3 +86,24 @@ def test_output_names_stay_in_the_result_dir(tmp_path: Path) -> None:
         safe_output_path(tmp_path, "../a.jpg")
     with pytest.raises(PathError):
         safe_output_path(tmp_path, "/tmp/a.jpg")
+
+
+def test_an_output_name_through_a_symlink_loop_cannot_leave_the_result_dir(
+    tmp_path: Path,
+) -> None:
+    """``os.path.realpath`` (and ``Path.resolve``, which it replaced) leaves a symlink loop
+    unresolved and strips the ``..`` after it as text, so ``loop/../out/x`` came out as
+    ``<result_dir>/out/x``, inside by its text, while ``out`` points elsewhere: a job wrote
+    outside its folder (found by a review of issue #15's change 21; on ``03e2265`` too)."""
+    result_dir, outside = tmp_path / "r", tmp_path / "outside"
+    result_dir.mkdir()
+    outside.mkdir()
+    (result_dir / "loop").symlink_to(result_dir / "loop")
+    (result_dir / "out").symlink_to(outside)
+    for name in ("loop/../out/x.jpg", "loop/x.jpg", "loop"):
+        with pytest.raises(PathError, match="symlink"):
+            safe_output_path(result_dir, name)
+    # A link that resolves inside is followed as before.
+    (result_dir / "sub").mkdir()
+    (result_dir / "here").symlink_to(result_dir / "sub")
+    assert safe_output_path(result_dir, "here/x.jpg") == result_dir.resolve() / "sub" / "x.jpg"

@@ -8,13 +8,8 @@ from PIL import Image
 
 from computeinfra.errors import RequestError, TaskError
 from computeinfra.tasks import TaskContext, TaskRegistry, load_registry
-from computeinfra.tasks.context import (
-    InputRoots,
-    OutputJournal,
-    discard_job_files,
-    journal_name,
-    journal_names,
-)
+from computeinfra.tasks.context import InputRoots, discard_job_files
+from computeinfra.tasks.journal import OutputJournal, journal_name, journal_names
 from computeinfra.tasks.sleep import sleep as sleep_task
 
 

@@ -5,9 +5,9 @@ worker's, measured on 1,600 image jobs of 10 to 12 ms (docs/performance.md, chan
 2 cores that is taken from the work itself. Jobs of a task whose recent runs were short go
 to the worker together, so one call serves several; anything longer, or of a task not seen
 yet, goes alone, so that a crash or a time limit is pinned on exactly one job (see
-``pipeline.py``). The price: a job's answer waits for the end of its call, which is no
-more than its answer would wait for the next ones anyway (``commits.py``: five times a
-job's run time, at most 100 ms).
+``pipeline.py``). The price: a job's answer waits for the end of its call, up to
+``CALL_BUDGET_SECONDS`` of work behind it (the first of 8 jobs of 12 ms, 84 ms), where
+alone it would wait for the next answers five times its run time (``commits.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ __all__ = ["BatchPlanner", "limits_share"]
 # its call's cost would be more than about a tenth of its work.
 QUICK_JOB_SECONDS = 0.025
 # One call's expected run time stays under this, so no answer is held back for long. 100 ms,
-# not 50: 10 ms images went 3 to a call, 6 now, and each call costs Ray's work on both
-# sides (the supervisors' CPU per image -17 %, the workers' -6 %, the wall time of 400
-# images -6.5 %: docs/performance.md, change 21).
+# not 50: images of 12 to 16 ms (as timed on two busy cores) went 3 or 4 to a call, 6 to 8
+# now, and each call costs Ray's work on both sides (docs/performance.md, change 21).
 CALL_BUDGET_SECONDS = 0.1
 MAX_JOBS_PER_CALL = 32
 # A call's time limit is its jobs' one, counted from the call's start (``pipeline.py``), so

@@ -33,7 +33,8 @@ from computeinfra.protocol import (
     decode_cancel,
     key_text,
 )
-from computeinfra.tasks.context import discard_job_files, forget_dead_journals, journal_names
+from computeinfra.tasks.context import discard_job_files
+from computeinfra.tasks.journal import forget_dead_journals, journal_names
 
 from .jobs import Assignment
 
@@ -119,7 +120,7 @@ def discard_written(
     settings: Settings, key: str, result_dir: str, outputs: Sequence[Output], block: int
 ) -> int:
     """Remove what a cancelled job wrote: the ``outputs`` its attempt said it wrote, and
-    what the workers' journals list for it (a killed attempt's; ``tasks/context.py``).
+    what the workers' journals list for it (a killed attempt's; ``tasks/journal.py``).
     Never raises: the job's answer must not wait on a file."""
     root = settings.results_root
     try:

@@ -30,7 +30,7 @@ from .jobs import Failure, NotRun
 from .pipeline import AttemptQueue, Result
 from .slots import Slot
 from .worker import WorkerPort
-from .worker_link import WorkerLink
+from .worker_link import ProgressRelay, WorkerLink
 
 __all__ = ["LaneEvent", "WorkerLane"]
 
@@ -47,8 +47,6 @@ LONG_WAIT_SECONDS = 0.5
 TAKE_WAIT_SECONDS = 0.2
 # How long a worker may take to pass a cancel on to its running job.
 ASK_TO_STOP_SECONDS = 1.0
-# How often a lane asks the job its worker has run this long, alone, for its progress.
-PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,7 @@ class WorkerLane:
         self._cancelled: Slot | None = None  # the cancelled job asked to stop
         self._kill_at = 0.0  # monotonic: when its worker is killed if it has not stopped
         self._killed: Slot | None = None
-        self._progress_at = 0.0  # monotonic: when to ask the running job's progress next
-        self._told: Progress | None = None  # the progress last passed on
+        self._progress = ProgressRelay(worker)
         self._thread: threading.Thread | None = None
         self._block = block
         self.restarting = False
@@ -215,7 +212,7 @@ class WorkerLane:
         # Sent enough, or a job that is not quick: nothing to add before a call answers (which
         # ends the wait), so no look every TOP_UP_SECONDS meanwhile.
         if len(self._queue) >= self._depth or overdue or not self._may_send_more():
-            return min(LONG_WAIT_SECONDS, max(deadline - time.monotonic(), 0.0))
+            return self._long_wait(deadline, overdue)
         group = self._jobs.take_quick()
         if group:
             self._send(group)
@@ -265,24 +262,13 @@ class WorkerLane:
         return LONG_WAIT_SECONDS if self._killed is not slot else 0.0
 
     def _pass_progress_on(self, running: Slot | None) -> None:
-        """Every ``PROGRESS_SECONDS``, ask the job the worker has been on for some time what
-        it last said of its progress, and hand it to the supervisor if it is new. Never in
-        the job's way: a worker that does not answer in time is asked again later."""
-        now, head = time.monotonic(), self._queue.head_since()
-        if (
-            running is None
-            or running.assignment is None
-            or head is None
-            or now < max(self._progress_at, head[0] + PROGRESS_SECONDS)
-        ):
+        """Hand the supervisor what the job the worker is on said of its progress, if it is
+        new (``ProgressRelay``)."""
+        head = self._queue.head_since()
+        if running is None or running.assignment is None or head is None:
             return
-        self._progress_at = now + PROGRESS_SECONDS
-        try:
-            said = self.worker.progress(running.assignment.key, PROGRESS_SECONDS)
-        except Exception:
-            return
-        if said is not None and said != self._told:
-            self._told = said
+        said = self._progress.news(running.assignment.key, head[0])
+        if said is not None:
             self._events.put(LaneEvent(running, progress=said))
 
     def _ask_to_stop(self, key: str) -> bool:
@@ -308,15 +294,29 @@ class WorkerLane:
         _log.info("block %s lane %s: took back %d job(s) queued behind a long one",
                   self._block, self.index, len(back))  # fmt: skip
 
+    def _long_wait(self, deadline: float, overdue: bool) -> float:
+        """How long to wait for the running call's answer before looking again: until its
+        deadline, ``LONG_WAIT_SECONDS`` at most, and, while jobs wait behind it at the
+        worker, no later than when it turns overdue (``_rescue`` then takes them back)."""
+        now = time.monotonic()
+        wait = min(LONG_WAIT_SECONDS, max(deadline - now, 0.0))
+        at = None if overdue or len(self._sent) < 2 else self._overdue_at()
+        return wait if at is None else min(wait, max(at - now, TOP_UP_SECONDS))
+
     def _head_overdue(self) -> bool:
         """Whether the job running has taken longer than its task's jobs usually do: one
         task's jobs can differ (a 0 s and a 45 s ``sleep``), and nothing may be queued
         behind one that turns out long."""
+        at = self._overdue_at()
+        return at is not None and time.monotonic() > at
+
+    def _overdue_at(self) -> float | None:
+        """When (monotonic) the call the worker is on turns overdue; None if none runs."""
         running = self._queue.head_since()
         if running is None:
-            return False
+            return None
         since, jobs = running
-        return time.monotonic() - since > 2 * self._head_work(jobs) + PIPELINE_SECONDS
+        return since + 2 * self._head_work(jobs) + PIPELINE_SECONDS
 
     def _head_work(self, jobs: int) -> float:
         """The expected run time of the call the worker is on, its ``jobs`` first jobs sent

@@ -18,7 +18,8 @@ from computeinfra.config import Settings
 from computeinfra.errors import PathError, Retry
 from computeinfra.paths import resolve_result_dir
 from computeinfra.protocol import ErrorInfo, FailureKind, Progress, Status
-from computeinfra.tasks.context import OutputJournal, TaskContext, journal_name
+from computeinfra.tasks.context import TaskContext
+from computeinfra.tasks.journal import OutputJournal, journal_name
 from computeinfra.tasks.registry import load_registry
 
 from .calls import CallGate

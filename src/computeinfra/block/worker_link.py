@@ -1,5 +1,5 @@
 """A supervisor's link to its worker process: which process it sends to, and waiting for a
-new one after a loss.
+new one after a loss; and what the job running there says of its progress.
 
 Ray fails a call to a worker it is still restarting at once (ActorUnavailableError), and a
 call sent right after ``kill`` can still reach the old process and die with it; either
@@ -13,9 +13,11 @@ import logging
 import threading
 import time
 
+from computeinfra.protocol import Progress
+
 from .worker import WorkerPort
 
-__all__ = ["WorkerLink"]
+__all__ = ["PROGRESS_SECONDS", "ProgressRelay", "WorkerLink"]
 
 _log = logging.getLogger("computeinfra.supervisor")
 WORKER_BACK_TIMEOUT_SECONDS = 120.0
@@ -23,6 +25,8 @@ WORKER_ASK_TIMEOUT_SECONDS = 5.0
 WORKER_POLL_SECONDS = 0.05
 FIRST_ANSWER_TIMEOUT_SECONDS = 60.0
 LOSING_ASK_TIMEOUT_SECONDS = 1.0
+# How often a lane asks the job its worker has run this long, alone, for its progress.
+PROGRESS_SECONDS = 0.5
 
 
 class WorkerLink:
@@ -74,3 +78,30 @@ class WorkerLink:
             _log.warning(
                 "block %s: no new worker after %.0f s", self._block, WORKER_BACK_TIMEOUT_SECONDS
             )
+
+
+class ProgressRelay:
+    """What the job a worker has been on for ``PROGRESS_SECONDS`` last said of its progress,
+    asked every ``PROGRESS_SECONDS``, when it is new. Never in the job's way: a worker that
+    does not answer in time is asked again later."""
+
+    def __init__(self, worker: WorkerPort) -> None:
+        self._worker = worker
+        self._at = 0.0  # monotonic: when to ask next
+        self._told: Progress | None = None  # the progress last passed on
+
+    def news(self, key: str, running_since: float) -> Progress | None:
+        """What the job ``key``, on the worker since ``running_since`` (monotonic), said
+        that was not passed on yet; None when nothing is due, or nothing is new."""
+        now = time.monotonic()
+        if now < max(self._at, running_since + PROGRESS_SECONDS):
+            return None
+        self._at = now + PROGRESS_SECONDS
+        try:
+            said = self._worker.progress(key, PROGRESS_SECONDS)
+        except Exception:
+            return None
+        if said is None or said == self._told:
+            return None
+        self._told = said
+        return said

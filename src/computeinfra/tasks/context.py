@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -15,7 +13,6 @@ from numbers import Real
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
 from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
@@ -23,84 +20,19 @@ from computeinfra.errors import Cancelled, PathError
 from computeinfra.paths import resolve_input, safe_output_path
 from computeinfra.protocol import Output, Progress
 
-__all__ = [
-    "TEMP_SUFFIX",
-    "InputRoots",
-    "OutputJournal",
-    "TaskContext",
-    "check_input_file",
-    "discard_job_files",
-    "forget_dead_journals",
-    "journal_name",
-    "journal_names",
-]
+from .journal import OutputJournal, job_tag
+
+__all__ = ["TEMP_SUFFIX", "InputRoots", "TaskContext", "check_input_file", "discard_job_files"]
 
 TEMP_SUFFIX = ".tmp"
 WRITING_SUFFIX = ".writing"
-# A worker's journal is cut back to nothing at a job's start once it is this long.
-JOURNAL_MAX_BYTES = 1 << 20
-
-
-def _tag(key: str) -> str:
-    """Marks a job's temporary files, so a later attempt can find and remove them."""
-    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:12]
-
-
-class OutputJournal:
-    """One per worker process: the names its jobs begin to write, a line each
-    (``<tag> TAB <name>``), so that what an attempt killed mid-run wrote can be found once
-    its process is gone (``discard_job_files``). One file kept open, appended to and never
-    synced (the page cache outlives a killed process): a write a file, where a journal per
-    job (created, then removed) cost 0.1 to 0.7 ms a job beside each output's ``fsync``."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def begin(self) -> None:
-        """A job starts: the lines of finished ones are not needed any more."""
-        if os.fstat(self._fd).st_size > JOURNAL_MAX_BYTES:
-            os.ftruncate(self._fd, 0)
-
-    def note(self, key: str, name: str) -> None:
-        os.write(self._fd, f"{_tag(key)}\t{name}\n".encode())
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def journal_name(pid: int) -> str:
-    """The journal file of worker process ``pid`` on this host."""
-    return f"worker-{socket.gethostname()}-{pid}.outputs"
-
-
-def forget_dead_journals(folder: Path) -> None:
-    """Remove the journals of this host's worker processes that are gone (read first)."""
-    for journal in folder.glob(f"worker-{socket.gethostname()}-*.outputs"):
-        pid = journal.name.removesuffix(".outputs").rsplit("-", 1)[-1]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            journal.unlink(missing_ok=True)
-
-
-def journal_names(journals: Iterable[Path], key: str) -> list[str]:
-    """The names the journals list for the job ``key``."""
-    prefix = _tag(key) + "\t"
-    names: list[str] = []
-    for journal in journals:
-        try:
-            lines = journal.read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        names += [line[len(prefix) :] for line in lines if line.startswith(prefix)]
-    return names
 
 
 def discard_job_files(result_dir: Path, key: str, names: Iterable[str] = ()) -> int:
     """Remove what the job ``key`` wrote in ``result_dir``: ``names`` (relative to it) and
     their temporaries. Names that would leave ``result_dir`` are skipped. Returns the files
     removed."""
-    tag = _tag(key)
+    tag = job_tag(key)
     removed = 0
     for name in dict.fromkeys(names):
         try:
@@ -162,7 +94,7 @@ class TaskContext:
     # its innermost loop; a ``Progress`` is made only when the block asks for it.
     _said: tuple[float, float | None, str | None, float] | None = field(default=None, repr=False)
     # ``result_dir`` and ``results_root`` resolved, once a job's first output asks.
-    _resolved: tuple[str, str] | None = field(default=None, repr=False)
+    _resolved: tuple[str, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def last_progress(self) -> Progress | None:
@@ -251,7 +183,7 @@ class TaskContext:
 
     @property
     def _tag(self) -> str:
-        return _tag(self.key)
+        return job_tag(self.key)
 
     def _note(self, target: Path) -> None:
         """List ``target`` in the worker's journal before it is written."""
@@ -272,7 +204,7 @@ class TaskContext:
         whatever attempt number its block gives it, finds it with one ``stat``."""
         if change > 0 and not self._writing:
             # Made as ``Path.touch`` would, without its ``utime`` first (a path walk more).
-            os.close(os.open(self._marker, os.O_CREAT | os.O_WRONLY, 0o644))
+            os.close(os.open(self._marker, os.O_CREAT | os.O_WRONLY, 0o666))
         self._writing += change
         if not self._writing:
             self._marker.unlink(missing_ok=True)
