@@ -1,6 +1,10 @@
 """Path confinement: every file a job reads or writes stays under a configured root.
 
-Paths are checked after resolving symlinks and ``..``, so neither can be used to step out.
+Paths are checked after resolving symlinks and ``..``, so neither can be used to step out,
+and every check is ``inside``: ``os.path.realpath`` (like ``Path.resolve``) leaves a symlink
+in a loop as it is and, up to Python 3.12, strips the ``..`` after it as text, so
+``loop/../out`` comes out as ``<root>/out``, inside by its text, while ``out`` may point
+anywhere. A resolved path with a symlink still in it is not inside.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from computeinfra.errors import PathError
 
-__all__ = ["resolve_input", "resolve_result_dir", "safe_output_path"]
+__all__ = ["inside", "resolve_input", "resolve_result_dir", "safe_output_path"]
 
 MAX_PATH_CHARS = 1024
 # One search, not a test per character in Python: every record's paths are checked at intake.
@@ -28,9 +32,25 @@ def _check_text(value: str, what: str) -> None:
         raise PathError(f"{what} contains control characters")
 
 
-def _within(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or under it (both resolved)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+def inside(root: str, path: str) -> bool:
+    """Whether ``path``, resolved by ``os.path.realpath``, lies strictly under ``root``
+    (resolved) with no symlink left in it below ``root``."""
+    return _under(root, path) and not _link_left(root, path)
+
+
+def _under(root: str, path: str) -> bool:
+    return path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _link_left(root: str, path: str) -> bool:
+    """Whether a part of ``path`` (under ``root``) is still a symlink once resolved: one in
+    a loop (one ``lstat`` a part)."""
+    current = root
+    for part in path[len(root) :].strip(os.sep).split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return True
+    return False
 
 
 def resolve_result_dir(results_root: Path, result_dir: str, root: Path | None = None) -> Path:
@@ -46,8 +66,12 @@ def resolve_result_dir(results_root: Path, result_dir: str, root: Path | None = 
         )
     base = str(root or results_root.resolve())
     target = os.path.realpath(os.path.join(base, result_dir))
+    if _under(base, target) and _link_left(base, target):
+        raise PathError(
+            f"result_dir {result_dir!r} goes through a symlink loop", field="result_dir"
+        )
     # Strictly inside: the root itself is no job's folder.
-    if not target.startswith(base.rstrip(os.sep) + os.sep) or target == base:
+    if not _under(base, target):
         raise PathError(
             f"result_dir {result_dir!r} leaves the results root; use a sub-folder such as 'demo'",
             field="result_dir",
@@ -65,7 +89,9 @@ def resolve_input(input_roots: Sequence[Path], path: str) -> Path:
     outside: str | None = None
     for candidate in candidates:
         resolved = os.path.realpath(candidate)
-        if not any(_within(resolved, root) for root in roots):
+        if any(_under(root, resolved) and _link_left(root, resolved) for root in roots):
+            raise PathError(f"input {path!r} goes through a symlink loop")
+        if not any(_under(root, resolved) for root in roots):
             outside = resolved
             continue
         if os.path.isfile(resolved):
@@ -87,22 +113,9 @@ def safe_output_path(result_dir: Path, name: str, resolved: str | None = None) -
     _check_text(name, "output name")
     base = resolved or os.path.realpath(result_dir)
     target = os.path.realpath(os.path.join(base, name))
-    # Strictly inside: the folder itself is no file's name.
-    if target == base or not target.startswith(base.rstrip(os.sep) + os.sep):
-        raise PathError(f"output name {name!r} leaves the job's result directory")
-    if _link_left(base, target):
+    if _under(base, target) and _link_left(base, target):
         raise PathError(f"output name {name!r} goes through a symlink loop")
+    # Strictly inside: the folder itself is no file's name.
+    if not _under(base, target):
+        raise PathError(f"output name {name!r} leaves the job's result directory")
     return Path(target)
-
-
-def _link_left(base: str, target: str) -> bool:
-    """Whether a part of ``target`` below ``base`` is still a symlink. ``realpath``
-    resolves every link it can, and leaves one in a loop as it is, stripping any ``..``
-    after it as text: ``loop/../out/x`` comes out as ``<base>/out/x``, inside by its text
-    while ``out`` may point anywhere. One ``lstat`` per part (one for a plain name)."""
-    current = base
-    for part in target[len(base) :].strip(os.sep).split(os.sep):
-        current = os.path.join(current, part)
-        if os.path.islink(current):
-            return True
-    return False

@@ -101,6 +101,19 @@ def test_downloads_stay_inside_the_results_root(app: TestClient, tmp_path: Path)
     assert app.get("/api/files/%2e%2e/secret.txt").status_code == 404
 
 
+def test_a_download_through_a_symlink_loop_is_refused(app: TestClient, tmp_path: Path) -> None:
+    """``loop/../out/secret.txt`` resolved to ``<results>/out/secret.txt`` and was served
+    from wherever ``out`` points (issue #15's change 21 review; on ``0452639`` too)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("no")
+    (results / "loop").symlink_to(results / "loop")
+    (results / "out").symlink_to(tmp_path / "outside")
+    assert app.get("/api/files/out/secret.txt").status_code == 404
+    assert app.get("/api/files/loop/%2e%2e/out/secret.txt").status_code == 404
+
+
 def test_safe_names() -> None:
     assert safe_name("C:\\photos\\cat.jpg") == "cat.jpg"
     assert safe_name("..") == "upload"

@@ -7,9 +7,10 @@ supervisor's thread, which decides what happens next (answer, retry), so middlew
 always run on that one thread.
 
 A lane keeps more than one call queued at its worker only while what it has sent is known
-to be quick (``batching.py``), and about two calls' worth of work at most
-(``SEND_AHEAD_SECONDS``): a job sent to a worker can no longer start elsewhere, on a block
-that runs out of work first (``handover.share``).
+to be quick (``batching.py``), and about two calls' worth of work at most (under
+``SEND_AHEAD_SECONDS`` before the last call went, so up to about 250 ms): a job sent to a
+worker can no longer start elsewhere, on a block that runs out of work first
+(``handover.share``).
 """
 
 from __future__ import annotations

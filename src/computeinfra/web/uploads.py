@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from computeinfra.errors import PathError, RequestError
-from computeinfra.paths import resolve_input
+from computeinfra.paths import inside, resolve_input
 from computeinfra.web.models import Upload
 
 __all__ = ["UploadTooLarge", "result_file", "safe_name", "save_upload"]
@@ -66,8 +66,8 @@ def result_file(results_root: Path, relative: str) -> Path:
     leaves the root or is not a file."""
     if not relative or "\x00" in relative or os.path.isabs(relative):
         raise PathError(f"{relative!r} is not a path relative to the results root")
-    root = results_root.resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    root = os.path.realpath(results_root)
+    target = os.path.realpath(os.path.join(root, relative))
+    if not inside(root, target) or not os.path.isfile(target):
         raise PathError(f"no result file {relative!r}; the path is relative to the results root")
-    return target
+    return Path(target)
