@@ -1,10 +1,10 @@
 """Path confinement: every file a job reads or writes stays under a configured root.
 
-Paths are checked after resolving symlinks and ``..``, so neither can be used to step out,
-and every check is ``inside``: ``os.path.realpath`` (like ``Path.resolve``) leaves a symlink
-in a loop as it is and, up to Python 3.12, strips the ``..`` after it as text, so
-``loop/../out`` comes out as ``<root>/out``, inside by its text, while ``out`` may point
-anywhere. A resolved path with a symlink still in it is not inside.
+Paths are checked after resolving symlinks and ``..``, so neither can be used to step out.
+``os.path.realpath`` (like ``Path.resolve``) leaves a symlink in a loop as it is and, up to
+Python 3.12, strips the ``..`` after it as text, so ``loop/../out`` comes out as
+``<root>/out``, inside by its text, while ``out`` may point anywhere: every check also
+refuses a resolved path with a symlink still in it (``inside``, ``_link_left``).
 """
 
 from __future__ import annotations
