@@ -64,10 +64,14 @@ class TaskStats:
 
     def snapshot(self) -> dict[str, Any]:
         done = sum(self.completed.values())
+        # Both topics come through one consumer with no order between them, so an answer
+        # can be read before its request: a job answered was submitted, and the figure (a
+        # Prometheus counter too) never goes below the answers nor back down.
+        submitted = max(self.submitted, done)
         return {
-            "submitted": self.submitted,
+            "submitted": submitted,
             **self.completed,
-            "in_flight": max(self.submitted - done, 0),
+            "in_flight": submitted - done,
             "attempts": self.attempts,
             "queue_wait": self.queue_wait.summary(),
             "run_time": self.run_time.summary(),

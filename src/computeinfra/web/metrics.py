@@ -37,7 +37,9 @@ def _histogram(name: str, doc: str, tasks: dict[str, Any], field: str) -> Histog
 def _job_metrics(analyzer: dict[str, Any]) -> Iterator[Metric]:
     tasks: dict[str, Any] = analyzer.get("tasks", {})
     submitted = CounterMetricFamily(
-        f"{PREFIX}_jobs_submitted", "Requests seen on pendingJobs.", labels=["task"]
+        f"{PREFIX}_jobs_submitted",
+        "Requests seen on pendingJobs, or answered if read first.",
+        labels=["task"],
     )
     completed = CounterMetricFamily(
         f"{PREFIX}_jobs_completed", "Completions committed, by status.", labels=["task", "status"]

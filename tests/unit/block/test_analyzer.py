@@ -45,3 +45,19 @@ def test_counts_and_percentiles_per_task() -> None:
     assert snap["totals"]["succeeded"] == 100
     assert snap["worker_restarts"] == {"total": 1, "by_block": {"1": 1}}
     assert snap["backlog"] == 7
+
+
+def test_a_completion_read_before_its_request_still_counts_as_submitted() -> None:
+    """The analyzer reads both topics through one consumer, with no order between them: in
+    CI it read 12 successes and 3 rejections while it had read 9 requests, and reported 9
+    submitted jobs, fewer than it had answered."""
+    analyzer = Analyzer()
+    for i in range(3):
+        analyzer.completed(completion(f"k{i}", "wc", Status.SUCCEEDED, 0, 0))
+    analyzer.submitted("wc")
+    early = analyzer.snapshot()["tasks"]["wc"]
+    assert (early["submitted"], early["succeeded"], early["in_flight"]) == (3, 3, 0)
+    for _ in range(3):  # the other two requests, and one not answered yet
+        analyzer.submitted("wc")
+    late = analyzer.snapshot()["tasks"]["wc"]
+    assert (late["submitted"], late["succeeded"], late["in_flight"]) == (4, 3, 1)
