@@ -95,6 +95,8 @@ def _latency_cell(got: dict[str, Any] | None, label: str) -> str:
 
 
 def _real_rows(report: dict[str, Any]) -> list[Row]:
+    """The last run of the images (``realwork.RUNS``) against the targets, and the first
+    on its own row: a fresh broker still compiles its transaction code (change 23)."""
     real = report.get("real_work", {})
     if "computeinfra" not in real:
         return []
@@ -116,6 +118,24 @@ def _real_rows(report: dict[str, Any]) -> list[Row]:
         real["ratio_vs_celery"] = ahead = ours / celery
         rows.append((f"{jobs} images, ours/Celery", f"{ahead:.2f}x", DASH, DASH, DASH,
                      "< 1x (ahead of Celery)", _met(ahead < 1.0)))  # fmt: skip
+    return rows + _first_run_rows(real, jobs)
+
+
+def _first_run_rows(real: dict[str, Any], jobs: int) -> list[Row]:
+    """The first of the runs, each system against the Pool's first (no target)."""
+    ours, pool = real["computeinfra"].get("first_seconds"), real.get("pool_first_seconds")
+    if ours is None or pool is None:
+        return []
+    cells = [real.get(peer, {}).get("first_seconds") for peer in ("celery", "dramatiq")]
+    celery, dramatiq = (DASH if s is None else _vs(s, pool) for s in cells)
+    rows: list[Row] = [
+        (f"{jobs} images, the first run (x the Pool's first)", _vs(ours, pool), celery,
+         dramatiq, f"{pool:.2f}", DASH, DASH),
+    ]  # fmt: skip
+    if cells[0]:
+        real["first_ratio_vs_celery"] = first = ours / cells[0]
+        rows.append((f"{jobs} images, the first run, ours/Celery", f"{first:.2f}x", DASH,
+                     DASH, DASH, DASH, DASH))  # fmt: skip
     return rows
 
 
