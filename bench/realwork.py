@@ -23,18 +23,19 @@ __all__ = [
     "peer_seconds",
     "pool_runs",
     "pool_seconds",
-    "twice",
+    "repeated",
 ]
 
 QUALITY = 50
 SIZE = (1024, 768)
 RESULT_TIMEOUT_SECONDS = 1800.0
-# Every system runs the images this many times in a row. The first run finds a broker that
-# has only carried no-op jobs: ours still compiles its transaction code then (its C1
-# compiler thread 0.43 ms of CPU an image in a stack's first run, 0.12 in its third), while
-# Celery's runs take the same time (docs/performance.md, change 23). The last run is the
-# steady state a cluster running batches is in; both are reported.
-RUNS = 2
+# Every system runs the images this many times in a row, and the last run is checked against
+# the targets. The first finds a broker that has only carried no-op jobs: ours still
+# compiles its transaction code then (its C1 compiler thread 0.43 ms of CPU an image in a
+# stack's first run, 0.27 in its second, 0.12 in its third), while Celery's runs take the
+# same time (docs/performance.md, change 23). The last is nearer the steady state of a
+# cluster running batches; the first is reported too.
+RUNS = 3
 
 
 def noop(_item: int) -> None:
@@ -87,12 +88,14 @@ def pool_runs(processes: int, fn: Callable[[Any], Any], items: list[Any], runs: 
 
 
 def pool_seconds(processes: int, fn: Callable[[Any], Any], items: list[Any]) -> float:
+    """Seconds of one map of ``fn`` over ``items`` on a fresh Pool (``make floor``)."""
     return pool_runs(processes, fn, items, 1)[0]
 
 
-def twice(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``measure`` run ``RUNS`` times in a row: the last run's figures, with every run's
-    seconds (``runs``) and the first's (``first_seconds``)."""
+def repeated(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure`` run ``RUNS`` times in a row: the last run's figures (``jobs`` is one
+    run's), with every run's seconds (``runs``), the first's (``first_seconds``), and the
+    failures of all of them."""
     found = [measure() for _ in range(RUNS)]
     seconds = [run["seconds"] for run in found]
     failures = sum(run["failures"] for run in found)

@@ -96,7 +96,7 @@ def _latency_cell(got: dict[str, Any] | None, label: str) -> str:
 
 def _real_rows(report: dict[str, Any]) -> list[Row]:
     """The last run of the images (``realwork.RUNS``) against the targets, and the first
-    on its own row: a fresh broker still compiles its transaction code (change 23)."""
+    on rows of its own: a fresh broker still compiles its transaction code (change 23)."""
     real = report.get("real_work", {})
     if "computeinfra" not in real:
         return []
@@ -126,14 +126,12 @@ def _first_run_rows(real: dict[str, Any], jobs: int) -> list[Row]:
     ours, pool = real["computeinfra"].get("first_seconds"), real.get("pool_first_seconds")
     if ours is None or pool is None:
         return []
-    cells = [real.get(peer, {}).get("first_seconds") for peer in ("celery", "dramatiq")]
-    celery, dramatiq = (DASH if s is None else _vs(s, pool) for s in cells)
     rows: list[Row] = [
-        (f"{jobs} images, the first run (x the Pool's first)", _vs(ours, pool), celery,
-         dramatiq, f"{pool:.2f}", DASH, DASH),
+        (f"{jobs} images, the first run (x the Pool's first)", _vs(ours, pool),
+         *_peers_vs(real, pool, "first_seconds"), f"{pool:.2f}", DASH, DASH),
     ]  # fmt: skip
-    if cells[0]:
-        real["first_ratio_vs_celery"] = first = ours / cells[0]
+    if celery := real.get("celery", {}).get("first_seconds"):
+        real["first_ratio_vs_celery"] = first = ours / celery
         rows.append((f"{jobs} images, the first run, ours/Celery", f"{first:.2f}x", DASH,
                      DASH, DASH, DASH, DASH))  # fmt: skip
     return rows
@@ -143,9 +141,10 @@ def _vs(seconds: float, baseline: float) -> str:
     return f"{seconds:.2f} ({seconds / baseline:.2f}x)"
 
 
-def _peers_vs(real: dict[str, Any], baseline: float) -> tuple[str, str]:
-    """The Celery and Dramatiq cells of a real-work row (``—`` for a peer not run)."""
-    cells = [real.get(peer, {}).get("seconds") for peer in ("celery", "dramatiq")]
+def _peers_vs(real: dict[str, Any], baseline: float, key: str = "seconds") -> tuple[str, str]:
+    """The Celery and Dramatiq cells of a real-work row (``—`` for a peer not run): their
+    last run, or the run ``key`` names."""
+    cells = [real.get(peer, {}).get(key) for peer in ("celery", "dramatiq")]
     celery, dramatiq = (DASH if s is None else _vs(s, baseline) for s in cells)
     return celery, dramatiq
 

@@ -11,7 +11,7 @@ Sections (``--only`` picks some, comma-separated):
 - realwork: generated 1024x768 images compressed to JPEG 50, one job per image, against a
   bare ``multiprocessing.Pool`` running the same function on the same files, and against
   one that also writes each output as a job does (temporary name, fsync, rename); each
-  system runs them twice in a row, the second against the targets (``realwork.RUNS``);
+  system runs them ``realwork.RUNS`` times in a row, the last against the targets;
 - scale: RSS of the supervisor, worker, analyzer and client processes after a checkpoint
   and after many more jobs;
 - longjob: short jobs at 20/s, p50/p95/p99, on an idle stack and beside one long job.
@@ -52,7 +52,7 @@ from realwork import (
     ours_seconds,
     peer_seconds,
     pool_runs,
-    twice,
+    repeated,
 )
 from redis_server import redis_server
 from report import HALF_LOAD, rows, save, show, write_readme
@@ -157,7 +157,7 @@ def ours(
         noop_sections(OursDriver(client), args, report)
     if "realwork" in args.sections:
         console.print(f"computeinfra: {len(images)} images")
-        report["real_work"]["computeinfra"] = twice(lambda: ours_seconds(client, images))
+        report["real_work"]["computeinfra"] = repeated(lambda: ours_seconds(client, images))
     if "scale" in args.sections:
         console.print(f"computeinfra: RSS over {args.scale_jobs:,} jobs")
         report["scale"] = run_scale(
@@ -208,7 +208,7 @@ def peers(root: Path, args: argparse.Namespace, report: dict[str, Any], images: 
                     out.mkdir()
                     run = functools.partial(driver.compress_all, str(out))
                     measure = functools.partial(peer_seconds, run, images)
-                    report["real_work"][driver.name] = twice(measure)
+                    report["real_work"][driver.name] = repeated(measure)
             gc.collect()  # drop result handles while their connections still exist
 
 

@@ -236,7 +236,7 @@ def _check_analyzer(
     def settled() -> dict | None:
         now = _counts(stack)
         ok = all(
-            now[t].get("submitted", 0) - before[t].get("submitted", 0) == submitted[t]
+            now[t].get("requests_read", 0) - before[t].get("requests_read", 0) == submitted[t]
             and now[t].get("in_flight", 0) == 0
             for t in TASKS
         )

@@ -37,9 +37,10 @@ def test_counts_and_timings_match_what_was_submitted(stack: Stack, client: Clien
         now = snapshot(stack)["tasks"].get("word-count", {})
         done = now.get("succeeded", 0) - before.get("succeeded", 0)
         rejected = now.get("rejected", 0) - before.get("rejected", 0)
-        return now if (done, rejected) == (12, 3) else None
+        read = now.get("requests_read", 0) - before.get("requests_read", 0)
+        return now if (done, rejected, read) == (12, 3, 15) else None
 
-    after = wait_for(settled, TIMEOUT, "the analyzer to count 12 successes and 3 rejections")
+    after = wait_for(settled, TIMEOUT, "the analyzer to read 15 requests and their answers")
     assert after["submitted"] - before.get("submitted", 0) == 15
     assert after["failed"] == before.get("failed", 0)
     assert after["in_flight"] == 0
@@ -74,7 +75,8 @@ def test_a_record_without_a_key_is_never_counted_in_flight(stack: Stack) -> None
 
     def counted() -> dict | None:
         now = snapshot(stack)["tasks"].get(task, {})
-        return now if now.get("rejected") == 1 else None
+        # The keyless record is no request: read as one, this would never be true.
+        return now if (now.get("rejected"), now.get("requests_read")) == (1, 1) else None
 
-    after = wait_for(counted, TIMEOUT, "the analyzer to count the keyed job's rejection")
+    after = wait_for(counted, TIMEOUT, "the analyzer to count the keyed job and its rejection")
     assert (after["submitted"], after["in_flight"]) == (1, 0)

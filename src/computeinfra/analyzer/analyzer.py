@@ -70,6 +70,7 @@ class TaskStats:
         submitted = max(self.submitted, done)
         return {
             "submitted": submitted,
+            "requests_read": self.submitted,  # as read so far: below the answers a moment
             **self.completed,
             "in_flight": submitted - done,
             "attempts": self.attempts,

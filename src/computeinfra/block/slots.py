@@ -249,7 +249,8 @@ class SlotMaker:
         completion = reject(
             _key_text(slot.message.key() or b""),
             RequestError(f"internal error: {exc!r}"),
-            task=assignment.task if assignment else None,
+            # As the analyzer counted the request (``named_task``), whatever went wrong.
+            task=assignment.task if assignment else named_task(slot.message.value()),
             result_dir=assignment.result_dir if assignment else None,
             submitted_at=assignment.submitted_at if assignment else None,
             block=self._block,

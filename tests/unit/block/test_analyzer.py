@@ -57,7 +57,9 @@ def test_a_completion_read_before_its_request_still_counts_as_submitted() -> Non
     analyzer.submitted("wc")
     early = analyzer.snapshot()["tasks"]["wc"]
     assert (early["submitted"], early["succeeded"], early["in_flight"]) == (3, 3, 0)
+    assert early["requests_read"] == 1
     for _ in range(3):  # the other two requests, and one not answered yet
         analyzer.submitted("wc")
     late = analyzer.snapshot()["tasks"]["wc"]
     assert (late["submitted"], late["succeeded"], late["in_flight"]) == (4, 3, 1)
+    assert late["requests_read"] == 4

@@ -218,3 +218,15 @@ def test_a_dead_letter_taken_up_again_is_left_as_it_is() -> None:
     (dead,) = slot.records
     maker.take_up(slot, keyless, read_before=True)  # type: ignore[arg-type]
     assert slot.records == [dead] and not handed_over(list(dead.headers))
+
+
+def test_an_internal_error_after_intake_is_answered_under_the_requests_task() -> None:
+    """A job whose assignment was already let go (a forward that raised, say) is answered
+    under the task its request names, as the analyzer counted the request: under
+    "(unreadable)", it was one job submitted there and one in flight here for good."""
+    maker, _ = _maker()
+    slot = maker.make(_Message())  # type: ignore[arg-type]
+    slot.assignment = None
+    maker.answer_error(slot, RuntimeError("a bug"))
+    assert slot.completion is not None and slot.completion.status is Status.REJECTED
+    assert slot.completion.task == "sleep"
