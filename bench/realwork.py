@@ -32,9 +32,9 @@ RESULT_TIMEOUT_SECONDS = 1800.0
 # Every system runs the images this many times in a row, and the last run is checked against
 # the targets. The first finds a broker that has only carried no-op jobs: ours still
 # compiles its transaction code then (its C1 compiler thread 0.43 ms of CPU an image in a
-# stack's first run, 0.27 in its second, 0.12 in its third), while Celery's runs take the
-# same time (docs/performance.md, change 23). The last is nearer the steady state of a
-# cluster running batches; the first is reported too.
+# stack's first run, 0.27 in its second, 0.12 in its third), while Celery's runs took the
+# same time in the same probe (docs/performance.md, change 23). The last is nearer the
+# steady state of a cluster running batches; the first is reported too.
 RUNS = 3
 
 
