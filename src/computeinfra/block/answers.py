@@ -22,7 +22,7 @@ from computeinfra.protocol import (
 
 from .jobs import Assignment, Outcome
 from .middleware import MiddlewareChain
-from .transaction import OutboxRecord
+from .records import OutboxRecord
 
 __all__ = [
     "MAX_ANSWER_RECORD_BYTES",

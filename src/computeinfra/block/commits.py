@@ -40,9 +40,10 @@ from .membership import GroupMember
 from .middleware import MiddlewareChain
 from .orphans import Key
 from .positions import CommitPlan, Positions
+from .records import OutboxRecord, PartitionLost, RecordsRefused, Withdrawn
 from .refusals import owners, smaller
 from .slots import Slot
-from .transaction import Outbox, OutboxRecord, PartitionLost, RecordsRefused, Withdrawn
+from .transaction import Outbox
 
 __all__ = ["MAX_ANSWERS_PER_TRANSACTION", "RUN_MULTIPLE", "Commits"]
 

@@ -40,8 +40,8 @@ from computeinfra.protocol import ATTEMPTS_HEADER, HANDOVERS_HEADER
 
 from .backlog import JobQueue
 from .peers import Peer, PeerBoard
+from .records import OutboxRecord
 from .slots import FORWARDED_BY_HEADER, Slot, header_pairs, record_ms
-from .transaction import OutboxRecord
 
 __all__ = ["HANDOVERS_HEADER", "MAX_HANDOVERS", "Handover", "handover_record", "handovers"]
 

@@ -19,8 +19,8 @@ from computeinfra.protocol import (
 
 from .answers import completion_record, is_stripped, refused, reject, stripped
 from .middleware.status import terminal_status
+from .records import OutboxRecord
 from .slots import Slot
-from .transaction import OutboxRecord
 
 __all__ = ["owners", "smaller"]
 

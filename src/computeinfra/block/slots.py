@@ -49,7 +49,7 @@ from .answers import (
 from .cancels import Cancels
 from .jobs import Assignment, Forward
 from .middleware import HookError, MiddlewareChain
-from .transaction import OutboxRecord
+from .records import OutboxRecord
 
 __all__ = ["Slot", "SlotMaker", "header_pairs", "longest_left", "record_ms"]
 

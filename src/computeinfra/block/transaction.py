@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError as RawKafkaError
@@ -22,6 +21,8 @@ from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from computeinfra.kafka.clients import make_producer
 
+# Named here too: middleware written against this module's ``OutboxRecord`` keeps working.
+from .records import OutboxRecord, PartitionLost, RecordsRefused, Withdrawn
 from .sidecar import Sidecar
 
 __all__ = ["Outbox", "OutboxRecord", "PartitionLost", "RecordsRefused", "Withdrawn"]
@@ -59,38 +60,6 @@ def _backoff(attempt: int) -> float:
 
 class _ProducerReplaced(Exception):
     """The transaction's producer was stuck and has been replaced; start the answer over."""
-
-
-class PartitionLost(Exception):
-    """The answer was not committed because the partition belongs to someone else now."""
-
-
-class Withdrawn(Exception):
-    """The check made before committing said no: the transaction was aborted, nothing
-    committed (``Outbox.commit``'s ``check``)."""
-
-
-class RecordsRefused(Exception):
-    """Kafka refused some records for good; nothing was committed. ``refused``: why, by
-    the record's index in the transaction; ``alone``: the indexes sent in a request of
-    their own (a refusal of one of those is its own, not its batch's)."""
-
-    def __init__(self, refused: dict[int, str], alone: frozenset[int] = frozenset()) -> None:
-        super().__init__(f"{len(refused)} record(s) refused: {sorted(set(refused.values()))}")
-        self.refused = refused
-        self.alone = alone
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
-    partition: int | None = None  # None: by key, as Kafka's default partitioner places it
-    # The record's time (ms); 0: now. A request passed on keeps its own, which is its
-    # submission time when it names none (cancels name the submission they cancel).
-    timestamp_ms: int = 0
 
 
 class Outbox:

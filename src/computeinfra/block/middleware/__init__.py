@@ -26,7 +26,7 @@ from computeinfra.protocol import Completion, Progress
 
 if TYPE_CHECKING:
     from computeinfra.block.jobs import Assignment, Failure, Forward
-    from computeinfra.block.transaction import OutboxRecord
+    from computeinfra.block.records import OutboxRecord
     from computeinfra.errors import RequestError
 
 __all__ = ["HookError", "Middleware", "MiddlewareChain"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from computeinfra.block.transaction import OutboxRecord
+from computeinfra.block.records import OutboxRecord
 from computeinfra.protocol import DEAD_TOPIC, Completion, Status
 
 from . import Middleware

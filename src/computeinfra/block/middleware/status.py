@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from computeinfra.block.jobs import Assignment
-from computeinfra.block.transaction import OutboxRecord
+from computeinfra.block.records import OutboxRecord
 from computeinfra.protocol import (
     JOB_STATUS_TOPIC,
     Completion,
