@@ -1,6 +1,7 @@
 """What a transaction carries (``OutboxRecord``), and how a commit can end without
-committing: shared by the outbox (``transaction.py``), which raises these, and the code
-that cuts transactions and answers for them (``commits.py``, ``refusals.py``)."""
+committing: shared by the outbox (``transaction.py``), which raises these, the code that
+cuts transactions (``commits.py``, ``refusals.py``), and all that makes records for one
+(answers, slots, handover, middleware), none of which needs the producer's module."""
 
 from __future__ import annotations
 
